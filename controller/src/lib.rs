@@ -1,0 +1,5 @@
+//! drover's control plane: what SHOULD run. A job file becomes a typed [`structs::Job`] in
+//! [`jobspec`]; later stages (state store, scheduler, reconciler, API) build on that model.
+
+pub mod jobspec;
+pub mod structs;

@@ -1,0 +1,309 @@
+//! What a node needs to run a task: the task model shared by the control plane (which parses and
+//! schedules it) and the node (which runs it). Types that cross the wire between server and client
+//! live here so that `runtime` never depends on `controller`.
+//!
+//! Names and defaults follow Nomad's jobspec (`task`, `resources`, `restart`, `service`, …).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Nomad's default for `kill_timeout`.
+pub const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Nomad's default `resources.cpu`, in MHz.
+pub const DEFAULT_CPU_MHZ: u64 = 100;
+/// Nomad's default `resources.memory`, in MB.
+pub const DEFAULT_MEMORY_MB: u64 = 300;
+
+/// One task of a group: a container or a process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub name: String,
+    pub driver: String,
+    pub config: TaskConfig,
+    /// Kept in file order so `NOMAD_*`-style references resolve predictably.
+    pub env: BTreeMap<String, String>,
+    pub meta: BTreeMap<String, String>,
+    pub resources: Resources,
+    /// `None` inherits the group's policy (Nomad merges task over group).
+    pub restart: Option<RestartPolicy>,
+    pub services: Vec<Service>,
+    pub artifacts: Vec<Artifact>,
+    pub constraints: Vec<Constraint>,
+    pub affinities: Vec<Affinity>,
+    pub kill_timeout: Duration,
+    /// `None` means the driver's default (SIGTERM for docker and raw_exec).
+    pub kill_signal: Option<String>,
+    pub shutdown_delay: Duration,
+    pub user: Option<String>,
+    pub leader: bool,
+    pub logs: LogConfig,
+}
+
+/// The driver-specific `config` block, typed for the drivers drover runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "driver", rename_all = "snake_case")]
+pub enum TaskConfig {
+    Docker(DockerConfig),
+    RawExec(RawExecConfig),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DockerConfig {
+    pub image: String,
+    pub command: Option<String>,
+    pub args: Vec<String>,
+    pub entrypoint: Option<Vec<String>>,
+    /// Labels of the group network ports this task binds.
+    pub ports: Vec<String>,
+    pub dns_servers: Vec<String>,
+    pub dns_search_domains: Vec<String>,
+    pub dns_options: Vec<String>,
+    pub volumes: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub network_mode: Option<String>,
+    pub hostname: Option<String>,
+    pub extra_hosts: Vec<String>,
+    pub work_dir: Option<String>,
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub init: bool,
+    pub interactive: bool,
+    pub tty: bool,
+    pub force_pull: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RawExecConfig {
+    pub command: String,
+    pub args: Vec<String>,
+    pub work_dir: Option<String>,
+}
+
+impl TaskConfig {
+    pub fn driver_name(&self) -> &'static str {
+        match self {
+            TaskConfig::Docker(_) => "docker",
+            TaskConfig::RawExec(_) => "raw_exec",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    /// MHz.
+    pub cpu: u64,
+    /// Reserved cores; 0 when `cpu` is used instead.
+    pub cores: u64,
+    /// MB.
+    pub memory: u64,
+    /// MB; 0 means no hard limit above `memory` (Nomad: memory oversubscription off).
+    pub memory_max: u64,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources {
+            cpu: DEFAULT_CPU_MHZ,
+            cores: 0,
+            memory: DEFAULT_MEMORY_MB,
+            memory_max: 0,
+        }
+    }
+}
+
+/// A group's network (`network {}`): the ports its tasks share.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkResource {
+    /// `host` (the default), `bridge`, `none`, or `cni/<name>`.
+    pub mode: String,
+    pub reserved_ports: Vec<Port>,
+    pub dynamic_ports: Vec<Port>,
+    pub hostname: Option<String>,
+    pub dns: Option<DnsConfig>,
+}
+
+impl NetworkResource {
+    pub fn ports(&self) -> impl Iterator<Item = &Port> {
+        self.reserved_ports.iter().chain(self.dynamic_ports.iter())
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Port {
+    pub label: String,
+    /// The host port; 0 for a dynamic port until it is assigned.
+    pub value: u16,
+    /// The port inside the task; 0 means the same as the host port.
+    pub to: u16,
+    pub host_network: Option<String>,
+    pub ignore_collision: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DnsConfig {
+    pub servers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartMode {
+    Fail,
+    Delay,
+}
+
+impl RestartMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartMode::Fail => "fail",
+            RestartMode::Delay => "delay",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    pub attempts: u32,
+    pub interval: Duration,
+    pub delay: Duration,
+    pub mode: RestartMode,
+    pub render_templates: bool,
+}
+
+impl RestartPolicy {
+    /// Nomad's default for `type = "service"` (and `system`) jobs.
+    pub fn service_default() -> Self {
+        RestartPolicy {
+            attempts: 2,
+            interval: Duration::from_secs(30 * 60),
+            delay: Duration::from_secs(15),
+            mode: RestartMode::Fail,
+            render_templates: false,
+        }
+    }
+
+    /// Nomad's default for `type = "batch"` (and `sysbatch`) jobs.
+    pub fn batch_default() -> Self {
+        RestartPolicy {
+            attempts: 3,
+            interval: Duration::from_secs(24 * 3600),
+            delay: Duration::from_secs(15),
+            mode: RestartMode::Fail,
+            render_templates: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub name: String,
+    /// A port label, or a number.
+    pub port: Option<String>,
+    pub tags: Vec<String>,
+    pub canary_tags: Vec<String>,
+    /// `auto` (the default), `host`, `driver` or `alloc`.
+    pub address_mode: String,
+    pub address: Option<String>,
+    /// `nomad` or `consul`; drover serves both from its own catalog.
+    pub provider: String,
+    /// The task a group-level service belongs to.
+    pub task: Option<String>,
+    pub meta: BTreeMap<String, String>,
+    pub checks: Vec<ServiceCheck>,
+    pub check_restart: Option<CheckRestart>,
+    pub on_update: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceCheck {
+    pub name: String,
+    /// `tcp`, `http`, `script` or `grpc`.
+    pub check_type: String,
+    pub port: Option<String>,
+    pub path: Option<String>,
+    pub method: Option<String>,
+    pub protocol: Option<String>,
+    pub body: Option<String>,
+    pub header: BTreeMap<String, Vec<String>>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub address_mode: Option<String>,
+    pub command: Option<String>,
+    pub args: Vec<String>,
+    pub task: Option<String>,
+    pub tls_skip_verify: bool,
+    pub initial_status: Option<String>,
+    pub success_before_passing: u32,
+    pub failures_before_critical: u32,
+    pub check_restart: Option<CheckRestart>,
+    pub on_update: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckRestart {
+    /// 0 disables restarts on failing checks (Nomad's default).
+    pub limit: u32,
+    pub grace: Duration,
+    pub ignore_warnings: bool,
+}
+
+impl Default for CheckRestart {
+    fn default() -> Self {
+        CheckRestart {
+            limit: 0,
+            grace: Duration::from_secs(1),
+            ignore_warnings: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub source: String,
+    /// Relative to the task dir; Nomad's default is `local/`.
+    pub destination: String,
+    /// `any` (the default), `file` or `dir`.
+    pub mode: String,
+    pub options: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, String>,
+    pub chown: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Constraint {
+    /// e.g. `${attr.kernel.name}`; empty for the operator-only forms (`distinct_hosts`).
+    pub attribute: String,
+    /// `=` by default.
+    pub operator: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Affinity {
+    pub attribute: String,
+    pub operator: String,
+    pub value: String,
+    pub weight: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogConfig {
+    pub max_files: u32,
+    /// MB.
+    pub max_file_size: u32,
+    pub disabled: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            max_files: 10,
+            max_file_size: 10,
+            disabled: false,
+        }
+    }
+}
