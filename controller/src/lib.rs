@@ -1,5 +1,6 @@
 //! drover's control plane: what SHOULD run. A job file becomes a typed [`structs::Job`] in
 //! [`jobspec`]; later stages (state store, scheduler, reconciler, API) build on that model.
 
+pub mod cli;
 pub mod jobspec;
 pub mod structs;

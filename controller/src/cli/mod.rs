@@ -1,0 +1,149 @@
+//! The command line: Nomad's verbs and flags (`drover job validate`, `job run -output`, …) parsed
+//! with clap. Nomad spells long flags with one dash (`-var-file`), so those are rewritten to
+//! clap's double dash before parsing; both spellings work.
+
+mod job;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "drover",
+    version,
+    about = "A declarative reconciler for containers: a directory of Nomad job files is the truth",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work with jobs: validate, run, inspect, init.
+    #[command(subcommand)]
+    Job(job::JobCommand),
+    /// Print drover's version.
+    Version,
+}
+
+/// Runs the CLI on `args` (including the program name) and returns the process exit code.
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let args = nomad_style_flags(args, &Cli::command());
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Nomad exits 1 on a usage error; help and version are not errors.
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Job(cmd) => job::run(cmd),
+        Command::Version => {
+            println!("drover v{}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Rewrites `-flag` and `-flag=value` to `--flag…` for every long flag the CLI defines, so
+/// Nomad's single-dash spelling parses. Values and short flags (`-h`) are left alone.
+fn nomad_style_flags(args: Vec<OsString>, cmd: &clap::Command) -> Vec<OsString> {
+    let mut longs = Vec::new();
+    collect_longs(cmd, &mut longs);
+    let mut out = Vec::with_capacity(args.len());
+    let mut after_double_dash = false;
+    for a in args {
+        let Some(s) = a.to_str() else {
+            out.push(a);
+            continue;
+        };
+        if s == "--" {
+            after_double_dash = true;
+        }
+        let rewritten = (!after_double_dash)
+            .then(|| s.strip_prefix('-'))
+            .flatten()
+            .filter(|rest| !rest.starts_with('-') && rest.len() > 1)
+            .filter(|rest| {
+                let name = rest.split_once('=').map_or(*rest, |(n, _)| n);
+                longs.iter().any(|l| l == name)
+            })
+            .map(|rest| OsString::from(format!("--{rest}")));
+        out.push(rewritten.unwrap_or(a));
+    }
+    out
+}
+
+fn collect_longs(cmd: &clap::Command, out: &mut Vec<String>) {
+    for arg in cmd.get_arguments() {
+        if let Some(l) = arg.get_long() {
+            out.push(l.to_string());
+        }
+        if let Some(aliases) = arg.get_all_aliases() {
+            out.extend(aliases.into_iter().map(str::to_string));
+        }
+    }
+    for sub in cmd.get_subcommands() {
+        collect_longs(sub, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn single_dash_long_flags_are_rewritten() {
+        let got = nomad_style_flags(
+            os(&[
+                "drover",
+                "job",
+                "validate",
+                "-var",
+                "a=-b",
+                "-var-file=x.hcl",
+                "-h",
+                "f.nomad",
+            ]),
+            &Cli::command(),
+        );
+        assert_eq!(
+            got,
+            os(&[
+                "drover",
+                "job",
+                "validate",
+                "--var",
+                "a=-b",
+                "--var-file=x.hcl",
+                "-h",
+                "f.nomad"
+            ])
+        );
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
