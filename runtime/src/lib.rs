@@ -1,1 +1,6 @@
+//! drover's node side: what DOES run. Drivers start containers and processes, task runners keep
+//! them running by their restart policy, and the client syncs a node with its server.
+//! `runtime` never depends on `controller`; the types that cross the wire live in [`spec`].
+
+pub mod client;
 pub mod spec;

@@ -309,3 +309,206 @@ impl Default for LogConfig {
         }
     }
 }
+
+/// Nomad's `Allocation.DesiredStatus`: set by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DesiredStatus {
+    Run,
+    Stop,
+    Evict,
+}
+
+impl DesiredStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DesiredStatus::Run => "run",
+            DesiredStatus::Stop => "stop",
+            DesiredStatus::Evict => "evict",
+        }
+    }
+}
+
+/// Nomad's `Allocation.ClientStatus`: reported by the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientStatus {
+    Pending,
+    Running,
+    Complete,
+    Failed,
+    Lost,
+    Unknown,
+}
+
+impl ClientStatus {
+    pub const ALL: [ClientStatus; 6] = [
+        ClientStatus::Pending,
+        ClientStatus::Running,
+        ClientStatus::Complete,
+        ClientStatus::Failed,
+        ClientStatus::Lost,
+        ClientStatus::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientStatus::Pending => "pending",
+            ClientStatus::Running => "running",
+            ClientStatus::Complete => "complete",
+            ClientStatus::Failed => "failed",
+            ClientStatus::Lost => "lost",
+            ClientStatus::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ClientStatus> {
+        ClientStatus::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Nomad's `ClientTerminalStatus`: the node will not run this allocation again.
+    pub fn client_terminal(self) -> bool {
+        matches!(
+            self,
+            ClientStatus::Complete | ClientStatus::Failed | ClientStatus::Lost
+        )
+    }
+}
+
+/// Nomad's task state: `pending`, `running` or `dead`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStateKind {
+    #[default]
+    Pending,
+    Running,
+    Dead,
+}
+
+impl TaskStateKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStateKind::Pending => "pending",
+            TaskStateKind::Running => "running",
+            TaskStateKind::Dead => "dead",
+        }
+    }
+}
+
+/// One thing that happened to a task, in Nomad's words (`Received`, `Task Setup`, `Started`,
+/// `Terminated`, `Restarting`, `Killing`, `Killed`, `Not Restarting`, `Driver Failure` …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskEvent {
+    pub event_type: String,
+    /// Unix time in nanoseconds, as Nomad's API reports it.
+    pub time: i64,
+    pub message: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+/// The node's view of one task of an allocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TaskState {
+    pub state: TaskStateKind,
+    pub failed: bool,
+    pub restarts: u32,
+    /// Unix nanoseconds; 0 when it never happened.
+    pub last_restart: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+    /// The most recent events, oldest first (Nomad keeps the last 10).
+    pub events: Vec<TaskEvent>,
+}
+
+/// How a task's process or container ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ExitResult {
+    pub exit_code: i32,
+    pub signal: i32,
+    pub oom_killed: bool,
+    /// Set when the driver could not tell how the task ended (the container vanished …).
+    pub err: Option<String>,
+}
+
+impl ExitResult {
+    pub fn successful(&self) -> bool {
+        self.exit_code == 0 && self.signal == 0 && !self.oom_killed && self.err.is_none()
+    }
+}
+
+/// Everything a node needs to run one allocation: sent by the server, never edited by the node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AllocSpec {
+    /// A UUID.
+    pub id: String,
+    /// `job.group[index]`.
+    pub name: String,
+    pub namespace: String,
+    pub job_id: String,
+    pub job_version: u64,
+    /// `service`, `batch`, `system` or `sysbatch`.
+    pub job_type: String,
+    pub group: String,
+    pub node_id: String,
+    pub desired_status: DesiredStatus,
+    pub tasks: Vec<Task>,
+    /// The group network with every dynamic port's `value` assigned by the scheduler.
+    pub networks: Vec<NetworkResource>,
+    /// The group's restart policy, for tasks that do not set their own.
+    pub restart: RestartPolicy,
+    /// Group-level services.
+    pub services: Vec<Service>,
+    /// Bumped by the server on every change the node must act on.
+    pub modify_index: u64,
+}
+
+impl AllocSpec {
+    /// The restart policy that applies to `task`.
+    pub fn restart_policy<'a>(&'a self, task: &'a Task) -> &'a RestartPolicy {
+        task.restart.as_ref().unwrap_or(&self.restart)
+    }
+}
+
+/// What a node reports about one allocation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AllocUpdate {
+    pub id: String,
+    pub client_status: ClientStatus,
+    pub client_description: String,
+    pub task_states: BTreeMap<String, TaskState>,
+}
+
+/// A driver as a node detects it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DriverInfo {
+    pub detected: bool,
+    pub healthy: bool,
+    pub health_description: String,
+    /// Unix nanoseconds of the last check.
+    pub update_time: i64,
+}
+
+/// What a client tells the server about its node when it registers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// A UUID kept in the client's data dir.
+    pub id: String,
+    pub name: String,
+    pub datacenter: String,
+    pub node_class: String,
+    pub node_pool: String,
+    /// The address tasks' ports bind on and services advertise.
+    pub address: String,
+    /// The client's HTTP address, `host:port`.
+    pub http_addr: String,
+    pub drivers: BTreeMap<String, DriverInfo>,
+    /// `kernel.name`, `unique.hostname`, `cpu.numcores` … as Nomad's `attr.*`.
+    pub attributes: BTreeMap<String, String>,
+    pub meta: BTreeMap<String, String>,
+    /// Totals the scheduler may hand out.
+    pub cpu_mhz: u64,
+    pub memory_mb: u64,
+    /// Host ports the node keeps for itself.
+    pub reserved_ports: Vec<u16>,
+}
