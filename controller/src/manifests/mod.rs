@@ -1,0 +1,9 @@
+//! The manifests source: the watched directory of job files, the desired state. The
+//! [`watcher`] turns file events and periodic resyncs into [`ManifestEvent`]s; the agent parses
+//! each changed file and registers its job, so a file event becomes a job version.
+
+pub mod scan;
+pub mod watcher;
+
+pub use scan::{Listing, ManifestEvent, ScanOutcome, Scanner};
+pub use watcher::{WatchConfig, list, run};
