@@ -178,10 +178,10 @@ impl DirWatch {
         let Some(debouncer) = self.debouncer.as_mut() else {
             return;
         };
-        if !self.watched_parent {
-            if let Some(parent) = cfg.dir.parent().filter(|p| p.is_dir()) {
-                self.watched_parent = debouncer.watch(parent, RecursiveMode::NonRecursive).is_ok();
-            }
+        if !self.watched_parent
+            && let Some(parent) = cfg.dir.parent().filter(|p| p.is_dir())
+        {
+            self.watched_parent = debouncer.watch(parent, RecursiveMode::NonRecursive).is_ok();
         }
         let target = std::fs::canonicalize(&cfg.dir).ok();
         if target == self.watched_target {
