@@ -46,11 +46,19 @@ impl<'b> Fields<'b> {
     }
 
     pub fn child(&self, name: &str) -> String {
-        format!("{} > {name}", self.path)
+        if self.path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{} > {name}", self.path)
+        }
     }
 
     pub fn child_labeled(&self, name: &str, label: &str) -> String {
-        format!("{} > {name} {label:?}", self.path)
+        if self.path.is_empty() {
+            format!("{name} {label:?}")
+        } else {
+            format!("{} > {name} {label:?}", self.path)
+        }
     }
 
     fn take(&mut self, name: &str) -> Vec<&'b Item> {

@@ -69,6 +69,39 @@ pub fn read(src: &str, base_dir: Option<&Path>, inputs: &VarInputs) -> HclFile {
     }
 }
 
+/// Reads an HCL file that is not a job (an agent configuration): every block and attribute
+/// evaluated, with no variables or locals.
+pub fn read_plain(src: &str, base_dir: Option<&Path>) -> HclFile {
+    let mut r = Reader {
+        src,
+        base_dir,
+        diags: Vec::new(),
+    };
+    let body = match hcl_edit::parser::parse_body(src) {
+        Ok(b) => {
+            let empty = Map::new();
+            let mut scope = Scope::new(src, &empty, &empty, base_dir);
+            r.body(&b, &mut scope, "")
+        }
+        Err(e) => {
+            let loc = e.location();
+            r.diags.push(Diagnostic::error(
+                Pos::new(loc.line() as u32, loc.column() as u32),
+                "",
+                format!("invalid HCL syntax: {}", syntax_message(e.message())),
+            ));
+            Body {
+                pos: Pos::new(1, 1),
+                items: vec![],
+            }
+        }
+    };
+    HclFile {
+        body,
+        diagnostics: r.diags,
+    }
+}
+
 fn syntax_message(m: &str) -> String {
     let m = m.trim();
     if m.is_empty() {
@@ -425,7 +458,11 @@ impl<'a> Reader<'a> {
             match s {
                 Structure::Attribute(a) => {
                     let key = a.key.value().to_string();
-                    let field = format!("{path} > {key}");
+                    let field = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path} > {key}")
+                    };
                     let value_pos = self.pos(a.value.span());
                     match scope.eval(&a.value) {
                         Ok(v) => items.push(Item {
@@ -440,7 +477,11 @@ impl<'a> Reader<'a> {
                     self.dynamic(b, scope, path, &mut items);
                 }
                 Structure::Block(b) => {
-                    let child = format!("{path} > {}", b.ident.value().as_str());
+                    let child = if path.is_empty() {
+                        b.ident.value().to_string()
+                    } else {
+                        format!("{path} > {}", b.ident.value().as_str())
+                    };
                     items.push(self.block_item(b, scope, &child));
                 }
             }

@@ -10,9 +10,9 @@ mod error;
 mod eval;
 pub mod fields;
 mod funcs;
-mod hcl;
+pub mod hcl;
 pub mod schema;
-mod tree;
+pub mod tree;
 mod yaml;
 
 use std::path::Path;

@@ -1,0 +1,524 @@
+//! The agent's configuration: Nomad's agent HCL (`data_dir`, `bind_addr`, `ports`, `server`,
+//! `client`, `plugin "docker"` …) plus drover's own `manifests { … }` block, read with the same
+//! HCL reader and field checks as job files, then overridden by command-line flags.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::jobspec::fields::{Diags, Fields};
+use crate::jobspec::schema::BlockSchema;
+use crate::jobspec::tree::Pos;
+use crate::jobspec::{Diagnostic, JobspecError, hcl};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    pub dev: bool,
+    pub name: String,
+    pub region: String,
+    pub datacenter: String,
+    /// `None` in dev mode means a fresh temporary directory.
+    pub data_dir: Option<PathBuf>,
+    /// The address the HTTP API binds; loopback unless configured.
+    pub bind_addr: String,
+    pub http_port: u16,
+    pub rpc_port: u16,
+    pub log_level: String,
+    pub log_json: bool,
+    pub server: ServerConfig,
+    pub client: ClientConfig,
+    pub docker: DockerPluginConfig,
+    pub raw_exec_enabled: bool,
+    pub manifests: ManifestsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub enabled: bool,
+    pub bootstrap_expect: u32,
+    pub join_token: Option<String>,
+    pub min_heartbeat_ttl: Duration,
+    pub heartbeat_grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientConfig {
+    pub enabled: bool,
+    /// `host:port` of servers to join; empty when the server runs in this agent.
+    pub servers: Vec<String>,
+    pub join_token: Option<String>,
+    pub node_class: String,
+    pub node_pool: String,
+    pub meta: BTreeMap<String, String>,
+    /// The address the node's task ports bind on; the bind address when unset.
+    pub network_address: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DockerPluginConfig {
+    pub volumes_enabled: bool,
+    pub allow_privileged: bool,
+    pub allow_caps: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManifestsConfig {
+    /// The watched directory; `./manifests` in dev mode, none (API only) otherwise.
+    pub dir: Option<PathBuf>,
+    pub resync_interval: Duration,
+    pub allow_empty: bool,
+}
+
+impl AgentConfig {
+    /// Nomad's defaults for an agent that has neither role until configured.
+    pub fn base() -> Self {
+        AgentConfig {
+            dev: false,
+            name: hostname(),
+            region: "global".into(),
+            datacenter: "dc1".into(),
+            data_dir: None,
+            bind_addr: "127.0.0.1".into(),
+            http_port: 4646,
+            rpc_port: 4647,
+            log_level: "INFO".into(),
+            log_json: false,
+            server: ServerConfig {
+                enabled: false,
+                bootstrap_expect: 0,
+                join_token: None,
+                min_heartbeat_ttl: Duration::from_secs(10),
+                heartbeat_grace: Duration::from_secs(10),
+            },
+            client: ClientConfig {
+                enabled: false,
+                servers: Vec::new(),
+                join_token: None,
+                node_class: String::new(),
+                node_pool: "default".into(),
+                meta: BTreeMap::new(),
+                network_address: None,
+            },
+            docker: DockerPluginConfig::default(),
+            raw_exec_enabled: false,
+            manifests: ManifestsConfig {
+                dir: None,
+                resync_interval: Duration::from_secs(30),
+                allow_empty: false,
+            },
+        }
+    }
+
+    /// `drover agent -dev`: server and client in one process, raw_exec on, `./manifests` watched.
+    pub fn dev() -> Self {
+        let mut c = AgentConfig::base();
+        c.dev = true;
+        c.server.enabled = true;
+        c.server.bootstrap_expect = 1;
+        c.client.enabled = true;
+        c.raw_exec_enabled = true;
+        c.log_level = "DEBUG".into();
+        c.manifests.dir = Some(PathBuf::from("manifests"));
+        c
+    }
+
+    /// Applies an agent HCL file on top of `self`; returns the warnings it raised.
+    pub fn merge_file(&mut self, path: &Path) -> Result<Vec<Diagnostic>, JobspecError> {
+        let src = std::fs::read_to_string(path).map_err(|e| {
+            JobspecError::single(
+                path,
+                Pos::new(1, 1),
+                "",
+                format!("failed to read the agent config: {e}"),
+            )
+        })?;
+        let file = hcl::read_plain(&src, path.parent());
+        let mut d = file.diagnostics;
+        if !d.iter().any(Diagnostic::is_error) {
+            self.decode(&file.body, &mut d);
+        }
+        if d.iter().any(Diagnostic::is_error) {
+            return Err(JobspecError::new(path, d));
+        }
+        Ok(d)
+    }
+
+    fn decode(&mut self, body: &crate::jobspec::tree::Body, d: &mut Diags) {
+        let mut f = Fields::new("", body.pos, body, &AGENT);
+        if let Some(v) = f.string(d, "name") {
+            self.name = v;
+        }
+        if let Some(v) = f.string(d, "region") {
+            self.region = v;
+        }
+        if let Some(v) = f.string(d, "datacenter") {
+            self.datacenter = v;
+        }
+        if let Some(v) = f.string(d, "data_dir") {
+            self.data_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = f.string(d, "bind_addr") {
+            self.bind_addr = v;
+        }
+        if let Some(v) = f.string(d, "log_level") {
+            self.log_level = v.to_uppercase();
+        }
+        if let Some(v) = f.bool(d, "log_json") {
+            self.log_json = v;
+        }
+        if let Some(p) = f.block(d, "ports") {
+            let mut pf = Fields::new("ports", p.pos, &p.body, &PORTS);
+            if let Some(v) = pf.int(d, "http", 1, 65535) {
+                self.http_port = v as u16;
+            }
+            if let Some(v) = pf.int(d, "rpc", 1, 65535) {
+                self.rpc_port = v as u16;
+            }
+            pf.finish(d);
+        }
+        if let Some(s) = f.block(d, "server") {
+            let mut sf = Fields::new("server", s.pos, &s.body, &SERVER);
+            let c = &mut self.server;
+            c.enabled = sf.bool(d, "enabled").unwrap_or(c.enabled);
+            c.bootstrap_expect = sf.u32(d, "bootstrap_expect").unwrap_or(c.bootstrap_expect);
+            c.join_token = sf.string(d, "join_token").or(c.join_token.take());
+            c.min_heartbeat_ttl = sf
+                .duration(d, "min_heartbeat_ttl")
+                .unwrap_or(c.min_heartbeat_ttl);
+            c.heartbeat_grace = sf
+                .duration(d, "heartbeat_grace")
+                .unwrap_or(c.heartbeat_grace);
+            sf.finish(d);
+        }
+        if let Some(c) = f.block(d, "client") {
+            let mut cf = Fields::new("client", c.pos, &c.body, &CLIENT);
+            let cl = &mut self.client;
+            cl.enabled = cf.bool(d, "enabled").unwrap_or(cl.enabled);
+            cl.servers = cf
+                .string_list(d, "servers")
+                .unwrap_or(std::mem::take(&mut cl.servers));
+            cl.join_token = cf.string(d, "join_token").or(cl.join_token.take());
+            cl.node_class = cf
+                .string(d, "node_class")
+                .unwrap_or(std::mem::take(&mut cl.node_class));
+            cl.node_pool = cf
+                .string(d, "node_pool")
+                .unwrap_or(std::mem::take(&mut cl.node_pool));
+            cl.meta.extend(cf.string_map(d, "meta"));
+            cl.network_address = cf
+                .string(d, "network_address")
+                .or(cl.network_address.take());
+            let options = cf.string_map(d, "options");
+            if let Some(v) = options.get("driver.raw_exec.enable") {
+                self.raw_exec_enabled = v == "true" || v == "1";
+            }
+            cf.finish(d);
+        }
+        for p in f.blocks(d, "plugin", 1) {
+            let name = p.labels[0].name.clone();
+            let mut pf = Fields::new(format!("plugin {name:?}"), p.pos, &p.body, &PLUGIN);
+            if let Some(cfg) = pf.block(d, "config") {
+                let mut cf = Fields::new(
+                    format!("plugin {name:?} > config"),
+                    cfg.pos,
+                    &cfg.body,
+                    &PLUGIN_CONFIG,
+                );
+                match name.as_str() {
+                    "docker" => {
+                        if let Some(v) = cf.block(d, "volumes") {
+                            let mut vf = Fields::new(
+                                format!("plugin {name:?} > config > volumes"),
+                                v.pos,
+                                &v.body,
+                                &PLUGIN_VOLUMES,
+                            );
+                            self.docker.volumes_enabled = vf.bool(d, "enabled").unwrap_or(false);
+                            vf.finish(d);
+                        }
+                        self.docker.allow_privileged =
+                            cf.bool(d, "allow_privileged").unwrap_or(false);
+                        if let Some(caps) = cf.string_list(d, "allow_caps") {
+                            self.docker.allow_caps = caps;
+                        }
+                    }
+                    "raw_exec" => {
+                        if let Some(v) = cf.bool(d, "enabled") {
+                            self.raw_exec_enabled = v;
+                        }
+                    }
+                    _ => {}
+                }
+                cf.finish(d);
+            }
+            pf.finish(d);
+        }
+        if let Some(m) = f.block(d, "manifests") {
+            let mut mf = Fields::new("manifests", m.pos, &m.body, &MANIFESTS);
+            if let Some(dir) = mf.string(d, "dir") {
+                self.manifests.dir = Some(PathBuf::from(dir));
+            }
+            self.manifests.resync_interval = mf
+                .duration(d, "resync_interval")
+                .unwrap_or(self.manifests.resync_interval);
+            self.manifests.allow_empty = mf
+                .bool(d, "allow_empty")
+                .unwrap_or(self.manifests.allow_empty);
+            if self.manifests.resync_interval < Duration::from_secs(1) {
+                d.push(Diagnostic::error(
+                    m.pos,
+                    "manifests > resync_interval",
+                    "resync_interval must be at least 1s",
+                ));
+            }
+            mf.finish(d);
+        }
+        f.finish(d);
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "drover".into())
+}
+
+const NOT_USED: &str = "a Nomad agent setting that drover does not use";
+
+static AGENT: BlockSchema = BlockSchema {
+    block: "agent config",
+    supported: &[
+        "name",
+        "region",
+        "datacenter",
+        "data_dir",
+        "bind_addr",
+        "log_level",
+        "log_json",
+        "ports",
+        "server",
+        "client",
+        "plugin",
+        "manifests",
+    ],
+    ignored: &[
+        ("addresses", NOT_USED),
+        ("advertise", NOT_USED),
+        (
+            "acl",
+            "drover uses a join token and an API token instead of Nomad's ACL system",
+        ),
+        ("audit", NOT_USED),
+        ("autopilot", "drover runs one server"),
+        (
+            "consul",
+            "drover needs no Consul: it has its own catalog and DNS",
+        ),
+        ("vault", NOT_USED),
+        ("telemetry", "drover always serves /metrics and /v1/metrics"),
+        ("tls", NOT_USED),
+        ("ui", "drover serves its own status page at /ui"),
+        ("limits", NOT_USED),
+        (
+            "leave_on_interrupt",
+            "an interrupted drover agent always leaves workloads running",
+        ),
+        (
+            "leave_on_terminate",
+            "a terminated drover agent always leaves workloads running",
+        ),
+        ("enable_syslog", NOT_USED),
+        ("syslog_facility", NOT_USED),
+        (
+            "log_file",
+            "drover logs to stderr; systemd's journal keeps them",
+        ),
+        ("log_rotate_bytes", NOT_USED),
+        ("log_rotate_duration", NOT_USED),
+        ("log_rotate_max_files", NOT_USED),
+        ("disable_update_check", NOT_USED),
+        ("disable_anonymous_signature", NOT_USED),
+        ("enable_debug", NOT_USED),
+        ("plugin_dir", "drover's drivers are built in"),
+        ("http_api_response_headers", NOT_USED),
+        ("keyring", NOT_USED),
+        ("reporting", NOT_USED),
+        ("sentinel", NOT_USED),
+    ],
+    unsupported: &[],
+};
+
+static PORTS: BlockSchema = BlockSchema {
+    block: "ports",
+    supported: &["http", "rpc"],
+    ignored: &[("serf", "drover runs one server and needs no gossip")],
+    unsupported: &[],
+};
+
+static SERVER: BlockSchema = BlockSchema {
+    block: "server",
+    supported: &[
+        "enabled",
+        "bootstrap_expect",
+        "join_token",
+        "min_heartbeat_ttl",
+        "heartbeat_grace",
+    ],
+    ignored: &[
+        ("server_join", "drover runs one server"),
+        ("retry_join", "drover runs one server"),
+        ("start_join", "drover runs one server"),
+        (
+            "encrypt",
+            "drover runs one server and needs no gossip encryption",
+        ),
+        ("data_dir", "the agent's data_dir is used"),
+        ("num_schedulers", NOT_USED),
+        ("job_gc_threshold", NOT_USED),
+        ("eval_gc_threshold", NOT_USED),
+        ("node_gc_threshold", NOT_USED),
+        ("raft_protocol", "drover keeps its state in SQLite"),
+        ("default_scheduler_config", NOT_USED),
+        ("max_heartbeats_per_second", NOT_USED),
+        ("license_path", NOT_USED),
+        ("authoritative_region", NOT_USED),
+    ],
+    unsupported: &[],
+};
+
+static CLIENT: BlockSchema = BlockSchema {
+    block: "client",
+    supported: &[
+        "enabled",
+        "servers",
+        "join_token",
+        "node_class",
+        "node_pool",
+        "meta",
+        "network_address",
+        "options",
+    ],
+    ignored: &[
+        ("state_dir", "the agent's data_dir is used"),
+        ("alloc_dir", "the agent's data_dir is used"),
+        ("network_interface", "set network_address instead"),
+        ("cpu_total_compute", "drover reads the CPU from the host"),
+        ("memory_total_mb", "drover reads the memory from the host"),
+        ("reserved", NOT_USED),
+        ("host_volume", NOT_USED),
+        ("host_network", NOT_USED),
+        ("server_join", "set servers instead"),
+        ("gc_interval", NOT_USED),
+        ("gc_max_allocs", NOT_USED),
+        ("drain_on_shutdown", NOT_USED),
+        ("cni_path", NOT_USED),
+        ("bridge_network_name", NOT_USED),
+        ("max_kill_timeout", NOT_USED),
+        ("template", NOT_USED),
+        ("artifact", NOT_USED),
+        ("chroot_env", NOT_USED),
+    ],
+    unsupported: &[],
+};
+
+static PLUGIN: BlockSchema = BlockSchema {
+    block: "plugin",
+    supported: &["config"],
+    ignored: &[("args", "drover's drivers are built in")],
+    unsupported: &[],
+};
+
+static PLUGIN_CONFIG: BlockSchema = BlockSchema {
+    block: "plugin config",
+    supported: &["volumes", "allow_privileged", "allow_caps", "enabled"],
+    ignored: &[
+        ("gc", NOT_USED),
+        ("auth", NOT_USED),
+        ("extra_labels", NOT_USED),
+        ("logging", NOT_USED),
+        ("pull_activity_timeout", NOT_USED),
+        ("infra_image", NOT_USED),
+        ("allow_runtimes", NOT_USED),
+        ("no_cgroups", NOT_USED),
+        ("endpoint", "set DOCKER_HOST instead"),
+    ],
+    unsupported: &[],
+};
+
+static PLUGIN_VOLUMES: BlockSchema = BlockSchema {
+    block: "volumes",
+    supported: &["enabled"],
+    ignored: &[("selinuxlabel", NOT_USED)],
+    unsupported: &[],
+};
+
+static MANIFESTS: BlockSchema = BlockSchema {
+    block: "manifests",
+    supported: &["dir", "resync_interval", "allow_empty"],
+    ignored: &[],
+    unsupported: &[],
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/seed")
+            .join(name)
+    }
+
+    #[test]
+    fn the_seed_agent_files_read() {
+        let mut server = AgentConfig::base();
+        let w = server
+            .merge_file(&seed("server.hcl"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(w.is_empty(), "{w:?}");
+        assert!(server.server.enabled && !server.client.enabled);
+        assert_eq!(server.server.bootstrap_expect, 1);
+        assert_eq!(server.log_level, "DEBUG");
+        assert_eq!(server.data_dir.as_deref(), Some(Path::new("/etc/nomad.d")));
+
+        let mut client = AgentConfig::base();
+        client
+            .merge_file(&seed("client.hcl"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(client.client.enabled && !client.server.enabled);
+    }
+
+    #[test]
+    fn drover_keys_and_typos() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("agent.hcl");
+        std::fs::write(
+            &p,
+            "bind_addr = \"127.0.0.2\"\nports { http = 5646 }\nmanifests {\n  dir = \"/srv/jobs\"\n  resync_interval = \"10s\"\n}\nclient {\n  enabled = true\n  servers = [\"127.0.0.1:4647\"]\n}\nplugin \"docker\" {\n  config {\n    volumes { enabled = true }\n  }\n}\nconsul { address = \"x\" }\n",
+        )
+        .expect("write");
+        let mut c = AgentConfig::base();
+        let warnings = c.merge_file(&p).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.bind_addr, "127.0.0.2");
+        assert_eq!(c.http_port, 5646);
+        assert_eq!(c.manifests.dir.as_deref(), Some(Path::new("/srv/jobs")));
+        assert_eq!(c.manifests.resync_interval, Duration::from_secs(10));
+        assert_eq!(c.client.servers, ["127.0.0.1:4647"]);
+        assert!(c.docker.volumes_enabled);
+        assert!(
+            warnings.iter().any(|w| w.message.contains("consul")),
+            "{warnings:?}"
+        );
+
+        std::fs::write(&p, "data_dri = \"/x\"\n").expect("write");
+        let err = AgentConfig::base()
+            .merge_file(&p)
+            .expect_err("a typo fails");
+        assert!(
+            err.to_string().contains("did you mean \"data_dir\""),
+            "{err}"
+        );
+    }
+}
