@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
+use super::client::{ApiArgs, ApiClient, encode};
 use crate::jobspec::{self, Format, JobspecError, ParseOptions, Parsed, VarInputs};
 
 #[derive(Debug, Subcommand)]
@@ -20,6 +21,10 @@ pub enum JobCommand {
     Inspect(InspectArgs),
     /// Write an example job file to start from.
     Init(InitArgs),
+    /// Stop a job (its allocations are stopped); -purge also forgets it.
+    Stop(StopArgs),
+    /// Show a job's summary, placement failures and allocations, or list jobs.
+    Status(JobStatusArgs),
     /// Print the table of Nomad's jobspec blocks and drover's support for each (Markdown).
     #[command(hide = true)]
     SchemaTable,
@@ -72,7 +77,34 @@ pub struct ValidateArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct StopArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Forget the job entirely instead of keeping it as stopped.
+    #[arg(long)]
+    pub purge: bool,
+    /// Return right after the request, without waiting for the evaluation.
+    #[arg(long)]
+    pub detach: bool,
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct JobStatusArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[arg(long)]
+    pub json: bool,
+    /// Full IDs.
+    #[arg(long)]
+    pub verbose: bool,
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
     #[command(flatten)]
     pub vars: VarArgs,
     /// Print the job in Nomad's API JSON form and exit; nothing is submitted.
@@ -121,10 +153,50 @@ pub fn run(cmd: JobCommand) -> anyhow::Result<ExitCode> {
                 println!("{}", pretty(&jobspec::to_api_json(&parsed.job))?);
                 return Ok(ExitCode::SUCCESS);
             }
-            bail!(
-                "submitting {} needs a running drover agent, which this build does not include yet; use -output to print the job's API JSON",
-                a.file.display()
-            )
+            let api = ApiClient::new(&a.api);
+            let resp = api
+                .post("/v1/jobs", &jobspec::to_api_json(&parsed.job))
+                .with_context(|| {
+                    format!(
+                        "failed to submit job {:?} from {}",
+                        parsed.job.id,
+                        a.file.display()
+                    )
+                })?;
+            let eval_id = resp["EvalID"].as_str().unwrap_or_default().to_string();
+            if a.detach {
+                println!("Job registration successful\nEvaluation ID: {eval_id}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            monitor(&api, &eval_id)
+        }
+        JobCommand::Stop(a) => {
+            let api = ApiClient::new(&a.api);
+            let resp = api
+                .delete(&format!("/v1/job/{}?purge={}", encode(&a.id), a.purge))
+                .with_context(|| format!("failed to stop job {:?}", a.id))?;
+            let eval_id = resp["EvalID"].as_str().unwrap_or_default().to_string();
+            if a.detach || eval_id.is_empty() {
+                println!(
+                    "Job {:?} stopped{}",
+                    a.id,
+                    if eval_id.is_empty() {
+                        String::new()
+                    } else {
+                        format!("\nEvaluation ID: {eval_id}")
+                    }
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            monitor(&api, &eval_id)
+        }
+        JobCommand::Status(a) => {
+            let api = ApiClient::new(&a.api);
+            match &a.id {
+                Some(id) => super::status::job_status(&api, id, a.json, a.verbose)?,
+                None => super::status::job_list(&api, a.json)?,
+            }
+            Ok(ExitCode::SUCCESS)
         }
         JobCommand::Inspect(a) => {
             let Some(parsed) = parse_or_report(&a.file, &a.vars.inputs()?)? else {
@@ -157,6 +229,86 @@ pub fn run(cmd: JobCommand) -> anyhow::Result<ExitCode> {
         JobCommand::SchemaTable => {
             print!("{}", jobspec::schema::markdown_table());
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Waits for an evaluation like `nomad job run` does, printing what it placed. Exit code 2 when
+/// some allocations could not be placed, as Nomad's.
+fn monitor(api: &ApiClient, eval_id: &str) -> anyhow::Result<ExitCode> {
+    let now = || {
+        super::format::rfc3339(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i64),
+        )
+    };
+    println!(
+        "==> {}: Monitoring evaluation {:?}",
+        now(),
+        super::format::short(eval_id)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut last_status = String::from("pending");
+    let eval = loop {
+        let eval = api.get(&format!("/v1/evaluation/{}", encode(eval_id)))?;
+        let status = eval["Status"].as_str().unwrap_or_default().to_string();
+        if status != last_status {
+            println!(
+                "    {}: Evaluation status changed: {last_status:?} -> {status:?}",
+                now()
+            );
+            last_status = status.clone();
+        }
+        if status != "pending" || std::time::Instant::now() > deadline {
+            break eval;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    println!(
+        "    {}: Evaluation triggered by job {:?}",
+        now(),
+        eval["JobID"].as_str().unwrap_or_default()
+    );
+    let allocs = api
+        .get(&format!("/v1/evaluation/{}/allocations", encode(eval_id)))
+        .unwrap_or_default();
+    for a in allocs.as_array().into_iter().flatten() {
+        println!(
+            "    {}: Allocation {:?} created: node {:?}, group {:?}",
+            now(),
+            super::format::short(a["ID"].as_str().unwrap_or_default()),
+            super::format::short(a["NodeID"].as_str().unwrap_or_default()),
+            a["TaskGroup"].as_str().unwrap_or_default()
+        );
+    }
+    let failed = eval["FailedTGAllocs"].as_object().filter(|m| !m.is_empty());
+    match failed {
+        None => {
+            println!(
+                "==> {}: Evaluation {:?} finished with status {last_status:?}",
+                now(),
+                super::format::short(eval_id)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(groups) => {
+            println!(
+                "==> {}: Evaluation {:?} finished with status {last_status:?} but failed to place all allocations:",
+                now(),
+                super::format::short(eval_id)
+            );
+            for (group, metric) in groups {
+                let n = metric["CoalescedFailures"].as_u64().unwrap_or(0) + 1;
+                println!(
+                    "    Task Group {group:?} (failed to place {n} allocation{}):",
+                    if n == 1 { "" } else { "s" }
+                );
+                for line in super::status::metric_lines(metric) {
+                    println!("      * {line}");
+                }
+            }
+            Ok(ExitCode::from(2))
         }
     }
 }

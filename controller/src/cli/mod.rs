@@ -2,7 +2,12 @@
 //! with clap. Nomad spells long flags with one dash (`-var-file`), so those are rewritten to
 //! clap's double dash before parsing; both spellings work.
 
+mod alloc;
+pub mod client;
+mod format;
 mod job;
+mod node;
+mod status;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -26,8 +31,25 @@ pub enum Command {
     /// Work with jobs: validate, run, inspect, init.
     #[command(subcommand)]
     Job(job::JobCommand),
+    /// Inspect allocations: status, logs.
+    #[command(subcommand)]
+    Alloc(alloc::AllocCommand),
+    /// Inspect nodes: status.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
+    /// List jobs (and job files that fail to parse), or show a job, allocation or node by ID.
+    Status(StatusArgs),
     /// Print drover's version.
     Version,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub api: client::ApiArgs,
+    #[arg(long)]
+    pub json: bool,
+    pub id: Option<String>,
 }
 
 /// Runs the CLI on `args` (including the program name) and returns the process exit code.
@@ -47,6 +69,16 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     };
     let result = match cli.command {
         Command::Job(cmd) => job::run(cmd),
+        Command::Alloc(cmd) => alloc::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Node(cmd) => node::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Status(a) => {
+            let api = client::ApiClient::new(&a.api);
+            match &a.id {
+                Some(id) => status::alloc_or_node_or_job(&api, id, a.json),
+                None => status::job_list(&api, a.json),
+            }
+            .map(|()| ExitCode::SUCCESS)
+        }
         Command::Version => {
             println!("drover v{}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,150 @@
+//! Output helpers in Nomad's CLI style: `Key = Value` blocks and space-aligned tables, short IDs,
+//! times as RFC 3339 or "3m ago".
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+/// Aligned `Key = Value` lines.
+pub fn kv(rows: &[(&str, String)]) -> String {
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (k, v) in rows {
+        out.push_str(&format!("{k:<width$} = {v}\n"));
+    }
+    out
+}
+
+/// A table with Nomad's two-space column gaps; the header is the first row.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(c);
+                s.push_str(&" ".repeat(widths[i] - c.chars().count() + 2));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// The first 8 characters of an ID, as Nomad shows them.
+pub fn short(id: &str) -> String {
+    id.chars().take(8).collect()
+}
+
+pub fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+pub fn or_none(v: &Value) -> String {
+    match s(v) {
+        x if x.is_empty() => "<none>".into(),
+        x => x,
+    }
+}
+
+fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// RFC 3339 in UTC from Unix nanoseconds; "N/A" for 0.
+pub fn rfc3339(nanos: i64) -> String {
+    if nanos <= 0 {
+        return "N/A".into();
+    }
+    let secs = nanos / 1_000_000_000;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// "12s ago", "3m4s ago", "2h5m ago", "3d2h ago".
+pub fn ago(nanos: i64) -> String {
+    if nanos <= 0 {
+        return "N/A".into();
+    }
+    let secs = ((now_nanos() - nanos) / 1_000_000_000).max(0);
+    let text = match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
+        s if s < 86_400 => format!("{}h{}m", s / 3600, (s / 60) % 60),
+        s => format!("{}d{}h", s / 86_400, (s / 3600) % 24),
+    };
+    format!("{text} ago")
+}
+
+pub fn nanos(v: &Value) -> i64 {
+    v.as_i64().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_like_nomad() {
+        let t = table(
+            &["ID", "Type", "Status"],
+            &[vec!["whoami".into(), "service".into(), "running".into()]],
+        );
+        assert_eq!(t, "ID      Type     Status\nwhoami  service  running\n");
+    }
+
+    #[test]
+    fn kv_aligns() {
+        assert_eq!(
+            kv(&[("ID", "a".into()), ("Name", "b".into())]),
+            "ID   = a\nName = b\n"
+        );
+    }
+
+    #[test]
+    fn rfc3339_from_nanos() {
+        assert_eq!(rfc3339(0), "N/A");
+        assert_eq!(rfc3339(1_700_000_000_000_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00Z");
+    }
+}
