@@ -3,7 +3,8 @@
 //! as `FILE:LINE:COL: <field path>: <message>`.
 //!
 //! HCL and YAML are read into one position-keeping [`tree`], then [`decode`]d by the same code,
-//! so both formats get the same validation and the same messages.
+//! so both formats get the same validation and the same messages. Nomad's API JSON is renamed
+//! into that same tree by [`json`], and so decoded by the same code too.
 
 mod decode;
 mod error;
@@ -11,6 +12,7 @@ mod eval;
 pub mod fields;
 mod funcs;
 pub mod hcl;
+mod json;
 pub mod schema;
 pub mod tree;
 mod yaml;
@@ -19,6 +21,7 @@ use std::path::Path;
 
 pub use error::{Diagnostic, JobspecError, Severity};
 pub use hcl::VarInputs;
+pub use json::{from_api_json, to_api_job, to_api_json};
 pub use tree::Pos;
 pub use yaml::to_yaml;
 
@@ -159,14 +162,7 @@ pub fn parse(path: &Path, bytes: &[u8], opts: &ParseOptions) -> Result<Parsed, J
                 None
             }
         },
-        Format::Json => {
-            return Err(JobspecError::single(
-                path,
-                Pos::new(1, 1),
-                "",
-                "Nomad API JSON job files are not read yet",
-            ));
-        }
+        Format::Json => return json::from_api_json(path, src),
     };
     // A syntax error leaves nothing to decode; the decoder would only add noise.
     let job = match body {
@@ -189,9 +185,4 @@ pub fn parse(path: &Path, bytes: &[u8], opts: &ParseOptions) -> Result<Parsed, J
         }
         _ => Err(JobspecError::new(path, diags)),
     }
-}
-
-// TEMP-SHIM until json.rs lands
-pub fn to_api_json(job: &Job) -> serde_json::Value {
-    serde_json::to_value(job).unwrap_or_default()
 }

@@ -477,7 +477,9 @@ fn encode_task(t: &Task) -> Json {
     Json::Object(m)
 }
 
-fn encode_config(c: &TaskConfig) -> Json {
+/// The driver config under its HCL names, unset fields left out. Shared with the API JSON
+/// writer: Nomad's `Config` is the same free map.
+pub(super) fn encode_config(c: &TaskConfig) -> Json {
     let mut m = Map::new();
     match c {
         TaskConfig::Docker(d) => {
