@@ -8,12 +8,22 @@ use std::time::Duration;
 use super::error::Diagnostic;
 use super::fields::{BlockRef, Diags, Fields};
 use super::schema::{self, did_you_mean};
-use super::tree::{Body, Pos};
+use super::tree::{Block, Body, Item, ItemKind, Pos};
 use crate::structs::*;
 
 pub fn decode_file(body: &Body, d: &mut Diags) -> Option<Job> {
     let mut f = Fields::new("", body.pos, body, &schema::FILE);
     // Variables and locals were consumed by the HCL reader; YAML has none.
+    for name in ["variable", "variables", "locals"] {
+        if f.has(name) {
+            f.skip(name);
+            d.push(Diagnostic::error(
+                body.pos,
+                name,
+                format!("{name} is unsupported in YAML job files: variables and locals are HCL2 features; write the values in place"),
+            ));
+        }
+    }
     let jobs = f.blocks(d, "job", 1);
     f.finish(d);
     match jobs.len() {
@@ -113,7 +123,14 @@ fn decode_job(b: &BlockRef, d: &mut Diags) -> Job {
         version: 0,
     };
 
-    let groups = f.blocks(d, "group", 1);
+    // A task written directly in the job is, as in Nomad, a group of its own named after the
+    // task, placed before the job's groups.
+    let mut groups: Vec<BlockRef> = f
+        .blocks(d, "task", 1)
+        .into_iter()
+        .map(lone_task_group)
+        .collect();
+    groups.extend(f.blocks(d, "group", 1));
     if groups.is_empty() {
         d.push(Diagnostic::error(
             b.pos,
@@ -138,6 +155,25 @@ fn decode_job(b: &BlockRef, d: &mut Diags) -> Job {
     }
     f.finish(d);
     job
+}
+
+fn lone_task_group(t: BlockRef) -> BlockRef {
+    let task = Item {
+        key: "task".into(),
+        pos: t.pos,
+        kind: ItemKind::Block(Block {
+            labels: t.labels.clone(),
+            body: t.body,
+        }),
+    };
+    BlockRef {
+        pos: t.pos,
+        labels: t.labels,
+        body: Body {
+            pos: t.pos,
+            items: vec![task],
+        },
+    }
 }
 
 fn validate_job_id(id: &str, pos: Pos, path: &str, d: &mut Diags) {
@@ -183,7 +219,7 @@ fn decode_group(
         RestartPolicy::service_default()
     };
     let restart = match f.block(d, "restart") {
-        Some(r) => decode_restart(&f, &r, restart_default, d),
+        Some(r) => decode_restart(&f, &r, restart_default, RestartLevel::Group, d),
         None => restart_default,
     };
     let reschedule = match f.block(d, "reschedule") {
@@ -246,7 +282,12 @@ fn decode_group(
 
     let service_blocks = f.blocks(d, "service", 0);
     let task_blocks = f.blocks(d, "task", 1);
-    if task_blocks.is_empty() {
+    // Nomad adds the task itself for a Connect gateway; the `connect` block is then refused as
+    // unsupported, which says all there is to say.
+    let connect_gateway = service_blocks
+        .iter()
+        .any(|s| s.body.items.iter().any(|i| i.key == "connect"));
+    if task_blocks.is_empty() && !connect_gateway {
         d.push(Diagnostic::error(
             b.pos,
             f.path.clone(),
@@ -270,8 +311,14 @@ fn decode_group(
         legacy_nets.push(legacy);
         group.tasks.push(task);
     }
+    let group_labels: Vec<String> = group
+        .networks
+        .iter()
+        .flat_map(|n| n.ports())
+        .map(|p| p.label.clone())
+        .collect();
     for (i, legacy) in legacy_nets.into_iter().enumerate() {
-        normalise_legacy_network(&f.path, &mut group, i, legacy, d);
+        normalise_legacy_network(&f.path, &mut group, i, legacy, &group_labels, d);
     }
     for s in service_blocks {
         let svc = decode_service(&f, &s, None, d);
@@ -403,7 +450,7 @@ fn decode_task(
     };
     let restart = f
         .block(d, "restart")
-        .map(|r| decode_restart(&f, &r, group.restart.clone(), d));
+        .map(|r| decode_restart(&f, &r, group.restart.clone(), RestartLevel::Task, d));
     let logs = match f.block(d, "logs") {
         Some(l) => {
             let mut lf = Fields::new(f.child("logs"), l.pos, &l.body, &schema::LOGS);
@@ -511,6 +558,16 @@ fn decode_config(
                     super::tree::ValueKind::String(s) if s.parse::<u16>().is_ok_and(|p| p > 0) => {
                         legacy.port_map.push((label, s.parse().unwrap_or(0), pos));
                     }
+                    // `http = "${NOMAD_PORT_http}"`: the container listens on the host port,
+                    // which drover writes as `to = 0`.
+                    super::tree::ValueKind::String(s) if s.trim() == format!("${{NOMAD_PORT_{label}}}") => {
+                        legacy.port_map.push((label, 0, pos));
+                    }
+                    super::tree::ValueKind::String(s) if s.contains("${") => d.push(Diagnostic::error(
+                        pos,
+                        format!("{} > port_map > {label}", c.path),
+                        format!("a port_map value known only at run time ({s:?}) is unsupported in drover; give the container port as a number"),
+                    )),
                     other => d.push(super::fields::type_error(
                         pos,
                         format!("{} > port_map > {label}", c.path),
@@ -646,6 +703,17 @@ fn decode_resources(
         let mut nf = Fields::new(f.child("network"), n.pos, &n.body, &schema::NETWORK);
         let _ = nf.u64(d, "mbits");
         nf.skip("mode");
+        // The network namespace's hostname and DNS belong to the group network.
+        for key in ["hostname", "dns"] {
+            if nf.has(key) {
+                nf.skip(key);
+                d.push(Diagnostic::warning(
+                    n.pos,
+                    nf.child(key),
+                    format!("{key} in a task-level network has no effect; set it in the group's network block"),
+                ));
+            }
+        }
         legacy.pos = n.pos;
         for p in nf.blocks(d, "port", 1) {
             legacy.ports.push(decode_port(&nf, &p, d));
@@ -668,11 +736,14 @@ fn decode_resources(
 
 /// Moves a task's legacy ports into the group network (Nomad deprecated the task-level form)
 /// and makes the docker task bind them; `port_map` becomes each port's `to`.
+/// `group_labels` are the ports of the group's own network block; any other label already in the
+/// group network came from an earlier task's legacy network.
 fn normalise_legacy_network(
     group_path: &str,
     group: &mut TaskGroup,
     task_index: usize,
     legacy: LegacyNetwork,
+    group_labels: &[String],
     d: &mut Diags,
 ) {
     let task_name = group.tasks[task_index].name.clone();
@@ -701,13 +772,23 @@ fn normalise_legacy_network(
     let mut bound = Vec::new();
     for (mut port, is_static) in legacy.ports {
         if group.networks[0].ports().any(|p| p.label == port.label) {
-            d.push(Diagnostic::error(
-                legacy.pos,
-                format!("{task_path} > resources > network > port {:?}", port.label),
+            let message = if group_labels.contains(&port.label) || bound.contains(&port.label) {
                 format!(
                     "port label {:?} is declared more than once in the group",
                     port.label
-                ),
+                )
+            } else {
+                // Nomad gives each task's legacy network its own labels; drover has one
+                // group network, where two tasks' "http" ports would be one port.
+                format!(
+                    "port label {:?} is also declared by another task's task-level network: a port label per task is unsupported in drover, which moves task-level ports into the one group network; rename one of them",
+                    port.label
+                )
+            };
+            d.push(Diagnostic::error(
+                legacy.pos,
+                format!("{task_path} > resources > network > port {:?}", port.label),
+                message,
             ));
             continue;
         }
@@ -1045,10 +1126,19 @@ fn decode_artifact(parent: &Fields, b: &BlockRef, d: &mut Diags) -> Artifact {
     a
 }
 
+/// Where a `restart` block sits: Nomad checks only the group's policy for attempts × delay
+/// fitting in the interval, and takes a task's override as written.
+#[derive(Clone, Copy, PartialEq)]
+enum RestartLevel {
+    Group,
+    Task,
+}
+
 fn decode_restart(
     parent: &Fields,
     b: &BlockRef,
     base: RestartPolicy,
+    level: RestartLevel,
     d: &mut Diags,
 ) -> RestartPolicy {
     let mut f = Fields::new(parent.child("restart"), b.pos, &b.body, &schema::RESTART);
@@ -1077,7 +1167,8 @@ fn decode_restart(
             .bool(d, "render_templates")
             .unwrap_or(base.render_templates),
     };
-    if r.attempts > 0 && r.interval < r.delay * r.attempts.min(1000) {
+    if level == RestartLevel::Group && r.attempts > 0 && r.interval < r.delay * r.attempts.min(1000)
+    {
         d.push(Diagnostic::error(
             b.pos,
             f.path.clone(),

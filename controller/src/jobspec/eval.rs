@@ -2,8 +2,9 @@
 //! `for` expressions, templates and the function library in [`super::funcs`].
 //!
 //! Runtime interpolations (`${NOMAD_PORT_http}`, `${attr.kernel.name}`, `${node.unique.name}`,
-//! `${meta.x}`) cannot be known when the file is parsed: inside a string they are kept as text
-//! for the node to resolve, as Nomad does.
+//! `${meta.x}`) cannot be known when the file is parsed: they are kept as text for the node to
+//! resolve, as Nomad does, whether written inside a string or bare (`address = attr.unique.x`
+//! becomes the string `"${attr.unique.x}"`).
 
 use std::ops::Range;
 use std::path::Path;
@@ -121,14 +122,23 @@ impl<'a> Scope<'a> {
                 }
                 Ok(Value::Object(out))
             }
-            Expression::StringTemplate(t) => self.template(t).map(Value::String),
+            Expression::StringTemplate(t) => {
+                // As in HCL, a string that is one interpolation, `"${expr}"`, is the value of
+                // `expr` itself, not its string form: `"${var.list}"` stays a list.
+                if let [Element::Interpolation(i)] = t.iter().collect::<Vec<_>>().as_slice()
+                    && self.runtime_text(&i.expr).is_none()
+                {
+                    return self.eval(&i.expr);
+                }
+                self.template(t).map(Value::String)
+            }
             Expression::HeredocTemplate(h) => self.template(&h.template).map(Value::String),
             Expression::Parenthesis(p) => self.eval(p.inner()),
-            Expression::Variable(v) => {
-                let name = v.value().as_str();
-                self.lookup(name)
-                    .ok_or_else(|| unknown_variable(v.span(), name))
-            }
+            // A name the file does not define is a runtime value (`attr.kernel.name`,
+            // `NOMAD_PORT_http`, …): like Nomad, keep it as the text `${…}` for the node.
+            Expression::Variable(v) => Ok(self
+                .lookup(v.value().as_str())
+                .unwrap_or_else(|| self.runtime_value(expr))),
             Expression::Conditional(c) => match self.eval(&c.cond_expr)? {
                 Value::Bool(true) => self.eval(&c.true_expr),
                 Value::Bool(false) => self.eval(&c.false_expr),
@@ -159,6 +169,11 @@ impl<'a> Scope<'a> {
                             ),
                         ));
                     }
+                }
+                if let Expression::Variable(root) = &t.expr
+                    && !self.knows(root.value().as_str())
+                {
+                    return Ok(self.runtime_value(expr));
                 }
                 let mut value = self.eval(&t.expr)?;
                 for op in &t.operators {
@@ -436,6 +451,16 @@ impl<'a> Scope<'a> {
         Ok(())
     }
 
+    /// A bare reference to something only the node knows, as the text `${…}` Nomad keeps.
+    fn runtime_value(&self, expr: &Expression) -> Value {
+        let text = expr
+            .span()
+            .and_then(|s| self.src.get(s))
+            .unwrap_or_default()
+            .trim();
+        Value::String(format!("${{{text}}}"))
+    }
+
     /// The source text of an interpolation that refers to something only the node knows.
     fn runtime_text(&self, expr: &Expression) -> Option<&'a str> {
         let mut roots = Vec::new();
@@ -446,16 +471,6 @@ impl<'a> Scope<'a> {
         let span = expr.span()?;
         self.src.get(span)
     }
-}
-
-fn unknown_variable(span: Option<Range<usize>>, name: &str) -> EvalError {
-    EvalError::new(
-        span,
-        format!(
-            "unknown variable {name:?}: only var.<name> and local.<name> are known when the file is read; \
-             runtime values (attr.*, node.*, meta.*, NOMAD_*) must be written inside a string, like \"${{{name}}}\""
-        ),
-    )
 }
 
 /// The root variable names an expression refers to (`var`, `local`, `attr`, `NOMAD_PORT_http` …).

@@ -75,6 +75,47 @@ pub const NAMES: &[&str] = &[
     "zipmap",
 ];
 
+/// Functions Nomad's HCL2 offers (1.9 and later) that drover does not: calling one is an
+/// "unsupported" error, not an unknown name. Some are left out on purpose: drover's functions are
+/// deterministic (no clock, no randomness) and read no file outside the job's directory.
+pub const UNSUPPORTED: &[&str] = &[
+    "abspath",
+    "basename",
+    "bcrypt",
+    "can",
+    "chunklist",
+    "cidrhost",
+    "cidrnetmask",
+    "cidrsubnet",
+    "cidrsubnets",
+    "convert",
+    "csvdecode",
+    "dirname",
+    "filebase64",
+    "fileset",
+    "formatdate",
+    "log",
+    "md5",
+    "parseint",
+    "pathexpand",
+    "pow",
+    "rsadecrypt",
+    "setintersection",
+    "setproduct",
+    "setunion",
+    "sha1",
+    "sha256",
+    "sha512",
+    "signum",
+    "timeadd",
+    "try",
+    "urlencode",
+    "uuidv4",
+    "uuidv5",
+    "yamldecode",
+    "yamlencode",
+];
+
 pub fn call(name: &str, args: &[Value], ctx: &CallContext) -> Result<Value, String> {
     let f = Args { name, args };
     match name {
@@ -391,6 +432,9 @@ pub fn call(name: &str, args: &[Value], ctx: &CallContext) -> Result<Value, Stri
                 .map(Value::String)
                 .map_err(|_| format!("file({rel:?}): the file is not UTF-8 text"))
         }
+        _ if UNSUPPORTED.contains(&name) => Err(format!(
+            "function {name:?} is unsupported in drover: Nomad's HCL2 has it, drover implements only the functions listed in docs/jobspec.md"
+        )),
         _ => Err(format!(
             "call to unknown function {name:?}{}",
             super::schema::did_you_mean(name, NAMES)
@@ -774,6 +818,16 @@ mod tests {
             c("base64encode", vec![json!("foobar")]).unwrap(),
             json!("Zm9vYmFy")
         );
+    }
+
+    #[test]
+    fn nomad_functions_drover_lacks_are_unsupported_not_unknown() {
+        assert!(
+            UNSUPPORTED.iter().all(|n| !NAMES.contains(n)),
+            "a function is both implemented and unsupported"
+        );
+        let err = c("uuidv4", vec![]).unwrap_err();
+        assert!(err.contains("is unsupported in drover"), "{err}");
     }
 
     #[test]

@@ -85,6 +85,7 @@ pub const JOB: BlockSchema = BlockSchema {
         "reschedule",
         "meta",
         "group",
+        "task",
     ],
     ignored: &[
         (
@@ -104,10 +105,6 @@ pub const JOB: BlockSchema = BlockSchema {
             "drain migration uses drover's defaults (max_parallel 1)",
         ),
         (
-            "vault",
-            "only a default for the groups' vault blocks, which drover refuses where they are used",
-        ),
-        (
             "consul",
             "selects a Consul cluster or namespace; drover's own catalog serves services",
         ),
@@ -118,6 +115,11 @@ pub const JOB: BlockSchema = BlockSchema {
         (
             "multiregion",
             "multi-region deployments, a Nomad Enterprise feature",
+        ),
+        ("vault", "Vault secrets for every task of the job"),
+        (
+            "secret",
+            "secrets fetched from a secrets provider for every task of the job",
         ),
     ],
 };
@@ -166,6 +168,14 @@ pub const GROUP: BlockSchema = BlockSchema {
     unsupported: &[
         ("volume", "host and CSI volumes requested by the group"),
         ("vault", "Vault secrets"),
+        (
+            "secret",
+            "secrets fetched from a secrets provider for every task of the group",
+        ),
+        (
+            "max_run_duration",
+            "stopping the group's allocations once they have run this long",
+        ),
     ],
 };
 
@@ -246,8 +256,27 @@ pub const RESOURCES: BlockSchema = BlockSchema {
 pub const NETWORK: BlockSchema = BlockSchema {
     block: "network",
     supported: &["mode", "port", "hostname", "dns", "mbits"],
-    ignored: &[],
-    unsupported: &[("cni", "arguments passed to CNI plugins")],
+    ignored: &[
+        (
+            "device",
+            "the node picks the interface when it places the network; Nomad ignores it in a job too",
+        ),
+        (
+            "cidr",
+            "the node picks the address when it places the network; Nomad ignores it in a job too",
+        ),
+        (
+            "ip",
+            "the node picks the address when it places the network; Nomad ignores it in a job too",
+        ),
+    ],
+    unsupported: &[
+        ("cni", "arguments passed to CNI plugins"),
+        (
+            "reserved_ports",
+            "the API's list of static ports as a block; write `port \"label\" { static = N }`",
+        ),
+    ],
 };
 
 pub const PORT: BlockSchema = BlockSchema {
@@ -306,6 +335,10 @@ pub const SERVICE: BlockSchema = BlockSchema {
             "workload identity tokens; nothing in drover consumes them",
         ),
         ("kind", "a Consul service kind for gateways"),
+        (
+            "id",
+            "from older Nomad versions, which ignored it; service IDs come from the allocation",
+        ),
     ],
     unsupported: &[("connect", "Consul Connect service mesh")],
 };
@@ -356,6 +389,14 @@ pub const CHECK: BlockSchema = BlockSchema {
             "grpc_use_tls",
             "gRPC checks are refused by type; kept only with them",
         ),
+        (
+            "advertise",
+            "Nomad's parser accepts it but nothing in Nomad reads it",
+        ),
+        (
+            "id",
+            "from older Nomad versions, which ignored it; check IDs come from the service",
+        ),
     ],
     unsupported: &[],
 };
@@ -378,7 +419,10 @@ pub const ARTIFACT: BlockSchema = BlockSchema {
         "chown",
     ],
     ignored: &[],
-    unsupported: &[],
+    unsupported: &[(
+        "insecure",
+        "artifact downloads that skip TLS certificate verification",
+    )],
 };
 
 pub const RESTART: BlockSchema = BlockSchema {
@@ -434,7 +478,16 @@ pub const CONSTRAINT: BlockSchema = BlockSchema {
         "set_contains_any",
         "set_contains_all",
     ],
-    ignored: &[],
+    ignored: &[
+        (
+            "is_set",
+            "Nomad's parser accepts it but ignores it; write operator = \"is_set\"",
+        ),
+        (
+            "is_not_set",
+            "Nomad's parser accepts it but ignores it; write operator = \"is_not_set\"",
+        ),
+    ],
     unsupported: &[],
 };
 
@@ -448,6 +501,7 @@ pub const AFFINITY: BlockSchema = BlockSchema {
         "regexp",
         "version",
         "semver",
+        "set_contains",
         "set_contains_any",
         "set_contains_all",
     ],
@@ -586,6 +640,7 @@ pub const DOCKER_CONFIG: BlockSchema = BlockSchema {
             "container_exists_attempts",
             "attempts to reuse a container of the same name",
         ),
+        ("cgroupns", "the container's cgroup namespace mode"),
     ],
 };
 
@@ -723,7 +778,16 @@ mod tests {
                 .expect("docs/jobspec.md exists");
         assert!(
             docs.contains(&markdown_table()),
-            "docs/jobspec.md is out of date: regenerate its table with `drover job schema-table`"
+            "docs/jobspec.md is out of date: print the table with \
+             `cargo test -p drover-controller --lib print_docs_table -- --ignored --nocapture` \
+             and replace the one in the docs"
         );
+    }
+
+    /// Prints the docs table; run by hand after editing a schema (see `docs_table_is_current`).
+    #[test]
+    #[ignore]
+    fn print_docs_table() {
+        print!("{}", markdown_table());
     }
 }
