@@ -5,7 +5,7 @@
 use std::fmt;
 
 /// A 1-based line and column in the source file.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct Pos {
     pub line: u32,
     pub col: u32,
