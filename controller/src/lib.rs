@@ -3,4 +3,5 @@
 
 pub mod cli;
 pub mod jobspec;
+pub mod scheduler;
 pub mod structs;

@@ -70,6 +70,17 @@ impl Job {
     pub fn group(&self, name: &str) -> Option<&TaskGroup> {
         self.task_groups.iter().find(|g| g.name == name)
     }
+
+    /// Nomad's `Job.SpecChanged`: whether `other` declares something different. The version and
+    /// the stop flag are bookkeeping, not spec, so registering the same file twice is no change.
+    pub fn spec_changed(&self, other: &Job) -> bool {
+        let strip = |j: &Job| Job {
+            version: 0,
+            stop: false,
+            ..j.clone()
+        };
+        strip(self) != strip(other)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
