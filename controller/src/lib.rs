@@ -4,4 +4,5 @@
 pub mod cli;
 pub mod jobspec;
 pub mod scheduler;
+pub mod state;
 pub mod structs;
