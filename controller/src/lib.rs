@@ -1,6 +1,7 @@
 //! drover's control plane: what SHOULD run. A job file becomes a typed [`structs::Job`] in
 //! [`jobspec`]; later stages (state store, scheduler, reconciler, API) build on that model.
 
+pub mod broker;
 pub mod cli;
 pub mod jobspec;
 pub mod scheduler;
