@@ -4,6 +4,8 @@
 pub mod broker;
 pub mod cli;
 pub mod jobspec;
+pub mod plan_apply;
 pub mod scheduler;
 pub mod state;
 pub mod structs;
+pub mod worker;

@@ -77,6 +77,10 @@ pub enum StoreError {
     EvalNotFound { eval_id: String },
     #[error("node {node_id} not found")]
     NodeNotFound { node_id: String },
+    #[error(
+        "failed to apply the plan for job {job_id:?}: allocations on its nodes changed after index {snapshot_index}"
+    )]
+    StalePlan { job_id: String, snapshot_index: u64 },
 }
 
 impl StoreError {
@@ -93,6 +97,7 @@ impl StoreError {
             StoreError::JobNotFound { .. }
             | StoreError::EvalNotFound { .. }
             | StoreError::NodeNotFound { .. } => "not_found",
+            StoreError::StalePlan { .. } => "stale_plan",
         }
     }
 }
@@ -212,7 +217,17 @@ pub struct Snapshot {
 pub struct PlanWrite {
     /// New allocations and changed existing ones (stops, in-place updates, follow-up ids).
     pub allocs: Vec<Allocation>,
+    /// Follow-up evaluations, and the planning evaluation itself marked complete.
     pub evals: Vec<Evaluation>,
+    /// Refuse the write if allocations on these nodes changed after the snapshot the plan
+    /// was computed from: another job's plan may have taken the same ports or capacity.
+    pub guard: Option<PlanGuard>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PlanGuard {
+    pub snapshot_index: u64,
+    pub nodes: Vec<String>,
 }
 
 /// An allocation whose client status changed in a client update.
@@ -855,6 +870,7 @@ impl Store {
             params![namespace, job_id],
         )?;
         let nodes = read_nodes(&tx)?;
+        drop(tx);
         Ok(Snapshot {
             index: index as u64,
             job,

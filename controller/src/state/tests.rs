@@ -291,6 +291,7 @@ fn commit_plan_is_all_or_nothing() {
             PlanWrite {
                 allocs: vec![good],
                 evals: vec![bad_eval],
+                guard: None,
             },
         )
         .expect_err("the eval write fails");
@@ -341,6 +342,7 @@ fn client_updates_record_status_task_events_and_transitions() {
             PlanWrite {
                 allocs: vec![pending],
                 evals: vec![],
+                guard: None,
             },
         )
         .expect("place");
@@ -405,6 +407,7 @@ fn a_node_marked_down_loses_its_allocations_and_gets_node_update_evals() {
                     mock::alloc(&other, 0).with_id("b-1"),
                 ],
                 evals: vec![],
+                guard: None,
             },
         )
         .expect("place");
@@ -442,6 +445,7 @@ fn alloc_id_prefix_lookup_escapes_like_patterns() {
                     mock::alloc(&job, 1).with_id("8f3b-2"),
                 ],
                 evals: vec![],
+                guard: None,
             },
         )
         .expect("place");
