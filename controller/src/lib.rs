@@ -6,6 +6,7 @@ pub mod cli;
 pub mod jobspec;
 pub mod plan_apply;
 pub mod scheduler;
+pub mod server;
 pub mod state;
 pub mod structs;
 pub mod worker;

@@ -847,6 +847,45 @@ impl Store {
         query_evals(&conn, "ORDER BY modify_index", params![])
     }
 
+    /// Deletes finished evaluations last changed before `cutoff` (unix nanoseconds); returns
+    /// how many.
+    pub fn gc_evals(&self, cutoff: i64) -> Result<usize, StoreError> {
+        self.write("collect old evaluations", |tx, _| {
+            tx.execute(
+                "DELETE FROM evaluations WHERE status IN ('complete', 'failed', 'canceled')
+                 AND json_extract(body, '$.modify_time') < ?1",
+                params![cutoff],
+            )
+            .map_err(sql("collect old evaluations"))
+        })
+    }
+
+    /// Sets a node's status (a down node heartbeating again becomes ready).
+    pub fn set_node_status(
+        &self,
+        node_id: &str,
+        status: NodeStatus,
+        description: &str,
+        now: i64,
+    ) -> Result<Node, StoreError> {
+        self.write(
+            &format!("update the status of node {node_id}"),
+            |tx, index| {
+                let Some(mut node) = read_node(tx, node_id)? else {
+                    return Err(StoreError::NodeNotFound {
+                        node_id: node_id.to_string(),
+                    });
+                };
+                node.status = status;
+                node.status_description = description.to_string();
+                node.status_updated_at = now / 1_000_000_000;
+                node.modify_index = index;
+                put_node(tx, &node)?;
+                Ok(node)
+            },
+        )
+    }
+
     // ---- planning ------------------------------------------------------------------------
 
     /// What one evaluation of a job plans from, read in one transaction so it is consistent.

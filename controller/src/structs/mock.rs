@@ -252,13 +252,18 @@ impl MockAlloc for Allocation {
 
 /// A ready dev node `node-1` in `dc1` with healthy docker and raw_exec, 4000 MHz and 8 GB.
 pub fn node() -> Node {
+    Node::from_info(node_info(), 0)
+}
+
+/// What the client of [`node`] registers with.
+pub fn node_info() -> NodeInfo {
     let healthy = DriverInfo {
         detected: true,
         healthy: true,
         health_description: "Healthy".into(),
         update_time: 0,
     };
-    let info = NodeInfo {
+    NodeInfo {
         id: "node-1".into(),
         name: "dev".into(),
         datacenter: "dc1".into(),
@@ -279,8 +284,7 @@ pub fn node() -> Node {
         cpu_mhz: 4000,
         memory_mb: 8192,
         reserved_ports: vec![],
-    };
-    Node::from_info(info, 0)
+    }
 }
 
 pub trait MockNode: Sized {
