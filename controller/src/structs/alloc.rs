@@ -1,3 +1,6 @@
+//! `Allocation`: one instance of a task group placed on a node, as the server records it,
+//! with Nomad's stop descriptions and the `job.group[i]` naming helpers.
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

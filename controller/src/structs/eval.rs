@@ -1,3 +1,5 @@
+//! `Evaluation`: one request to reconcile one job, with Nomad's trigger and status strings.
+
 use serde::{Deserialize, Serialize};
 
 /// Why an evaluation exists (Nomad's `EvalTrigger*`, with Nomad's strings).

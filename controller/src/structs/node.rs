@@ -1,3 +1,6 @@
+//! `Node`: a client node as the server records it (from the `NodeInfo` it registers with),
+//! with Nomad's status and scheduling-eligibility strings.
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
