@@ -2,7 +2,13 @@
 //! [`jobspec`]; later stages (state store, scheduler, reconciler, API) build on that model.
 
 pub mod agent;
+pub mod broker;
 pub mod cli;
 pub mod jobspec;
 pub mod manifests;
+pub mod plan_apply;
+pub mod scheduler;
+pub mod server;
+pub mod state;
 pub mod structs;
+pub mod worker;

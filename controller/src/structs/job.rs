@@ -70,6 +70,41 @@ impl Job {
     pub fn group(&self, name: &str) -> Option<&TaskGroup> {
         self.task_groups.iter().find(|g| g.name == name)
     }
+
+    /// What is left of a purged job: stopped, with no groups, so planning it stops whatever
+    /// allocations remain.
+    pub fn tombstone(namespace: &str, id: &str) -> Job {
+        Job {
+            id: id.to_string(),
+            name: id.to_string(),
+            namespace: namespace.to_string(),
+            region: "global".into(),
+            job_type: JobType::Service,
+            priority: 50,
+            all_at_once: false,
+            datacenters: vec!["*".into()],
+            node_pool: "default".into(),
+            constraints: vec![],
+            affinities: vec![],
+            spreads: vec![],
+            update: UpdateStrategy::default(),
+            meta: BTreeMap::new(),
+            task_groups: vec![],
+            stop: true,
+            version: 0,
+        }
+    }
+
+    /// Nomad's `Job.SpecChanged`: whether `other` declares something different. The version and
+    /// the stop flag are bookkeeping, not spec, so registering the same file twice is no change.
+    pub fn spec_changed(&self, other: &Job) -> bool {
+        let strip = |j: &Job| Job {
+            version: 0,
+            stop: false,
+            ..j.clone()
+        };
+        strip(self) != strip(other)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,214 @@
+//! [`LocalServer`]: the `ServerApi` a client in the same process uses (the dev agent). It goes
+//! through the same calls a remote client's RPC would, so the dev agent exercises the real
+//! path: register → ready node, heartbeat → TTL, blocking allocation query on the store index,
+//! allocation updates → client status, task states, and `alloc-failure` evaluations.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use drover_runtime::client::{ApiError, Registered, ServerApi};
+use drover_runtime::spec::{AllocSpec, AllocUpdate, NodeInfo};
+use tracing::{debug, info};
+
+use super::{Server, ServerError};
+use crate::state::StoreError;
+use crate::structs::{
+    Allocation, ClientStatus, DesiredStatus, EvalTrigger, Evaluation, JobType, Node, NodeStatus,
+    RestartPolicy, unix_nanos,
+};
+
+#[derive(Clone)]
+pub struct LocalServer {
+    server: Arc<Server>,
+}
+
+fn refused(e: impl Into<ServerError>) -> ApiError {
+    match e.into() {
+        ServerError::Store(StoreError::NodeNotFound { node_id }) => {
+            ApiError::UnknownNode { node_id }
+        }
+        other => ApiError::Refused(other.to_string()),
+    }
+}
+
+fn now() -> i64 {
+    unix_nanos(SystemTime::now())
+}
+
+impl LocalServer {
+    pub fn new(server: Arc<Server>) -> Self {
+        LocalServer { server }
+    }
+
+    pub fn server(&self) -> &Arc<Server> {
+        &self.server
+    }
+
+    /// What the node is told to run for one allocation: the allocation plus the task group of
+    /// the job version it was placed for.
+    pub fn alloc_spec(&self, a: &Allocation) -> Result<AllocSpec, ServerError> {
+        let job = self
+            .server
+            .store()
+            .job_version(&a.namespace, &a.job_id, a.job_version)?;
+        let group = job.as_ref().and_then(|j| j.group(&a.task_group));
+        // A purged job's allocations can only be stopped.
+        let desired_status = if group.is_some() {
+            a.desired_status
+        } else {
+            DesiredStatus::Stop
+        };
+        Ok(AllocSpec {
+            id: a.id.clone(),
+            name: a.name.clone(),
+            namespace: a.namespace.clone(),
+            job_id: a.job_id.clone(),
+            job_version: a.job_version,
+            job_type: job
+                .as_ref()
+                .map(|j| j.job_type)
+                .unwrap_or(JobType::Service)
+                .as_str()
+                .to_string(),
+            group: a.task_group.clone(),
+            node_id: a.node_id.clone(),
+            desired_status,
+            tasks: group.map(|g| g.tasks.clone()).unwrap_or_default(),
+            networks: a.networks.clone(),
+            restart: group
+                .map(|g| g.restart.clone())
+                .unwrap_or_else(RestartPolicy::service_default),
+            services: group.map(|g| g.services.clone()).unwrap_or_default(),
+            modify_index: a.modify_index,
+        })
+    }
+
+    fn node_specs(&self, node_id: &str) -> Result<(u64, Vec<AllocSpec>), ServerError> {
+        let store = self.server.store();
+        let index = store.node_alloc_index(node_id)?;
+        let allocs = store.allocs_by_node(node_id)?;
+        let specs = allocs
+            .iter()
+            // Both sides done with it: the node has nothing left to do for it.
+            .filter(|a| !(a.server_terminal() && a.client_terminal()))
+            .map(|a| self.alloc_spec(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((index, specs))
+    }
+}
+
+impl ServerApi for LocalServer {
+    async fn register_node(&self, info: NodeInfo) -> Result<Registered, ApiError> {
+        let node_id = info.id.clone();
+        let node = Node::from_info(info, now() / 1_000_000_000);
+        let node = self.server.store().upsert_node(node).map_err(refused)?;
+        let ttl = self.server.touch_heartbeat(&node.id);
+        info!(node_id = %node_id, datacenter = %node.datacenter, "node registered");
+        // Capacity appeared: placements that failed may fit now.
+        self.server
+            .enqueue_all(EvalTrigger::NodeUpdate, Some(&node_id))
+            .map_err(refused)?;
+        Ok(Registered { heartbeat_ttl: ttl })
+    }
+
+    async fn heartbeat(&self, node_id: &str) -> Result<Duration, ApiError> {
+        let store = self.server.store();
+        let node = store
+            .node(node_id)
+            .map_err(refused)?
+            .ok_or_else(|| ApiError::UnknownNode {
+                node_id: node_id.to_string(),
+            })?;
+        if node.status != NodeStatus::Ready {
+            store
+                .set_node_status(node_id, NodeStatus::Ready, "node heartbeat resumed", now())
+                .map_err(refused)?;
+            info!(node_id, "node is ready again");
+            self.server
+                .enqueue_all(EvalTrigger::NodeUpdate, Some(node_id))
+                .map_err(refused)?;
+        }
+        Ok(self.server.touch_heartbeat(node_id))
+    }
+
+    async fn node_allocations(
+        &self,
+        node_id: &str,
+        min_index: u64,
+        wait: Duration,
+    ) -> Result<(u64, Vec<AllocSpec>), ApiError> {
+        if self
+            .server
+            .store()
+            .node(node_id)
+            .map_err(refused)?
+            .is_none()
+        {
+            return Err(ApiError::UnknownNode {
+                node_id: node_id.to_string(),
+            });
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut rx = self.server.store().subscribe();
+        loop {
+            rx.borrow_and_update();
+            let index = self
+                .server
+                .store()
+                .node_alloc_index(node_id)
+                .map_err(refused)?;
+            if min_index == 0 || index > min_index {
+                return self.node_specs(node_id).map_err(refused);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                // Timed out (or the store is gone): answer with what there is, as Nomad does.
+                _ => return self.node_specs(node_id).map_err(refused),
+            }
+        }
+    }
+
+    async fn update_allocations(
+        &self,
+        node_id: &str,
+        updates: Vec<AllocUpdate>,
+    ) -> Result<(), ApiError> {
+        let store = self.server.store();
+        let transitions = store
+            .update_allocs_from_client(node_id, &updates, now())
+            .map_err(refused)?;
+        let mut failed_jobs = BTreeSet::new();
+        let mut running_jobs = BTreeSet::new();
+        for t in &transitions {
+            debug!(alloc_id = %t.alloc_id, job_id = %t.job_id, node_id, from = t.from.as_str(), to = t.to.as_str(), "client status changed");
+            match t.to {
+                ClientStatus::Failed | ClientStatus::Complete | ClientStatus::Lost => {
+                    failed_jobs.insert((t.namespace.clone(), t.job_id.clone()));
+                }
+                ClientStatus::Running => {
+                    running_jobs.insert((t.namespace.clone(), t.job_id.clone()));
+                }
+                _ => {}
+            }
+        }
+        for (ns, job_id) in &failed_jobs {
+            let eval = Evaluation::new(job_id, ns, EvalTrigger::RetryFailedAlloc, now());
+            self.server.submit_eval(eval).map_err(refused)?;
+        }
+        // A new allocation became running: a rolling update may be waiting on it.
+        for (ns, job_id) in running_jobs.difference(&failed_jobs) {
+            let allocs = store.allocs_by_job(ns, job_id).map_err(refused)?;
+            let versions: BTreeSet<u64> = allocs
+                .iter()
+                .filter(|a| !a.terminal())
+                .map(|a| a.job_version)
+                .collect();
+            if versions.len() > 1 {
+                let eval = Evaluation::new(job_id, ns, EvalTrigger::DeploymentWatcher, now());
+                self.server.submit_eval(eval).map_err(refused)?;
+            }
+        }
+        Ok(())
+    }
+}

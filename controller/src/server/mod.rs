@@ -1,0 +1,395 @@
+//! The server: owns the store, the broker and the workers, and is what the HTTP API, the
+//! manifests source and the dev agent call. Every change becomes an evaluation written to the
+//! store first (intent before action) and then handed to the broker; workers plan and apply.
+//! Background loops: the heartbeat sweep (a node that misses its TTL goes `down`, its
+//! allocations `lost`), and the `scheduled` tick that enqueues every job (dedup absorbs it).
+//! [`LocalServer`] is the `ServerApi` a client in the same process talks to.
+
+mod local;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::broker::{Broker, BrokerConfig};
+use crate::jobspec::Diagnostic;
+use crate::state::{JobRecord, JobRegistration, JobSource, SourceError, Store, StoreError};
+use crate::structs::{Allocation, EvalTrigger, Evaluation, Job, Node, TaskEvent, unix_nanos};
+
+pub use local::LocalServer;
+
+/// Nomad's `min_heartbeat_ttl`.
+pub const MIN_HEARTBEAT_TTL: Duration = Duration::from_secs(10);
+/// Nomad's `heartbeat_grace`.
+pub const HEARTBEAT_GRACE: Duration = Duration::from_secs(10);
+/// Nomad's evaluation GC threshold.
+pub const EVAL_GC_THRESHOLD: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("failed to create the data dir {path}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `state.db` lives here.
+    pub data_dir: PathBuf,
+    /// Workers planning in parallel (each on a different job).
+    pub workers: usize,
+    pub min_heartbeat_ttl: Duration,
+    pub heartbeat_grace: Duration,
+    /// How often every job is evaluated (`scheduled`), replacing what vanished unseen.
+    pub scheduled_interval: Duration,
+    /// How often missed heartbeats are looked for.
+    pub heartbeat_sweep_interval: Duration,
+    pub broker: BrokerConfig,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ServerConfig {
+            data_dir: data_dir.into(),
+            workers: 2,
+            min_heartbeat_ttl: MIN_HEARTBEAT_TTL,
+            heartbeat_grace: HEARTBEAT_GRACE,
+            scheduled_interval: Duration::from_secs(30),
+            heartbeat_sweep_interval: Duration::from_secs(1),
+            broker: BrokerConfig::default(),
+        }
+    }
+}
+
+/// The control plane in one process.
+pub struct Server {
+    store: Arc<Store>,
+    broker: Arc<Broker>,
+    config: ServerConfig,
+    /// Node id → when it is declared down without another heartbeat.
+    heartbeats: Mutex<HashMap<String, Instant>>,
+}
+
+fn now() -> i64 {
+    unix_nanos(SystemTime::now())
+}
+
+impl Server {
+    /// Opens the store in `config.data_dir`, re-enqueues the evaluations a previous run left
+    /// pending, and gives every ready node a fresh heartbeat deadline (Nomad does the same on
+    /// leader election), so a restart neither loses work nor declares nodes down at once.
+    pub fn open(config: ServerConfig) -> Result<Arc<Server>, ServerError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let store = Store::open(&config.data_dir.join("state.db"))?;
+        Server::with_store(Arc::new(store), config)
+    }
+
+    /// A server over an existing store (tests use an in-memory one).
+    pub fn with_store(store: Arc<Store>, config: ServerConfig) -> Result<Arc<Server>, ServerError> {
+        let broker = Arc::new(Broker::new(config.broker.clone()));
+        let server = Arc::new(Server {
+            store,
+            broker,
+            config,
+            heartbeats: Mutex::new(HashMap::new()),
+        });
+        let pending = server
+            .store
+            .evals_by_status(crate::structs::EvalStatus::Pending)?;
+        if !pending.is_empty() {
+            info!(count = pending.len(), "resuming pending evaluations");
+        }
+        for eval in pending {
+            server.broker.enqueue(eval);
+        }
+        let deadline = Instant::now() + server.ttl() + server.config.heartbeat_grace;
+        for node in server.store.nodes()? {
+            if node.status == crate::structs::NodeStatus::Ready {
+                server.heartbeats_lock().insert(node.id, deadline);
+            }
+        }
+        Ok(server)
+    }
+
+    fn heartbeats_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        // Deadlines are plain data; a panic elsewhere cannot leave them inconsistent.
+        self.heartbeats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// The `ServerApi` for a client in this process (the dev agent).
+    pub fn local(self: &Arc<Self>) -> LocalServer {
+        LocalServer::new(self.clone())
+    }
+
+    /// The heartbeat TTL handed to nodes.
+    pub fn ttl(&self) -> Duration {
+        self.config.min_heartbeat_ttl
+    }
+
+    /// Writes `eval` (pending) and hands it to the broker.
+    pub fn submit_eval(&self, eval: Evaluation) -> Result<Evaluation, ServerError> {
+        let eval = self.store.upsert_eval(&eval)?;
+        self.broker.enqueue(eval.clone());
+        Ok(eval)
+    }
+
+    // ---- what the HTTP API and the manifests source call ---------------------------------
+
+    /// `PUT /v1/jobs`, `drover job run` and a changed manifest all come here.
+    pub fn register_job(
+        &self,
+        job: Job,
+        source: JobSource,
+    ) -> Result<JobRegistration, ServerError> {
+        let reg = self.store.register_job(job, &source, now())?;
+        info!(
+            job_id = %reg.eval.job_id,
+            eval_id = %reg.eval.id,
+            version = reg.version,
+            changed = reg.changed,
+            "job registered"
+        );
+        self.broker.enqueue(reg.eval.clone());
+        Ok(reg)
+    }
+
+    /// `DELETE /v1/job/:id`, `drover job stop`, a removed manifest. With `source`, only the
+    /// job's owner may do it.
+    pub fn deregister_job(
+        &self,
+        namespace: &str,
+        job_id: &str,
+        purge: bool,
+        source: Option<&JobSource>,
+    ) -> Result<Evaluation, ServerError> {
+        let eval = self
+            .store
+            .deregister_job(namespace, job_id, purge, source, now())?;
+        info!(job_id, eval_id = %eval.id, purge, "job deregistered");
+        self.broker.enqueue(eval.clone());
+        Ok(eval)
+    }
+
+    /// Records that a manifest failed to parse; the job it held keeps running as it was.
+    pub fn record_source_error(
+        &self,
+        path: &Path,
+        diagnostics: &[Diagnostic],
+    ) -> Result<(), ServerError> {
+        let rows: Vec<(u32, u32, String, String)> = diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| (d.pos.line, d.pos.col, d.field.clone(), d.message.clone()))
+            .collect();
+        self.store.record_source_error(path, &rows, now())?;
+        Ok(())
+    }
+
+    pub fn clear_source_error(&self, path: &Path) -> Result<(), ServerError> {
+        Ok(self.store.clear_source_error(path)?)
+    }
+
+    /// Enqueues an evaluation for every job that is not stopped-and-settled; returns how many.
+    pub fn enqueue_all(
+        &self,
+        trigger: EvalTrigger,
+        node_id: Option<&str>,
+    ) -> Result<usize, ServerError> {
+        let mut n = 0;
+        for rec in self.store.jobs()? {
+            let mut eval = Evaluation::new(&rec.job.id, &rec.job.namespace, trigger, now());
+            eval.priority = rec.job.priority;
+            eval.node_id = node_id.map(str::to_string);
+            self.submit_eval(eval)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    // ---- reads ---------------------------------------------------------------------------
+
+    pub fn jobs(&self) -> Result<Vec<JobRecord>, ServerError> {
+        Ok(self.store.jobs()?)
+    }
+    pub fn job(&self, namespace: &str, job_id: &str) -> Result<Option<JobRecord>, ServerError> {
+        Ok(self.store.job(namespace, job_id)?)
+    }
+    pub fn job_versions(&self, namespace: &str, job_id: &str) -> Result<Vec<Job>, ServerError> {
+        Ok(self.store.job_versions(namespace, job_id)?)
+    }
+    pub fn allocs_by_job(
+        &self,
+        namespace: &str,
+        job_id: &str,
+    ) -> Result<Vec<Allocation>, ServerError> {
+        Ok(self.store.allocs_by_job(namespace, job_id)?)
+    }
+    pub fn allocs_by_node(&self, node_id: &str) -> Result<Vec<Allocation>, ServerError> {
+        Ok(self.store.allocs_by_node(node_id)?)
+    }
+    pub fn alloc(&self, alloc_id: &str) -> Result<Option<Allocation>, ServerError> {
+        Ok(self.store.alloc(alloc_id)?)
+    }
+    pub fn allocs_by_id_prefix(&self, prefix: &str) -> Result<Vec<Allocation>, ServerError> {
+        Ok(self.store.allocs_by_id_prefix(prefix)?)
+    }
+    pub fn evals(&self) -> Result<Vec<Evaluation>, ServerError> {
+        Ok(self.store.evals()?)
+    }
+    pub fn evals_by_job(
+        &self,
+        namespace: &str,
+        job_id: &str,
+    ) -> Result<Vec<Evaluation>, ServerError> {
+        Ok(self.store.evals_by_job(namespace, job_id)?)
+    }
+    pub fn eval(&self, eval_id: &str) -> Result<Option<Evaluation>, ServerError> {
+        Ok(self.store.eval(eval_id)?)
+    }
+    pub fn nodes(&self) -> Result<Vec<Node>, ServerError> {
+        Ok(self.store.nodes()?)
+    }
+    pub fn node(&self, node_id: &str) -> Result<Option<Node>, ServerError> {
+        Ok(self.store.node(node_id)?)
+    }
+    pub fn task_events(&self, alloc_id: &str) -> Result<Vec<(String, TaskEvent)>, ServerError> {
+        Ok(self.store.task_events(alloc_id)?)
+    }
+    pub fn source_errors(&self) -> Result<Vec<SourceError>, ServerError> {
+        Ok(self.store.source_errors()?)
+    }
+
+    // ---- heartbeats ----------------------------------------------------------------------
+
+    /// Resets a node's deadline; returns the TTL until the next heartbeat is due.
+    pub(crate) fn touch_heartbeat(&self, node_id: &str) -> Duration {
+        let ttl = self.ttl();
+        self.heartbeats_lock().insert(
+            node_id.to_string(),
+            Instant::now() + ttl + self.config.heartbeat_grace,
+        );
+        ttl
+    }
+
+    /// Declares down every node whose deadline passed; returns their ids.
+    pub fn sweep_heartbeats(&self) -> Vec<String> {
+        let now_i = Instant::now();
+        let expired: Vec<String> = {
+            let mut hb = self.heartbeats_lock();
+            let expired: Vec<String> = hb
+                .iter()
+                .filter(|(_, at)| **at <= now_i)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in &expired {
+                hb.remove(id);
+            }
+            expired
+        };
+        for node_id in &expired {
+            match self
+                .store
+                .mark_node_down(node_id, "node heartbeat missed", now())
+            {
+                Ok(evals) => {
+                    warn!(node_id = %node_id, jobs = evals.len(), "node missed its heartbeat; marked down");
+                    for e in evals {
+                        self.broker.enqueue(e);
+                    }
+                }
+                Err(e) => warn!(node_id = %node_id, error = %e, "failed to mark a node down"),
+            }
+        }
+        expired
+    }
+
+    /// Spawns the workers, the heartbeat sweep and the scheduled tick, and runs until
+    /// `shutdown` resolves; then stops them and waits for them (mini-redis' shape).
+    pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|v| *v).await;
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        for id in 0..self.config.workers.max(1) {
+            tasks.spawn(crate::worker::run(
+                id,
+                self.store.clone(),
+                self.broker.clone(),
+                stopped(stop_rx.clone()),
+            ));
+        }
+        {
+            let server = self.clone();
+            let stop = stopped(stop_rx.clone());
+            tasks.spawn(async move {
+                tokio::pin!(stop);
+                let mut tick = tokio::time::interval(server.config.heartbeat_sweep_interval);
+                loop {
+                    tokio::select! {
+                        _ = &mut stop => return,
+                        _ = tick.tick() => { server.sweep_heartbeats(); }
+                    }
+                }
+            });
+        }
+        {
+            let server = self.clone();
+            let stop = stopped(stop_rx.clone());
+            tasks.spawn(async move {
+                tokio::pin!(stop);
+                let start = Instant::now() + server.config.scheduled_interval;
+                let mut tick = tokio::time::interval_at(start, server.config.scheduled_interval);
+                loop {
+                    tokio::select! {
+                        _ = &mut stop => return,
+                        _ = tick.tick() => server.scheduled_tick(),
+                    }
+                }
+            });
+        }
+        shutdown.await;
+        info!("server shutting down");
+        let _ = stop_tx.send(true);
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// The periodic pass: every job gets a `scheduled` evaluation, and old finished
+    /// evaluations are collected.
+    pub fn scheduled_tick(&self) {
+        if let Err(e) = self.enqueue_all(EvalTrigger::Scheduled, None) {
+            warn!(error = %e, "failed to enqueue scheduled evaluations");
+        }
+        let cutoff = now() - EVAL_GC_THRESHOLD.as_nanos() as i64;
+        if let Err(e) = self.store.gc_evals(cutoff) {
+            warn!(error = %e, "failed to collect old evaluations");
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Server tests: the dev-agent path through `LocalServer` (register, blocking query, updates,
+//! alloc-failure), missed heartbeats with paused time, and a restart resuming pending work.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_runtime::client::{ApiError, ServerApi};
+use drover_runtime::spec::AllocUpdate;
+
+use super::*;
+use crate::state::JobSource;
+use crate::structs::mock::{self, MockJob};
+use crate::structs::{ClientStatus, DesiredStatus, EvalStatus, NodeStatus};
+
+fn server() -> Arc<Server> {
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    Server::with_store(store, ServerConfig::new("/nonexistent")).expect("server")
+}
+
+fn whoami(count: u32) -> Job {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/seed/whoami.nomad");
+    crate::jobspec::parse_file(&path, &Default::default())
+        .expect("seed parses")
+        .job
+        .count(count)
+}
+
+/// Runs every due evaluation through the worker, as the worker pool would.
+fn drain(server: &Server) {
+    for eval in server
+        .store()
+        .evals_by_status(EvalStatus::Pending)
+        .expect("pending")
+    {
+        if eval.wait_until.is_none() {
+            crate::worker::process(server.store(), &eval).expect("process");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_agent_path_places_serves_and_reports() {
+    let server = server();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.clone().run(async move {
+        let _ = stop_rx.await;
+    }));
+    let local = server.local();
+    let reg = local
+        .register_node(mock::node_info())
+        .await
+        .expect("register node");
+    assert_eq!(reg.heartbeat_ttl, MIN_HEARTBEAT_TTL);
+    assert_eq!(
+        local.heartbeat("node-1").await.expect("heartbeat"),
+        MIN_HEARTBEAT_TTL
+    );
+
+    let source = JobSource::File(PathBuf::from("/manifests/whoami.nomad"));
+    server
+        .register_job(whoami(1), source)
+        .expect("register job");
+
+    // The blocking query returns once the workers placed the allocation.
+    let mut index = 0;
+    let mut specs = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while specs.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "nothing placed");
+        let (i, s) = local
+            .node_allocations("node-1", index, Duration::from_secs(1))
+            .await
+            .expect("query");
+        index = i;
+        specs = s;
+    }
+    let spec = &specs[0];
+    assert_eq!(spec.name, "whoami.web[0]");
+    assert_eq!(spec.desired_status, DesiredStatus::Run);
+    assert_eq!(spec.tasks[0].name, "api");
+    assert_eq!(spec.networks[0].reserved_ports[0].value, 8080);
+    assert_eq!(spec.job_type, "service");
+
+    local
+        .update_allocations(
+            "node-1",
+            vec![AllocUpdate {
+                id: spec.id.clone(),
+                client_status: ClientStatus::Running,
+                client_description: "Tasks are running".into(),
+                task_states: Default::default(),
+            }],
+        )
+        .await
+        .expect("update");
+    let alloc = server.alloc(&spec.id).expect("read").expect("exists");
+    assert_eq!(alloc.client_status, ClientStatus::Running);
+
+    local
+        .update_allocations(
+            "node-1",
+            vec![AllocUpdate {
+                id: spec.id.clone(),
+                client_status: ClientStatus::Failed,
+                client_description: "Failed tasks".into(),
+                task_states: Default::default(),
+            }],
+        )
+        .await
+        .expect("update");
+    let evals = server.evals_by_job("default", "whoami").expect("evals");
+    assert!(
+        evals
+            .iter()
+            .any(|e| e.triggered_by == EvalTrigger::RetryFailedAlloc)
+    );
+
+    assert!(matches!(
+        local.heartbeat("nope").await,
+        Err(ApiError::UnknownNode { .. })
+    ));
+    stop_tx.send(()).expect("stop");
+    running.await.expect("server stops");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_that_misses_its_heartbeat_goes_down_and_its_allocs_are_lost() {
+    let server = server();
+    let local = server.local();
+    local
+        .register_node(mock::node_info())
+        .await
+        .expect("register");
+    server
+        .register_job(mock::job(), JobSource::Api)
+        .expect("register job");
+    drain(&server);
+    assert_eq!(server.allocs_by_node("node-1").expect("allocs").len(), 1);
+
+    tokio::time::advance(Duration::from_secs(19)).await;
+    assert!(server.sweep_heartbeats().is_empty(), "within TTL + grace");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(server.sweep_heartbeats(), ["node-1"]);
+    let node = server.node("node-1").expect("read").expect("exists");
+    assert_eq!(node.status, NodeStatus::Down);
+    let alloc = &server.allocs_by_node("node-1").expect("allocs")[0];
+    assert_eq!(alloc.client_status, ClientStatus::Lost);
+    let evals = server.evals_by_job("default", "example").expect("evals");
+    assert!(evals.iter().any(
+        |e| e.triggered_by == EvalTrigger::NodeUpdate && e.node_id.as_deref() == Some("node-1")
+    ));
+
+    // Nowhere to go: the eval records the failure. The node coming back makes it ready again.
+    drain(&server);
+    local.heartbeat("node-1").await.expect("heartbeat");
+    assert_eq!(
+        server.node("node-1").expect("read").expect("exists").status,
+        NodeStatus::Ready
+    );
+    drain(&server);
+    let live: Vec<_> = server
+        .allocs_by_job("default", "example")
+        .expect("allocs")
+        .into_iter()
+        .filter(|a| !a.terminal())
+        .collect();
+    assert_eq!(live.len(), 1, "replaced once the node is back");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_blocking_query_waits_for_a_change_then_times_out_with_the_current_state() {
+    let server = server();
+    let local = server.local();
+    local
+        .register_node(mock::node_info())
+        .await
+        .expect("register");
+    let (index, specs) = local
+        .node_allocations("node-1", 0, Duration::from_secs(5))
+        .await
+        .expect("first query returns at once");
+    assert!(specs.is_empty());
+    let waited = tokio::time::timeout(
+        Duration::from_secs(6),
+        local.node_allocations("node-1", index.max(1), Duration::from_secs(5)),
+    )
+    .await
+    .expect("returns after wait")
+    .expect("query");
+    assert!(waited.1.is_empty());
+
+    let query = {
+        let local = local.clone();
+        tokio::spawn(async move {
+            local
+                .node_allocations("node-1", index.max(1), Duration::from_secs(300))
+                .await
+        })
+    };
+    tokio::task::yield_now().await;
+    server
+        .register_job(mock::job(), JobSource::Api)
+        .expect("register");
+    drain(&server);
+    let (_, specs) = query.await.expect("joined").expect("query");
+    assert_eq!(specs.len(), 1);
+}
+
+#[test]
+fn a_restart_resumes_pending_evaluations() {
+    let dir = tempfile::tempdir().expect("temp");
+    let server = Server::open(ServerConfig::new(dir.path())).expect("open");
+    server
+        .register_job(mock::job(), JobSource::Api)
+        .expect("register");
+    drop(server);
+    let server = Server::open(ServerConfig::new(dir.path())).expect("reopen");
+    assert_eq!(server.broker().stats().ready, 1);
+}
+
+#[test]
+fn count_two_on_one_node_fails_with_nomads_wording() {
+    let server = server();
+    server.store().upsert_node(mock::node()).expect("node");
+    let reg = server
+        .register_job(whoami(2), JobSource::Api)
+        .expect("register");
+    drain(&server);
+    let eval = server.eval(&reg.eval.id).expect("read").expect("exists");
+    assert_eq!(
+        eval.failed_tg_allocs["web"].lines(),
+        [
+            "Resources exhausted on 1 nodes",
+            "Dimension \"network: reserved port collision http=8080\" exhausted on 1 nodes"
+        ]
+    );
+}
+
+#[test]
+fn parse_errors_are_recorded_and_cleared() {
+    let server = server();
+    let path = PathBuf::from("/manifests/bad.nomad");
+    let err = crate::jobspec::parse(
+        &path,
+        b"job \"x\" { group \"g\" { count = \"many\" } }",
+        &Default::default(),
+    )
+    .expect_err("bad count");
+    server
+        .record_source_error(&path, &err.diagnostics)
+        .expect("record");
+    let recorded = server.source_errors().expect("list");
+    assert!(!recorded.is_empty());
+    assert_eq!(recorded[0].path, path);
+    assert!(recorded[0].line >= 1);
+    server.clear_source_error(&path).expect("clear");
+    assert!(server.source_errors().expect("list").is_empty());
+}
+
+#[test]
+fn the_api_cannot_take_over_a_file_owned_job() {
+    let server = server();
+    let file = JobSource::File(PathBuf::from("/manifests/example.nomad"));
+    server.register_job(mock::job(), file).expect("file");
+    let err = server
+        .register_job(mock::job().count(3), JobSource::Api)
+        .expect_err("owned");
+    assert!(
+        err.to_string()
+            .contains("managed by file /manifests/example.nomad"),
+        "{err}"
+    );
+}

@@ -1,0 +1,1195 @@
+//! The recorded state: one SQLite database (WAL) holding jobs with every version and their
+//! source, parse errors per source file, allocations, evaluations, nodes and task events. One
+//! writer (a mutex around the connection, never held across `.await`); every write is one
+//! transaction that bumps the raft-like `index` (Nomad's ModifyIndex), and a `watch` channel
+//! carries the new index so blocking queries wake. Reads return owned snapshots.
+
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use drover_runtime::spec::AllocUpdate;
+
+use crate::structs::{
+    Allocation, ClientStatus, EvalStatus, EvalTrigger, Evaluation, Job, Node, NodeStatus, TaskEvent,
+};
+
+/// Why the store could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("failed to open the state database {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("failed to migrate the state database to schema version {version}")]
+    Migrate {
+        version: usize,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the state database has schema version {found}, newer than this drover knows ({known}); refusing to open it"
+    )]
+    SchemaTooNew { found: usize, known: usize },
+    #[error("failed to {what}: the database or its disk is full")]
+    Full { what: String },
+    #[error("failed to {what}: the database is read-only")]
+    ReadOnly { what: String },
+    #[error("failed to {what}")]
+    Sqlite {
+        what: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("failed to encode {what}")]
+    Encode {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("failed to decode {what} {id} from the state database")]
+    Decode {
+        what: &'static str,
+        id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("job {job_id:?} is managed by {owner}; refusing to change it from {attempted}")]
+    JobOwned {
+        job_id: String,
+        owner: JobSource,
+        attempted: JobSource,
+    },
+    #[error("job {job_id:?} not found")]
+    JobNotFound { job_id: String },
+    #[error("evaluation {eval_id} not found")]
+    EvalNotFound { eval_id: String },
+    #[error("node {node_id} not found")]
+    NodeNotFound { node_id: String },
+    #[error(
+        "failed to apply the plan for job {job_id:?}: allocations on its nodes changed after index {snapshot_index}"
+    )]
+    StalePlan { job_id: String, snapshot_index: u64 },
+}
+
+impl StoreError {
+    /// A short stable label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            StoreError::Open { .. } => "open",
+            StoreError::Migrate { .. } | StoreError::SchemaTooNew { .. } => "migrate",
+            StoreError::Full { .. } => "full",
+            StoreError::ReadOnly { .. } => "read_only",
+            StoreError::Sqlite { .. } => "sqlite",
+            StoreError::Encode { .. } | StoreError::Decode { .. } => "codec",
+            StoreError::JobOwned { .. } => "job_owned",
+            StoreError::JobNotFound { .. }
+            | StoreError::EvalNotFound { .. }
+            | StoreError::NodeNotFound { .. } => "not_found",
+            StoreError::StalePlan { .. } => "stale_plan",
+        }
+    }
+}
+
+/// Wraps a SQLite error with what was being done, classing a full disk and a read-only
+/// database so the operator sees which it is.
+fn sql(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| {
+        let what = what.into();
+        match source.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full { what },
+            Some(rusqlite::ErrorCode::ReadOnly) => StoreError::ReadOnly { what },
+            _ => StoreError::Sqlite { what, source },
+        }
+    }
+}
+
+fn encode<T: Serialize>(what: &str, v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|source| StoreError::Encode {
+        what: what.to_string(),
+        source,
+    })
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(
+    what: &'static str,
+    id: &str,
+    body: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(body).map_err(|source| StoreError::Decode {
+        what,
+        id: id.to_string(),
+        source,
+    })
+}
+
+/// Who owns a job: the file it came from, or the HTTP API. One source per job, so a file and
+/// `drover job run` never fight over it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobSource {
+    File(PathBuf),
+    Api,
+}
+
+impl JobSource {
+    fn encode(&self) -> String {
+        match self {
+            JobSource::File(p) => format!("file:{}", p.display()),
+            JobSource::Api => "api".into(),
+        }
+    }
+
+    fn decode(s: &str) -> JobSource {
+        match s.strip_prefix("file:") {
+            Some(p) => JobSource::File(PathBuf::from(p)),
+            None => JobSource::Api,
+        }
+    }
+}
+
+impl fmt::Display for JobSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobSource::File(p) => write!(f, "file {}", p.display()),
+            JobSource::Api => f.write_str("the API"),
+        }
+    }
+}
+
+/// The latest version of a job with its bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub job: Job,
+    pub source: JobSource,
+    pub create_index: u64,
+    pub modify_index: u64,
+    /// Unix nanoseconds of the latest registration.
+    pub submit_time: i64,
+}
+
+/// What `register_job` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRegistration {
+    pub version: u64,
+    /// Whether the spec differed from the latest version (and so `version` is new).
+    pub changed: bool,
+    pub eval: Evaluation,
+}
+
+/// One parse error of a manifest file, as `drover status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceError {
+    pub path: PathBuf,
+    pub line: u32,
+    pub col: u32,
+    pub field: String,
+    pub message: String,
+    /// Unix nanoseconds when this file first failed with this error.
+    pub first_seen: i64,
+    pub last_seen: i64,
+}
+
+/// Everything one evaluation plans from, read at one index.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub index: u64,
+    /// `None` once the job was purged.
+    pub job: Option<Job>,
+    pub versions: BTreeMap<u64, Job>,
+    /// The job's allocations, plus every other allocation that still holds node resources.
+    pub allocs: Vec<Allocation>,
+    pub nodes: Vec<Node>,
+}
+
+/// A plan turned into rows, written by [`Store::commit_plan`] in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct PlanWrite {
+    /// New allocations and changed existing ones (stops, in-place updates, follow-up ids).
+    pub allocs: Vec<Allocation>,
+    /// Follow-up evaluations, and the planning evaluation itself marked complete.
+    pub evals: Vec<Evaluation>,
+    /// Refuse the write if allocations on these nodes changed after the snapshot the plan
+    /// was computed from: another job's plan may have taken the same ports or capacity.
+    pub guard: Option<PlanGuard>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PlanGuard {
+    pub snapshot_index: u64,
+    pub nodes: Vec<String>,
+}
+
+/// An allocation whose client status changed in a client update.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientTransition {
+    pub alloc_id: String,
+    pub namespace: String,
+    pub job_id: String,
+    pub from: ClientStatus,
+    pub to: ClientStatus,
+}
+
+/// The state store. Cheap to share behind an `Arc`.
+pub struct Store {
+    conn: Mutex<Connection>,
+    index_tx: watch::Sender<u64>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("index", &*self.index_tx.borrow())
+            .finish()
+    }
+}
+
+const ALLOC_COLUMNS: &str = "body";
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Store::init(conn, path)
+    }
+
+    /// A private in-memory database, for tests and offline planning.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
+            path: PathBuf::from(":memory:"),
+            source,
+        })?;
+        Store::init(conn, Path::new(":memory:"))
+    }
+
+    fn init(mut conn: Connection, path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        // WAL keeps readers off the writer's back; NORMAL sync is durable across process
+        // crashes, which is what a kill -9 needs.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        migrate(&mut conn)?;
+        let index: i64 = conn
+            .query_row("SELECT value FROM meta WHERE key = 'index'", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql("read the state index"))?;
+        let (index_tx, _) = watch::channel(index as u64);
+        Ok(Store {
+            conn: Mutex::new(conn),
+            index_tx,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite itself consistent (the transaction
+        // rolls back on drop), so the connection is still usable.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` in one immediate transaction with a freshly bumped index; commits only if `f`
+    /// succeeds, then publishes the index.
+    fn write<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&Transaction<'_>, u64) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql(format!("begin a transaction to {what}")))?;
+        let index: i64 = tx
+            .query_row("SELECT value FROM meta WHERE key = 'index'", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql(format!("read the index to {what}")))?;
+        let index = index as u64 + 1;
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'index'",
+            params![index as i64],
+        )
+        .map_err(sql(format!("bump the index to {what}")))?;
+        let out = f(&tx, index)?;
+        tx.commit().map_err(sql(format!("commit: {what}")))?;
+        drop(conn);
+        self.index_tx.send_replace(index);
+        Ok(out)
+    }
+
+    /// The latest index.
+    pub fn index(&self) -> u64 {
+        *self.index_tx.borrow()
+    }
+
+    /// A receiver that sees every new index: blocking queries wait on it.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.index_tx.subscribe()
+    }
+
+    // ---- jobs ----------------------------------------------------------------------------
+
+    /// Registers a job from `source` (Nomad's `Job.Register`): in one transaction compares it
+    /// with the latest version, bumps the version only on a real change, and always writes a
+    /// `job-register` evaluation. A job owned by another source is refused, unless it is stopped.
+    pub fn register_job(
+        &self,
+        mut job: Job,
+        source: &JobSource,
+        now: i64,
+    ) -> Result<JobRegistration, StoreError> {
+        let what = format!("register job {:?}", job.id);
+        self.write(&what, |tx, index| {
+            let head = read_head(tx, &job.namespace, &job.id)?;
+            let (version, changed, create_index) = match &head {
+                Some(h) => {
+                    if h.source != *source && !h.job.stop {
+                        return Err(StoreError::JobOwned {
+                            job_id: job.id.clone(),
+                            owner: h.source.clone(),
+                            attempted: source.clone(),
+                        });
+                    }
+                    if h.job.spec_changed(&job) {
+                        (h.job.version + 1, true, h.create_index)
+                    } else {
+                        (h.job.version, false, h.create_index)
+                    }
+                }
+                None => (0, true, index),
+            };
+            job.version = version;
+            if changed {
+                let spec = encode("the job spec", &job)?;
+                tx.execute(
+                    "INSERT INTO job_versions (namespace, id, version, spec, create_index, submit_time)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![job.namespace, job.id, version as i64, spec, index as i64, now],
+                )
+                .map_err(sql(format!("write version {version} of job {:?}", job.id)))?;
+            }
+            tx.execute(
+                "INSERT INTO job_heads (namespace, id, version, source, stop, create_index, modify_index, submit_time)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (namespace, id) DO UPDATE SET version = ?3, source = ?4, stop = ?5,
+                    modify_index = ?7, submit_time = ?8",
+                params![
+                    job.namespace,
+                    job.id,
+                    version as i64,
+                    source.encode(),
+                    job.stop,
+                    create_index as i64,
+                    index as i64,
+                    now
+                ],
+            )
+            .map_err(sql(format!("write the head of job {:?}", job.id)))?;
+            let mut eval = Evaluation::new(&job.id, &job.namespace, EvalTrigger::JobRegister, now);
+            eval.priority = job.priority;
+            put_eval(tx, &mut eval, index)?;
+            Ok(JobRegistration {
+                version,
+                changed,
+                eval,
+            })
+        })
+    }
+
+    /// Stops a job (or deletes it with `purge`) and writes a `job-deregister` evaluation. With
+    /// `source`, only that source may do it.
+    pub fn deregister_job(
+        &self,
+        namespace: &str,
+        job_id: &str,
+        purge: bool,
+        source: Option<&JobSource>,
+        now: i64,
+    ) -> Result<Evaluation, StoreError> {
+        self.write(&format!("deregister job {job_id:?}"), |tx, index| {
+            let Some(head) = read_head(tx, namespace, job_id)? else {
+                return Err(StoreError::JobNotFound {
+                    job_id: job_id.to_string(),
+                });
+            };
+            if let Some(source) = source
+                && head.source != *source
+            {
+                return Err(StoreError::JobOwned {
+                    job_id: job_id.to_string(),
+                    owner: head.source,
+                    attempted: source.clone(),
+                });
+            }
+            if purge {
+                for table in ["job_heads", "job_versions"] {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE namespace = ?1 AND id = ?2"),
+                        params![namespace, job_id],
+                    )
+                    .map_err(sql(format!("purge job {job_id:?}")))?;
+                }
+            } else {
+                tx.execute(
+                    "UPDATE job_heads SET stop = 1, modify_index = ?3 WHERE namespace = ?1 AND id = ?2",
+                    params![namespace, job_id, index as i64],
+                )
+                .map_err(sql(format!("stop job {job_id:?}")))?;
+            }
+            let mut eval = Evaluation::new(job_id, namespace, EvalTrigger::JobDeregister, now);
+            eval.priority = head.job.priority;
+            put_eval(tx, &mut eval, index)?;
+            Ok(eval)
+        })
+    }
+
+    /// The latest version of a job.
+    pub fn job(&self, namespace: &str, job_id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let conn = self.lock();
+        read_head(&conn, namespace, job_id)
+    }
+
+    /// The latest version of every job, by namespace and id.
+    pub fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        let conn = self.lock();
+        let keys: Vec<(String, String)> = {
+            let mut stmt = conn
+                .prepare("SELECT namespace, id FROM job_heads ORDER BY namespace, id")
+                .map_err(sql("list jobs"))?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(sql("list jobs"))?
+        };
+        let mut out = Vec::with_capacity(keys.len());
+        for (ns, id) in keys {
+            if let Some(rec) = read_head(&conn, &ns, &id)? {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every recorded version of a job, oldest first.
+    pub fn job_versions(&self, namespace: &str, job_id: &str) -> Result<Vec<Job>, StoreError> {
+        let conn = self.lock();
+        read_versions(&conn, namespace, job_id).map(|m| m.into_values().collect())
+    }
+
+    // ---- manifest parse errors -----------------------------------------------------------
+
+    /// Records the parse errors of a manifest file, keeping when each was first seen.
+    pub fn record_source_error(
+        &self,
+        path: &Path,
+        errors: &[(u32, u32, String, String)],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let p = path.display().to_string();
+        self.write(&format!("record the parse errors of {p}"), |tx, _| {
+            let first_seen: Option<i64> = tx
+                .query_row(
+                    "SELECT MIN(first_seen) FROM source_errors WHERE path = ?1",
+                    params![p],
+                    |r| r.get(0),
+                )
+                .map_err(sql(format!("read the parse errors of {p}")))?;
+            tx.execute("DELETE FROM source_errors WHERE path = ?1", params![p])
+                .map_err(sql(format!("replace the parse errors of {p}")))?;
+            for (seq, (line, col, field, message)) in errors.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO source_errors (path, seq, line, col, field, message, first_seen, last_seen)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![p, seq as i64, line, col, field, message, first_seen.unwrap_or(now), now],
+                )
+                .map_err(sql(format!("record a parse error of {p}")))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Forgets the parse errors of a manifest file (it parsed, or it is gone).
+    pub fn clear_source_error(&self, path: &Path) -> Result<(), StoreError> {
+        let p = path.display().to_string();
+        self.write(&format!("clear the parse errors of {p}"), |tx, _| {
+            tx.execute("DELETE FROM source_errors WHERE path = ?1", params![p])
+                .map_err(sql(format!("clear the parse errors of {p}")))?;
+            Ok(())
+        })
+    }
+
+    /// Every recorded parse error, by path.
+    pub fn source_errors(&self) -> Result<Vec<SourceError>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT path, line, col, field, message, first_seen, last_seen
+                 FROM source_errors ORDER BY path, seq",
+            )
+            .map_err(sql("list parse errors"))?;
+        stmt.query_map([], |r| {
+            Ok(SourceError {
+                path: PathBuf::from(r.get::<_, String>(0)?),
+                line: r.get(1)?,
+                col: r.get(2)?,
+                field: r.get(3)?,
+                message: r.get(4)?,
+                first_seen: r.get(5)?,
+                last_seen: r.get(6)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(sql("list parse errors"))
+    }
+
+    // ---- nodes ---------------------------------------------------------------------------
+
+    /// Registers or re-registers a node: it becomes ready, keeping its eligibility and drain.
+    pub fn upsert_node(&self, mut node: Node) -> Result<Node, StoreError> {
+        self.write(&format!("register node {}", node.id), |tx, index| {
+            if let Some(old) = read_node(tx, &node.id)? {
+                node.create_index = old.create_index;
+                node.scheduling_eligibility = old.scheduling_eligibility;
+                node.drain = old.drain;
+            } else {
+                node.create_index = index;
+            }
+            node.modify_index = index;
+            put_node(tx, &node)?;
+            Ok(node)
+        })
+    }
+
+    pub fn node(&self, node_id: &str) -> Result<Option<Node>, StoreError> {
+        read_node(&self.lock(), node_id)
+    }
+
+    pub fn nodes(&self) -> Result<Vec<Node>, StoreError> {
+        read_nodes(&self.lock())
+    }
+
+    /// Marks a node down in one transaction: its live allocations become `lost` and each job
+    /// that had one gets a `node-update` evaluation, which this returns.
+    pub fn mark_node_down(
+        &self,
+        node_id: &str,
+        description: &str,
+        now: i64,
+    ) -> Result<Vec<Evaluation>, StoreError> {
+        self.write(&format!("mark node {node_id} down"), |tx, index| {
+            let Some(mut node) = read_node(tx, node_id)? else {
+                return Err(StoreError::NodeNotFound {
+                    node_id: node_id.to_string(),
+                });
+            };
+            node.status = NodeStatus::Down;
+            node.status_description = description.to_string();
+            node.status_updated_at = now / 1_000_000_000;
+            node.modify_index = index;
+            put_node(tx, &node)?;
+            let mut jobs = BTreeMap::new();
+            for mut a in query_allocs(tx, "WHERE node_id = ?1", params![node_id])? {
+                if a.terminal() {
+                    continue;
+                }
+                a.client_status = ClientStatus::Lost;
+                a.client_description = "alloc is lost since its node is down".into();
+                a.modify_index = index;
+                a.modify_time = now;
+                put_alloc(tx, &a)?;
+                jobs.insert((a.namespace.clone(), a.job_id.clone()), ());
+            }
+            let mut evals = Vec::new();
+            for (ns, job_id) in jobs.into_keys() {
+                let mut eval = Evaluation::new(&job_id, &ns, EvalTrigger::NodeUpdate, now);
+                eval.node_id = Some(node_id.to_string());
+                put_eval(tx, &mut eval, index)?;
+                evals.push(eval);
+            }
+            Ok(evals)
+        })
+    }
+
+    // ---- allocations ---------------------------------------------------------------------
+
+    pub fn alloc(&self, alloc_id: &str) -> Result<Option<Allocation>, StoreError> {
+        let conn = self.lock();
+        Ok(query_allocs(&conn, "WHERE id = ?1", params![alloc_id])?
+            .into_iter()
+            .next())
+    }
+
+    /// Allocations whose id starts with `prefix` (what `drover alloc status 8f3a` resolves).
+    pub fn allocs_by_id_prefix(&self, prefix: &str) -> Result<Vec<Allocation>, StoreError> {
+        let conn = self.lock();
+        let escaped: String = prefix
+            .chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        query_allocs(
+            &conn,
+            "WHERE id LIKE ?1 ESCAPE '\\' ORDER BY id",
+            params![format!("{escaped}%")],
+        )
+    }
+
+    pub fn allocs_by_job(
+        &self,
+        namespace: &str,
+        job_id: &str,
+    ) -> Result<Vec<Allocation>, StoreError> {
+        let conn = self.lock();
+        query_allocs(
+            &conn,
+            "WHERE namespace = ?1 AND job_id = ?2 ORDER BY id",
+            params![namespace, job_id],
+        )
+    }
+
+    pub fn allocs_by_node(&self, node_id: &str) -> Result<Vec<Allocation>, StoreError> {
+        let conn = self.lock();
+        query_allocs(&conn, "WHERE node_id = ?1 ORDER BY id", params![node_id])
+    }
+
+    /// The highest modify index among a node's allocations: what a node's blocking query
+    /// waits to see move.
+    pub fn node_alloc_index(&self, node_id: &str) -> Result<u64, StoreError> {
+        let conn = self.lock();
+        let idx: Option<i64> = conn
+            .query_row(
+                "SELECT MAX(modify_index) FROM allocations WHERE node_id = ?1",
+                params![node_id],
+                |r| r.get(0),
+            )
+            .map_err(sql(format!("read the allocation index of node {node_id}")))?;
+        Ok(idx.unwrap_or(0) as u64)
+    }
+
+    /// Applies what a node reports about its allocations, in one transaction, and returns
+    /// the client status changes (the server turns `failed` into an `alloc-failure` eval).
+    /// Updates for allocations that are not on this node are ignored.
+    pub fn update_allocs_from_client(
+        &self,
+        node_id: &str,
+        updates: &[AllocUpdate],
+        now: i64,
+    ) -> Result<Vec<ClientTransition>, StoreError> {
+        self.write(
+            &format!("record allocation updates from node {node_id}"),
+            |tx, index| {
+                let mut out = Vec::new();
+                for u in updates {
+                    let Some(mut a) = query_allocs(tx, "WHERE id = ?1", params![u.id])?
+                        .into_iter()
+                        .next()
+                    else {
+                        continue;
+                    };
+                    if a.node_id != node_id {
+                        continue;
+                    }
+                    let from = a.client_status;
+                    // A node that comes back cannot revive what the server declared lost.
+                    if from == ClientStatus::Lost && a.server_terminal() {
+                        continue;
+                    }
+                    if a.client_status == u.client_status
+                        && a.client_description == u.client_description
+                        && a.task_states == u.task_states
+                    {
+                        continue;
+                    }
+                    a.client_status = u.client_status;
+                    a.client_description = u.client_description.clone();
+                    a.task_states = u.task_states.clone();
+                    if u.client_status == ClientStatus::Running && from != ClientStatus::Running {
+                        a.running_since = Some(now);
+                    } else if u.client_status != ClientStatus::Running {
+                        a.running_since = None;
+                    }
+                    a.modify_index = index;
+                    a.modify_time = now;
+                    put_alloc(tx, &a)?;
+                    for (task, state) in &u.task_states {
+                        for ev in &state.events {
+                            put_task_event(tx, &a.id, task, ev)?;
+                        }
+                    }
+                    if from != u.client_status {
+                        out.push(ClientTransition {
+                            alloc_id: a.id.clone(),
+                            namespace: a.namespace.clone(),
+                            job_id: a.job_id.clone(),
+                            from,
+                            to: u.client_status,
+                        });
+                    }
+                }
+                Ok(out)
+            },
+        )
+    }
+
+    /// Task events of an allocation, oldest first, by task.
+    pub fn task_events(&self, alloc_id: &str) -> Result<Vec<(String, TaskEvent)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT task, body FROM task_events WHERE alloc_id = ?1 ORDER BY time, task")
+            .map_err(sql(format!("list task events of allocation {alloc_id}")))?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map(params![alloc_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(sql(format!("list task events of allocation {alloc_id}")))?;
+        rows.into_iter()
+            .map(|(task, body)| Ok((task, decode("task event of allocation", alloc_id, &body)?)))
+            .collect()
+    }
+
+    // ---- evaluations ---------------------------------------------------------------------
+
+    /// Writes a new evaluation (pending), or updates one.
+    pub fn upsert_eval(&self, eval: &Evaluation) -> Result<Evaluation, StoreError> {
+        let mut eval = eval.clone();
+        self.write(&format!("write evaluation {}", eval.id), |tx, index| {
+            put_eval(tx, &mut eval, index)?;
+            Ok(eval)
+        })
+    }
+
+    /// Sets an evaluation's status.
+    pub fn set_eval_status(
+        &self,
+        eval_id: &str,
+        status: EvalStatus,
+        description: &str,
+        now: i64,
+    ) -> Result<Evaluation, StoreError> {
+        self.write(&format!("update evaluation {eval_id}"), |tx, index| {
+            let Some(mut eval) = query_evals(tx, "WHERE id = ?1", params![eval_id])?
+                .into_iter()
+                .next()
+            else {
+                return Err(StoreError::EvalNotFound {
+                    eval_id: eval_id.to_string(),
+                });
+            };
+            eval.status = status;
+            eval.status_description = description.to_string();
+            eval.modify_time = now;
+            put_eval(tx, &mut eval, index)?;
+            Ok(eval)
+        })
+    }
+
+    pub fn eval(&self, eval_id: &str) -> Result<Option<Evaluation>, StoreError> {
+        let conn = self.lock();
+        Ok(query_evals(&conn, "WHERE id = ?1", params![eval_id])?
+            .into_iter()
+            .next())
+    }
+
+    pub fn evals_by_job(
+        &self,
+        namespace: &str,
+        job_id: &str,
+    ) -> Result<Vec<Evaluation>, StoreError> {
+        let conn = self.lock();
+        query_evals(
+            &conn,
+            "WHERE namespace = ?1 AND job_id = ?2 ORDER BY modify_index",
+            params![namespace, job_id],
+        )
+    }
+
+    pub fn evals_by_status(&self, status: EvalStatus) -> Result<Vec<Evaluation>, StoreError> {
+        let conn = self.lock();
+        query_evals(
+            &conn,
+            "WHERE status = ?1 ORDER BY modify_index",
+            params![status.as_str()],
+        )
+    }
+
+    pub fn evals(&self) -> Result<Vec<Evaluation>, StoreError> {
+        let conn = self.lock();
+        query_evals(&conn, "ORDER BY modify_index", params![])
+    }
+
+    /// Deletes finished evaluations last changed before `cutoff` (unix nanoseconds); returns
+    /// how many.
+    pub fn gc_evals(&self, cutoff: i64) -> Result<usize, StoreError> {
+        self.write("collect old evaluations", |tx, _| {
+            tx.execute(
+                "DELETE FROM evaluations WHERE status IN ('complete', 'failed', 'canceled')
+                 AND json_extract(body, '$.modify_time') < ?1",
+                params![cutoff],
+            )
+            .map_err(sql("collect old evaluations"))
+        })
+    }
+
+    /// Sets a node's status (a down node heartbeating again becomes ready).
+    pub fn set_node_status(
+        &self,
+        node_id: &str,
+        status: NodeStatus,
+        description: &str,
+        now: i64,
+    ) -> Result<Node, StoreError> {
+        self.write(
+            &format!("update the status of node {node_id}"),
+            |tx, index| {
+                let Some(mut node) = read_node(tx, node_id)? else {
+                    return Err(StoreError::NodeNotFound {
+                        node_id: node_id.to_string(),
+                    });
+                };
+                node.status = status;
+                node.status_description = description.to_string();
+                node.status_updated_at = now / 1_000_000_000;
+                node.modify_index = index;
+                put_node(tx, &node)?;
+                Ok(node)
+            },
+        )
+    }
+
+    // ---- planning ------------------------------------------------------------------------
+
+    /// What one evaluation of a job plans from, read in one transaction so it is consistent.
+    pub fn snapshot(&self, namespace: &str, job_id: &str) -> Result<Snapshot, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction()
+            .map_err(sql(format!("read a snapshot for job {job_id:?}")))?;
+        let index: i64 = tx
+            .query_row("SELECT value FROM meta WHERE key = 'index'", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql("read the state index"))?;
+        let job = read_head(&tx, namespace, job_id)?.map(|h| h.job);
+        let versions = read_versions(&tx, namespace, job_id)?;
+        let allocs = query_allocs(
+            &tx,
+            "WHERE (namespace = ?1 AND job_id = ?2)
+                OR (desired_status = 'run' AND client_status NOT IN ('complete', 'failed', 'lost'))
+             ORDER BY id",
+            params![namespace, job_id],
+        )?;
+        let nodes = read_nodes(&tx)?;
+        drop(tx);
+        Ok(Snapshot {
+            index: index as u64,
+            job,
+            versions,
+            allocs,
+            nodes,
+        })
+    }
+
+    /// Writes a plan's rows in one transaction: all of it or none of it.
+    pub fn commit_plan(&self, job_id: &str, mut write: PlanWrite) -> Result<u64, StoreError> {
+        self.write(
+            &format!("apply the plan for job {job_id:?}"),
+            |tx, index| {
+                for a in &mut write.allocs {
+                    if a.create_index == 0 {
+                        a.create_index = index;
+                    }
+                    a.modify_index = index;
+                    put_alloc(tx, a)?;
+                }
+                for e in &mut write.evals {
+                    put_eval(tx, e, index)?;
+                }
+                Ok(index)
+            },
+        )
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        .map_err(|source| StoreError::Migrate { version: 0, source })?;
+    let current: Option<i64> = conn
+        .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+        .map_err(|source| StoreError::Migrate { version: 0, source })?;
+    let current = current.unwrap_or(0) as usize;
+    if current > schema::MIGRATIONS.len() {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            known: schema::MIGRATIONS.len(),
+        });
+    }
+    for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(current) {
+        let version = i + 1;
+        let err = |source| StoreError::Migrate { version, source };
+        let tx = conn.transaction().map_err(err)?;
+        tx.execute_batch(sql).map_err(err)?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            params![version as i64],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The schema version of an open database.
+pub fn schema_version(path: &Path) -> Result<usize, StoreError> {
+    let conn = Connection::open(path).map_err(|source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let v: Option<i64> = conn
+        .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+        .map_err(sql("read the schema version"))?;
+    Ok(v.unwrap_or(0) as usize)
+}
+
+fn read_head(
+    conn: &Connection,
+    namespace: &str,
+    job_id: &str,
+) -> Result<Option<JobRecord>, StoreError> {
+    let row: Option<(i64, String, bool, i64, i64, i64)> = conn
+        .query_row(
+            "SELECT version, source, stop, create_index, modify_index, submit_time
+             FROM job_heads WHERE namespace = ?1 AND id = ?2",
+            params![namespace, job_id],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(sql(format!("read job {job_id:?}")))?;
+    let Some((version, source, stop, create_index, modify_index, submit_time)) = row else {
+        return Ok(None);
+    };
+    let spec: String = conn
+        .query_row(
+            "SELECT spec FROM job_versions WHERE namespace = ?1 AND id = ?2 AND version = ?3",
+            params![namespace, job_id, version],
+            |r| r.get(0),
+        )
+        .map_err(sql(format!("read version {version} of job {job_id:?}")))?;
+    let mut job: Job = decode("job", job_id, &spec)?;
+    job.stop = stop;
+    Ok(Some(JobRecord {
+        job,
+        source: JobSource::decode(&source),
+        create_index: create_index as u64,
+        modify_index: modify_index as u64,
+        submit_time,
+    }))
+}
+
+fn read_versions(
+    conn: &Connection,
+    namespace: &str,
+    job_id: &str,
+) -> Result<BTreeMap<u64, Job>, StoreError> {
+    let mut stmt = conn
+        .prepare("SELECT version, spec FROM job_versions WHERE namespace = ?1 AND id = ?2 ORDER BY version")
+        .map_err(sql(format!("list versions of job {job_id:?}")))?;
+    let rows: Vec<(i64, String)> = stmt
+        .query_map(params![namespace, job_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(sql(format!("list versions of job {job_id:?}")))?;
+    rows.into_iter()
+        .map(|(v, spec)| Ok((v as u64, decode("job", job_id, &spec)?)))
+        .collect()
+}
+
+impl Store {
+    /// The spec of one version of a job.
+    pub fn job_version(
+        &self,
+        namespace: &str,
+        job_id: &str,
+        version: u64,
+    ) -> Result<Option<Job>, StoreError> {
+        let conn = self.lock();
+        let spec: Option<String> = conn
+            .query_row(
+                "SELECT spec FROM job_versions WHERE namespace = ?1 AND id = ?2 AND version = ?3",
+                params![namespace, job_id, version as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql(format!("read version {version} of job {job_id:?}")))?;
+        spec.map(|s| decode("job", job_id, &s)).transpose()
+    }
+}
+
+fn query_allocs(
+    conn: &Connection,
+    clause: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Allocation>, StoreError> {
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT id, {ALLOC_COLUMNS} FROM allocations {clause}"
+        ))
+        .map_err(sql("query allocations"))?;
+    let rows: Vec<(String, String)> = stmt
+        .query_map(params, |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(sql("query allocations"))?;
+    rows.into_iter()
+        .map(|(id, body)| decode("allocation", &id, &body))
+        .collect()
+}
+
+fn put_alloc(conn: &Connection, a: &Allocation) -> Result<(), StoreError> {
+    let body = encode("an allocation", a)?;
+    conn.execute(
+        "INSERT INTO allocations (id, namespace, job_id, node_id, desired_status, client_status, modify_index, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (id) DO UPDATE SET node_id = ?4, desired_status = ?5, client_status = ?6,
+            modify_index = ?7, body = ?8",
+        params![
+            a.id,
+            a.namespace,
+            a.job_id,
+            a.node_id,
+            a.desired_status.as_str(),
+            a.client_status.as_str(),
+            a.modify_index as i64,
+            body
+        ],
+    )
+    .map_err(sql(format!("write allocation {}", a.id)))?;
+    Ok(())
+}
+
+fn put_task_event(
+    conn: &Connection,
+    alloc_id: &str,
+    task: &str,
+    ev: &TaskEvent,
+) -> Result<(), StoreError> {
+    let body = encode("a task event", ev)?;
+    conn.execute(
+        "INSERT OR IGNORE INTO task_events (alloc_id, task, time, event_type, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![alloc_id, task, ev.time, ev.event_type, body],
+    )
+    .map_err(sql(format!("record a task event of allocation {alloc_id}")))?;
+    Ok(())
+}
+
+fn query_evals(
+    conn: &Connection,
+    clause: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Evaluation>, StoreError> {
+    let mut stmt = conn
+        .prepare(&format!("SELECT id, body FROM evaluations {clause}"))
+        .map_err(sql("query evaluations"))?;
+    let rows: Vec<(String, String)> = stmt
+        .query_map(params, |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(sql("query evaluations"))?;
+    rows.into_iter()
+        .map(|(id, body)| decode("evaluation", &id, &body))
+        .collect()
+}
+
+fn put_eval(conn: &Connection, e: &mut Evaluation, index: u64) -> Result<(), StoreError> {
+    if e.create_index == 0 {
+        e.create_index = index;
+    }
+    e.modify_index = index;
+    let body = encode("an evaluation", e)?;
+    conn.execute(
+        "INSERT INTO evaluations (id, namespace, job_id, status, modify_index, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (id) DO UPDATE SET status = ?4, modify_index = ?5, body = ?6",
+        params![
+            e.id,
+            e.namespace,
+            e.job_id,
+            e.status.as_str(),
+            index as i64,
+            body
+        ],
+    )
+    .map_err(sql(format!("write evaluation {}", e.id)))?;
+    Ok(())
+}
+
+fn read_node(conn: &Connection, node_id: &str) -> Result<Option<Node>, StoreError> {
+    let body: Option<String> = conn
+        .query_row(
+            "SELECT body FROM nodes WHERE id = ?1",
+            params![node_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql(format!("read node {node_id}")))?;
+    body.map(|b| decode("node", node_id, &b)).transpose()
+}
+
+fn read_nodes(conn: &Connection) -> Result<Vec<Node>, StoreError> {
+    let mut stmt = conn
+        .prepare("SELECT id, body FROM nodes ORDER BY id")
+        .map_err(sql("list nodes"))?;
+    let rows: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(sql("list nodes"))?;
+    rows.into_iter()
+        .map(|(id, body)| decode("node", &id, &body))
+        .collect()
+}
+
+fn put_node(conn: &Connection, n: &Node) -> Result<(), StoreError> {
+    let body = encode("a node", n)?;
+    conn.execute(
+        "INSERT INTO nodes (id, status, modify_index, body) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (id) DO UPDATE SET status = ?2, modify_index = ?3, body = ?4",
+        params![n.id, n.status.as_str(), n.modify_index as i64, body],
+    )
+    .map_err(sql(format!("write node {}", n.id)))?;
+    Ok(())
+}

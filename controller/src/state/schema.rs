@@ -1,0 +1,90 @@
+//! The SQLite schema as numbered migrations. A database records the last one applied in
+//! `schema_version`; opening runs the rest, each in its own transaction. Never edit a released
+//! migration: add the next one.
+
+/// Migration `i` brings the schema to version `i + 1`.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: jobs with every version, their sources and parse errors; allocations, evaluations,
+    // nodes, task events; the raft-like index.
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    INSERT INTO meta (key, value) VALUES ('index', 0);
+
+    CREATE TABLE job_heads (
+        namespace    TEXT NOT NULL,
+        id           TEXT NOT NULL,
+        version      INTEGER NOT NULL,
+        source       TEXT NOT NULL,
+        stop         INTEGER NOT NULL,
+        create_index INTEGER NOT NULL,
+        modify_index INTEGER NOT NULL,
+        submit_time  INTEGER NOT NULL,
+        PRIMARY KEY (namespace, id)
+    );
+
+    CREATE TABLE job_versions (
+        namespace    TEXT NOT NULL,
+        id           TEXT NOT NULL,
+        version      INTEGER NOT NULL,
+        spec         TEXT NOT NULL,
+        create_index INTEGER NOT NULL,
+        submit_time  INTEGER NOT NULL,
+        PRIMARY KEY (namespace, id, version)
+    );
+
+    CREATE TABLE source_errors (
+        path       TEXT NOT NULL,
+        seq        INTEGER NOT NULL,
+        line       INTEGER NOT NULL,
+        col        INTEGER NOT NULL,
+        field      TEXT NOT NULL,
+        message    TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen  INTEGER NOT NULL,
+        PRIMARY KEY (path, seq)
+    );
+
+    CREATE TABLE allocations (
+        id             TEXT PRIMARY KEY,
+        namespace      TEXT NOT NULL,
+        job_id         TEXT NOT NULL,
+        node_id        TEXT NOT NULL,
+        desired_status TEXT NOT NULL,
+        client_status  TEXT NOT NULL,
+        modify_index   INTEGER NOT NULL,
+        body           TEXT NOT NULL
+    );
+    CREATE INDEX allocations_by_job ON allocations (namespace, job_id);
+    CREATE INDEX allocations_by_node ON allocations (node_id);
+
+    CREATE TABLE evaluations (
+        id           TEXT PRIMARY KEY,
+        namespace    TEXT NOT NULL,
+        job_id       TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        modify_index INTEGER NOT NULL,
+        body         TEXT NOT NULL
+    );
+    CREATE INDEX evaluations_by_job ON evaluations (namespace, job_id);
+    CREATE INDEX evaluations_by_status ON evaluations (status);
+
+    CREATE TABLE nodes (
+        id           TEXT PRIMARY KEY,
+        status       TEXT NOT NULL,
+        modify_index INTEGER NOT NULL,
+        body         TEXT NOT NULL
+    );
+
+    CREATE TABLE task_events (
+        alloc_id   TEXT NOT NULL,
+        task       TEXT NOT NULL,
+        time       INTEGER NOT NULL,
+        event_type TEXT NOT NULL,
+        body       TEXT NOT NULL,
+        PRIMARY KEY (alloc_id, task, time, event_type)
+    );
+    "#,
+];

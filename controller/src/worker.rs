@@ -1,0 +1,437 @@
+//! A worker takes an evaluation from the broker and runs the one reconcile path every trigger
+//! shares: snapshot the store, `scheduler::reconcile`, ack a no-op, otherwise `plan_apply` in
+//! one transaction, hand follow-up evaluations back to the broker, then ack. The trigger goes
+//! into the tracing span and the evaluation row only; the planner never sees it (kube-rs).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::broker::{Broker, NackOutcome};
+use crate::plan_apply::{self, PlanApplyError};
+use crate::scheduler::{ReconcileInput, reconcile};
+use crate::state::{Store, StoreError};
+use crate::structs::{EvalStatus, Evaluation, Job, unix_nanos};
+
+/// Plans computed again after a stale write before the evaluation is nacked (Nomad's
+/// `maxServiceScheduleAttempts`).
+pub const MAX_PLAN_ATTEMPTS: u32 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("failed to read a snapshot of job {job_id:?} for evaluation {eval_id}")]
+    Snapshot {
+        eval_id: String,
+        job_id: String,
+        #[source]
+        source: Box<StoreError>,
+    },
+    #[error(transparent)]
+    Apply(#[from] PlanApplyError),
+    #[error("failed to record evaluation {eval_id} as {status}")]
+    UpdateEval {
+        eval_id: String,
+        status: &'static str,
+        #[source]
+        source: Box<StoreError>,
+    },
+    #[error(
+        "failed to plan job {job_id:?} for evaluation {eval_id}: the state kept changing for {attempts} attempts"
+    )]
+    TooManyAttempts {
+        eval_id: String,
+        job_id: String,
+        attempts: u32,
+    },
+}
+
+impl WorkerError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            WorkerError::Snapshot { .. } => "snapshot",
+            WorkerError::Apply(_) => "plan_apply",
+            WorkerError::UpdateEval { .. } => "update_eval",
+            WorkerError::TooManyAttempts { .. } => "too_many_attempts",
+        }
+    }
+}
+
+/// What processing one evaluation did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Processed {
+    pub noop: bool,
+    pub placed: usize,
+    pub stopped: usize,
+    /// Delayed evaluations the plan asked for; the caller enqueues them.
+    pub followups: Vec<Evaluation>,
+}
+
+/// Plans and applies one evaluation. `now` is read once, here, for the whole plan.
+pub fn process(store: &Store, eval: &Evaluation) -> Result<Processed, WorkerError> {
+    for _ in 0..MAX_PLAN_ATTEMPTS {
+        let wall = SystemTime::now();
+        let now = unix_nanos(wall);
+        let snap = store
+            .snapshot(&eval.namespace, &eval.job_id)
+            .map_err(|source| WorkerError::Snapshot {
+                eval_id: eval.id.clone(),
+                job_id: eval.job_id.clone(),
+                source: Box::new(source),
+            })?;
+        let job = snap
+            .job
+            .clone()
+            .unwrap_or_else(|| Job::tombstone(&eval.namespace, &eval.job_id));
+        let plan = reconcile(&ReconcileInput {
+            job: &job,
+            versions: &snap.versions,
+            existing: &snap.allocs,
+            nodes: &snap.nodes,
+            now: wall,
+        });
+        for (group, failure) in &plan.failed_tg {
+            info!(
+                job_id = %job.id,
+                eval_id = %eval.id,
+                group = %group,
+                failed = failure.failed(),
+                "placement failed: {}",
+                failure.lines().join("; ")
+            );
+        }
+        if plan.is_noop() {
+            let done = plan_apply::completed_eval(eval, &plan, now);
+            store
+                .upsert_eval(&done)
+                .map_err(|source| WorkerError::UpdateEval {
+                    eval_id: eval.id.clone(),
+                    status: "complete",
+                    source: Box::new(source),
+                })?;
+            debug!(job_id = %job.id, eval_id = %eval.id, "plan is a no-op");
+            return Ok(Processed {
+                noop: true,
+                ..Processed::default()
+            });
+        }
+        match plan_apply::apply(store, eval, &job, &plan, &snap, now) {
+            Ok(applied) => {
+                let stopped = plan.stop.len() + plan.destructive.len();
+                info!(
+                    job_id = %job.id,
+                    eval_id = %eval.id,
+                    index = applied.index,
+                    place = plan.place.len(),
+                    stop = plan.stop.len(),
+                    destructive = plan.destructive.len(),
+                    inplace = plan.inplace.len(),
+                    followups = applied.followups.len(),
+                    "plan applied"
+                );
+                return Ok(Processed {
+                    noop: false,
+                    placed: applied.placed.len(),
+                    stopped,
+                    followups: applied.followups,
+                });
+            }
+            Err(e) if e.is_stale() => {
+                debug!(job_id = %job.id, eval_id = %eval.id, "plan is stale; planning again");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(WorkerError::TooManyAttempts {
+        eval_id: eval.id.clone(),
+        job_id: eval.job_id.clone(),
+        attempts: MAX_PLAN_ATTEMPTS,
+    })
+}
+
+/// Marks superseded evaluations canceled (Nomad's wording for evals a newer one replaced).
+fn cancel_superseded(store: &Store, broker: &Broker) {
+    for old in broker.take_superseded() {
+        let now = unix_nanos(SystemTime::now());
+        if let Err(e) = store.set_eval_status(
+            &old.id,
+            EvalStatus::Canceled,
+            "canceled after more recent eval was processed",
+            now,
+        ) {
+            warn!(eval_id = %old.id, job_id = %old.job_id, error = %e, "failed to cancel a superseded evaluation");
+        }
+    }
+}
+
+/// One worker: dequeue, process, settle, until `shutdown` resolves.
+pub async fn run(
+    id: usize,
+    store: Arc<Store>,
+    broker: Arc<Broker>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (eval, token) = tokio::select! {
+            _ = &mut shutdown => return,
+            next = broker.dequeue() => next,
+        };
+        cancel_superseded(&store, &broker);
+        let span = info_span!(
+            "eval",
+            worker = id,
+            eval_id = %eval.id,
+            job_id = %eval.job_id,
+            triggered_by = eval.triggered_by.as_str()
+        );
+        let result = {
+            let store = store.clone();
+            let eval = eval.clone();
+            // SQLite calls block: keep them off the async workers.
+            tokio::task::spawn_blocking(move || process(&store, &eval))
+                .instrument(span.clone())
+                .await
+        };
+        let _enter = span.enter();
+        match result {
+            Ok(Ok(done)) => {
+                for f in done.followups {
+                    broker.enqueue(f);
+                }
+                if let Err(e) = broker.ack(&eval, &token) {
+                    warn!(error = %e, "failed to ack");
+                }
+            }
+            Ok(Err(e)) => {
+                warn!(error = %e, label = e.metric_label(), "evaluation failed");
+                nack(&store, &broker, &eval, &token, &e.to_string());
+            }
+            Err(join) => {
+                warn!(error = %join, "evaluation panicked");
+                nack(&store, &broker, &eval, &token, "the worker panicked");
+            }
+        }
+    }
+}
+
+fn nack(store: &Store, broker: &Broker, eval: &Evaluation, token: &str, why: &str) {
+    match broker.nack(eval, token) {
+        Ok(NackOutcome::Requeued) => {}
+        Ok(NackOutcome::Failed) => {
+            let now = unix_nanos(SystemTime::now());
+            if let Err(e) = store.set_eval_status(&eval.id, EvalStatus::Failed, why, now) {
+                warn!(error = %e, "failed to record the evaluation as failed");
+            }
+        }
+        Err(e) => warn!(error = %e, "failed to nack"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::JobSource;
+    use crate::structs::mock::{self, MockJob};
+    use crate::structs::{ClientStatus, DesiredStatus, EvalTrigger};
+
+    fn store_with_node() -> Store {
+        let store = Store::open_in_memory().expect("open");
+        store.upsert_node(mock::node()).expect("node");
+        store
+    }
+
+    #[test]
+    fn register_then_process_places_and_a_second_pass_is_a_noop() {
+        let store = store_with_node();
+        let reg = store
+            .register_job(mock::job().count(2), &JobSource::Api, 0)
+            .expect("register");
+        let done = process(&store, &reg.eval).expect("process");
+        assert_eq!((done.noop, done.placed), (false, 2));
+        let allocs = store.allocs_by_job("default", "example").expect("allocs");
+        let mut names: Vec<&str> = allocs.iter().map(|a| a.name.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["example.web[0]", "example.web[1]"]);
+        assert!(allocs.iter().all(|a| a.desired_status == DesiredStatus::Run
+            && a.client_status == ClientStatus::Pending
+            && a.eval_id == reg.eval.id
+            && a.create_index > 0));
+        let eval = store.eval(&reg.eval.id).expect("read").expect("exists");
+        assert_eq!(eval.status, EvalStatus::Complete);
+
+        let again = store
+            .register_job(mock::job().count(2), &JobSource::Api, 0)
+            .expect("same spec");
+        assert!(process(&store, &again.eval).expect("process").noop);
+        assert_eq!(
+            store
+                .eval(&again.eval.id)
+                .expect("read")
+                .expect("exists")
+                .status,
+            EvalStatus::Complete
+        );
+    }
+
+    #[test]
+    fn a_destructive_update_links_old_and_new() {
+        let store = store_with_node();
+        let reg = store
+            .register_job(mock::job(), &JobSource::Api, 0)
+            .expect("v0");
+        process(&store, &reg.eval).expect("place");
+        let reg = store
+            .register_job(mock::job().image("busybox:v2"), &JobSource::Api, 0)
+            .expect("v1");
+        assert_eq!(reg.version, 1);
+        process(&store, &reg.eval).expect("update");
+        let allocs = store.allocs_by_job("default", "example").expect("allocs");
+        let old = allocs.iter().find(|a| a.job_version == 0).expect("old");
+        let new = allocs.iter().find(|a| a.job_version == 1).expect("new");
+        assert_eq!(old.desired_status, DesiredStatus::Stop);
+        assert_eq!(
+            old.desired_description,
+            "alloc is being updated due to job update"
+        );
+        assert_eq!(old.next_allocation.as_deref(), Some(new.id.as_str()));
+        assert_eq!(new.previous_allocation.as_deref(), Some(old.id.as_str()));
+    }
+
+    #[test]
+    fn a_stopped_or_purged_job_stops_its_allocations() {
+        for purge in [false, true] {
+            let store = store_with_node();
+            let reg = store
+                .register_job(mock::job().count(2), &JobSource::Api, 0)
+                .expect("register");
+            process(&store, &reg.eval).expect("place");
+            let eval = store
+                .deregister_job("default", "example", purge, None, 0)
+                .expect("deregister");
+            assert_eq!(eval.triggered_by, EvalTrigger::JobDeregister);
+            let done = process(&store, &eval).expect("stop");
+            assert_eq!(done.stopped, 2);
+            assert!(
+                store
+                    .allocs_by_job("default", "example")
+                    .expect("allocs")
+                    .iter()
+                    .all(|a| a.desired_status == DesiredStatus::Stop)
+            );
+        }
+    }
+
+    #[test]
+    fn a_placement_failure_is_recorded_on_the_eval() {
+        let store = store_with_node();
+        let reg = store
+            .register_job(
+                mock::job().count(2).static_port("http", 8080),
+                &JobSource::Api,
+                0,
+            )
+            .expect("register");
+        process(&store, &reg.eval).expect("process");
+        let eval = store.eval(&reg.eval.id).expect("read").expect("exists");
+        assert_eq!(
+            eval.failed_tg_allocs["web"].dimension_exhausted["network: reserved port collision http=8080"],
+            1
+        );
+        assert_eq!(
+            store
+                .allocs_by_job("default", "example")
+                .expect("allocs")
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_failed_alloc_gets_a_delayed_followup_linked_to_it() {
+        let store = store_with_node();
+        let reg = store
+            .register_job(mock::job(), &JobSource::Api, 0)
+            .expect("register");
+        process(&store, &reg.eval).expect("place");
+        let alloc = store
+            .allocs_by_job("default", "example")
+            .expect("allocs")
+            .remove(0);
+        let now = unix_nanos(SystemTime::now());
+        store
+            .update_allocs_from_client(
+                "node-1",
+                &[drover_runtime::spec::AllocUpdate {
+                    id: alloc.id.clone(),
+                    client_status: ClientStatus::Failed,
+                    client_description: "Failed tasks".into(),
+                    task_states: Default::default(),
+                }],
+                now,
+            )
+            .expect("report failed");
+        let e = Evaluation::new("example", "default", EvalTrigger::RetryFailedAlloc, now);
+        let e = store.upsert_eval(&e).expect("eval");
+        let done = process(&store, &e).expect("process");
+        assert_eq!(done.followups.len(), 1);
+        let f = &done.followups[0];
+        assert!(f.wait_until.expect("delayed") >= now + 29_000_000_000);
+        let alloc = store.alloc(&alloc.id).expect("read").expect("exists");
+        assert_eq!(alloc.followup_eval_id.as_deref(), Some(f.id.as_str()));
+        assert_eq!(
+            store.eval(&f.id).expect("read").expect("persisted").status,
+            EvalStatus::Pending
+        );
+        // Planning again before the delay is a no-op.
+        assert!(process(&store, &e).expect("again").noop);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn workers_drain_the_broker() {
+        let store = Arc::new(store_with_node());
+        let broker = Arc::new(Broker::default());
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let mut handles = Vec::new();
+        for id in 0..2 {
+            let mut rx = rx.clone();
+            handles.push(tokio::spawn(run(
+                id,
+                store.clone(),
+                broker.clone(),
+                async move {
+                    let _ = rx.wait_for(|v| *v).await;
+                },
+            )));
+        }
+        for name in ["a", "b", "c"] {
+            let reg = store
+                .register_job(mock::job().with(|j| j.id = name.into()), &JobSource::Api, 0)
+                .expect("register");
+            broker.enqueue(reg.eval);
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let pending = store.evals_by_status(EvalStatus::Pending).expect("evals");
+            if pending.is_empty() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "evals still pending: {pending:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        for name in ["a", "b", "c"] {
+            assert_eq!(
+                store.allocs_by_job("default", name).expect("allocs").len(),
+                1
+            );
+        }
+        tx.send(true).expect("shutdown");
+        for h in handles {
+            h.await.expect("worker exits");
+        }
+    }
+}
