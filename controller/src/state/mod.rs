@@ -924,6 +924,9 @@ impl Store {
         self.write(
             &format!("apply the plan for job {job_id:?}"),
             |tx, index| {
+                if let Some(guard) = &write.guard {
+                    check_guard(tx, job_id, guard)?;
+                }
                 for a in &mut write.allocs {
                     if a.create_index == 0 {
                         a.create_index = index;
@@ -938,6 +941,28 @@ impl Store {
             },
         )
     }
+}
+
+/// Refuses a plan when allocations on its nodes changed after its snapshot.
+fn check_guard(tx: &Transaction<'_>, job_id: &str, guard: &PlanGuard) -> Result<(), StoreError> {
+    for node in &guard.nodes {
+        let changed: Option<i64> = tx
+            .query_row(
+                "SELECT MAX(modify_index) FROM allocations WHERE node_id = ?1",
+                params![node],
+                |r| r.get(0),
+            )
+            .map_err(sql(format!(
+                "check node {node} for the plan of job {job_id:?}"
+            )))?;
+        if changed.unwrap_or(0) as u64 > guard.snapshot_index {
+            return Err(StoreError::StalePlan {
+                job_id: job_id.to_string(),
+                snapshot_index: guard.snapshot_index,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
