@@ -409,6 +409,30 @@ fn spreads_a_group_across_nodes_and_breaks_ties_by_node_id() {
 }
 
 #[test]
+fn affinities_steer_placement() {
+    let job = mock::job().with(|j| {
+        j.affinities.push(crate::structs::Affinity {
+            attribute: "${meta.rack}".into(),
+            operator: "=".into(),
+            value: "r2".into(),
+            weight: 100,
+        })
+    });
+    let r1 = mock::node().id("node-a").with(|n| {
+        n.meta.insert("rack".into(), "r1".into());
+    });
+    let r2 = mock::node().id("node-b").with(|n| {
+        n.meta.insert("rack".into(), "r2".into());
+    });
+    let p = plan(&job, &[], &[r1.clone(), r2.clone()]);
+    assert_eq!(p.place[0].node_id, "node-b");
+
+    let avoid = job.with(|j| j.affinities[0].weight = -100);
+    let p = plan(&avoid, &[], &[r1, r2]);
+    assert_eq!(p.place[0].node_id, "node-a");
+}
+
+#[test]
 fn filters_report_drivers_constraints_and_datacenters() {
     let job = mock::job().with(|j| {
         j.constraints.push(crate::structs::Constraint {
