@@ -376,3 +376,75 @@ async fn a_destructive_update_rolls_one_at_a_time_through_the_whole_server() {
     stop_tx.send(()).expect("stop");
     running.await.expect("server stops");
 }
+
+#[test]
+fn plan_job_previews_without_writing() {
+    let server = server();
+    server.store().upsert_node(mock::node()).expect("node");
+    let index = server.store().index();
+    let preview = server.plan_job(&mock::job().count(2)).expect("plan");
+    assert!(preview.changed && preview.current.is_none());
+    assert_eq!(preview.plan.place.len(), 2);
+    assert_eq!(server.store().index(), index, "nothing written");
+    assert!(server.jobs().expect("jobs").is_empty());
+
+    server
+        .register_job(mock::job().count(2), JobSource::Api)
+        .expect("register");
+    drain(&server);
+    let same = server.plan_job(&mock::job().count(2)).expect("plan");
+    assert!(!same.changed && same.plan.is_noop());
+    let update = server
+        .plan_job(&mock::job().count(2).image("busybox:v2"))
+        .expect("plan");
+    assert_eq!((update.changed, update.version), (true, 1));
+    assert_eq!(update.plan.desired_tg_updates["web"].destructive_update, 1);
+}
+
+#[test]
+fn draining_a_node_migrates_its_allocations() {
+    let server = server();
+    server.store().upsert_node(mock::node()).expect("node-1");
+    server
+        .store()
+        .upsert_node(crate::structs::mock::MockNode::id(mock::node(), "node-2"))
+        .expect("node-2");
+    server
+        .register_job(mock::job().count(2), JobSource::Api)
+        .expect("register");
+    drain(&server);
+    let on_1 = |s: &Server| {
+        s.allocs_by_node("node-1")
+            .expect("allocs")
+            .into_iter()
+            .filter(|a| !a.terminal())
+            .count()
+    };
+    assert_eq!(on_1(&server), 1, "spread across the two nodes");
+
+    let node = server.set_node_drain("node-1", true).expect("drain");
+    assert!(node.drain && !node.schedulable());
+    drain(&server);
+    assert_eq!(on_1(&server), 0);
+    let on_2 = server
+        .allocs_by_node("node-2")
+        .expect("allocs")
+        .into_iter()
+        .filter(|a| !a.terminal())
+        .count();
+    assert_eq!(on_2, 2);
+    let migrated = server
+        .allocs_by_node("node-1")
+        .expect("allocs")
+        .into_iter()
+        .find(|a| a.server_terminal())
+        .expect("stopped");
+    assert_eq!(migrated.desired_description, "alloc is being migrated");
+
+    let node = server
+        .set_node_eligibility("node-1", false)
+        .expect("ineligible");
+    assert!(node.drain, "eligibility leaves the drain as it is");
+    let node = server.set_node_drain("node-1", false).expect("undrain");
+    assert!(!node.drain && node.schedulable());
+}

@@ -860,6 +860,35 @@ impl Store {
         })
     }
 
+    /// Changes a node's scheduling eligibility and drain flag (`drover node eligibility`,
+    /// `drover node drain`); a drained node is also ineligible, as in Nomad.
+    pub fn set_node_scheduling(
+        &self,
+        node_id: &str,
+        eligibility: crate::structs::SchedulingEligibility,
+        drain: bool,
+    ) -> Result<Node, StoreError> {
+        self.write(
+            &format!("update scheduling of node {node_id}"),
+            |tx, index| {
+                let Some(mut node) = read_node(tx, node_id)? else {
+                    return Err(StoreError::NodeNotFound {
+                        node_id: node_id.to_string(),
+                    });
+                };
+                node.drain = drain;
+                node.scheduling_eligibility = if drain {
+                    crate::structs::SchedulingEligibility::Ineligible
+                } else {
+                    eligibility
+                };
+                node.modify_index = index;
+                put_node(tx, &node)?;
+                Ok(node)
+            },
+        )
+    }
+
     /// Sets a node's status (a down node heartbeating again becomes ready).
     pub fn set_node_status(
         &self,
