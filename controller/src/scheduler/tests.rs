@@ -518,7 +518,16 @@ fn case() -> impl Strategy<Value = Case> {
         4 => Just(DesiredStatus::Run),
         1 => Just(DesiredStatus::Stop),
     ];
-    let alloc = (0u32..7, status, desired, 0u64..3, 0usize..3, 0i64..120);
+    // One allocation in five belongs to a group the job no longer has.
+    let alloc = (
+        0u32..7,
+        status,
+        desired,
+        0u64..3,
+        0usize..3,
+        0i64..120,
+        prop::bool::weighted(0.2),
+    );
     (
         0u32..5,
         0u32..3,
@@ -553,10 +562,14 @@ fn case() -> impl Strategy<Value = Case> {
                 let allocs = allocs
                     .into_iter()
                     .enumerate()
-                    .map(|(k, (idx, cs, ds, v, node, ago))| {
+                    .map(|(k, (idx, cs, ds, v, node, ago, gone))| {
                         let v = v.min(version);
-                        mock::alloc(&versions[&v], idx)
-                            .id(&format!("alloc-{k}"))
+                        let mut a = mock::alloc(&versions[&v], idx);
+                        if gone {
+                            a.task_group = "gone".into();
+                            a.name = crate::structs::alloc_name("example", "gone", idx);
+                        }
+                        a.id(&format!("alloc-{k}"))
                             .node(&format!("node-{}", node % nodes_up.len()))
                             .client_status(cs)
                             .desired_status(ds)
@@ -650,9 +663,14 @@ proptest! {
         let p = run(&c, &c.allocs, NOW);
         let mut after = c.allocs.clone();
         apply(&p, &mut after, &c.job, NOW, 0);
-        let n = after.iter().filter(|a| live(a)).count() as u32;
-        let count = if c.job.stop { 0 } else { c.job.task_groups[0].count };
-        prop_assert!(n <= count, "{n} live for count {count}: {p:?}");
+        for group in ["web", "gone"] {
+            let n = after.iter().filter(|a| live(a) && a.task_group == group).count() as u32;
+            let count = match c.job.group(group) {
+                Some(g) if !c.job.stop => g.count,
+                _ => 0,
+            };
+            prop_assert!(n <= count, "{n} live in {group} for count {count}: {p:?}");
+        }
     }
 
     #[test]
