@@ -34,6 +34,8 @@ pub const MIN_HEARTBEAT_TTL: Duration = Duration::from_secs(10);
 pub const HEARTBEAT_GRACE: Duration = Duration::from_secs(10);
 /// Nomad's evaluation GC threshold.
 pub const EVAL_GC_THRESHOLD: Duration = Duration::from_secs(3600);
+/// Nomad's job GC threshold for stopped jobs.
+pub const JOB_GC_THRESHOLD: Duration = Duration::from_secs(4 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -473,8 +475,8 @@ impl Server {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// The periodic pass: every job gets a `scheduled` evaluation, and old finished
-    /// evaluations are collected.
+    /// The periodic pass: every job gets a `scheduled` evaluation; finished evaluations older
+    /// than 1 h and jobs stopped for 4 h with nothing left running are collected.
     pub fn scheduled_tick(&self) {
         if let Err(e) = self.enqueue_all(EvalTrigger::Scheduled, None) {
             warn!(error = %e, "failed to enqueue scheduled evaluations");
@@ -482,6 +484,12 @@ impl Server {
         let cutoff = now() - EVAL_GC_THRESHOLD.as_nanos() as i64;
         if let Err(e) = self.store.gc_evals(cutoff) {
             warn!(error = %e, "failed to collect old evaluations");
+        }
+        let cutoff = now() - JOB_GC_THRESHOLD.as_nanos() as i64;
+        match self.store.gc_jobs(cutoff) {
+            Ok(jobs) if !jobs.is_empty() => info!(jobs = ?jobs, "collected stopped jobs"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "failed to collect stopped jobs"),
         }
     }
 }

@@ -399,10 +399,11 @@ impl Store {
                 .map_err(sql(format!("write version {version} of job {:?}", job.id)))?;
             }
             tx.execute(
-                "INSERT INTO job_heads (namespace, id, version, source, stop, create_index, modify_index, submit_time)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                "INSERT INTO job_heads (namespace, id, version, source, stop, create_index, modify_index, submit_time, stopped_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, CASE WHEN ?5 THEN ?8 END)
                  ON CONFLICT (namespace, id) DO UPDATE SET version = ?3, source = ?4, stop = ?5,
-                    modify_index = ?7, submit_time = ?8",
+                    modify_index = ?7, submit_time = ?8,
+                    stopped_at = CASE WHEN ?5 THEN coalesce(stopped_at, ?8) END",
                 params![
                     job.namespace,
                     job.id,
@@ -461,8 +462,9 @@ impl Store {
                 }
             } else {
                 tx.execute(
-                    "UPDATE job_heads SET stop = 1, modify_index = ?3 WHERE namespace = ?1 AND id = ?2",
-                    params![namespace, job_id, index as i64],
+                    "UPDATE job_heads SET stop = 1, modify_index = ?3, stopped_at = coalesce(stopped_at, ?4)
+                     WHERE namespace = ?1 AND id = ?2",
+                    params![namespace, job_id, index as i64, now],
                 )
                 .map_err(sql(format!("stop job {job_id:?}")))?;
             }
@@ -845,6 +847,54 @@ impl Store {
     pub fn evals(&self) -> Result<Vec<Evaluation>, StoreError> {
         let conn = self.lock();
         query_evals(&conn, "ORDER BY modify_index", params![])
+    }
+
+    /// Deletes jobs stopped before `cutoff` (unix nanoseconds) whose allocations are all
+    /// finished, with their versions, allocations, task events and evaluations (Nomad's job
+    /// GC). Returns the ids collected.
+    pub fn gc_jobs(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
+        self.write("collect stopped jobs", |tx, _| {
+            let candidates: Vec<(String, String)> = {
+                let mut stmt = tx
+                    .prepare(
+                        "SELECT namespace, id FROM job_heads
+                         WHERE stop = 1 AND stopped_at IS NOT NULL AND stopped_at < ?1",
+                    )
+                    .map_err(sql("list stopped jobs"))?;
+                stmt.query_map(params![cutoff], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|rows| rows.collect())
+                    .map_err(sql("list stopped jobs"))?
+            };
+            let mut collected = Vec::new();
+            for (ns, id) in candidates {
+                let allocs =
+                    query_allocs(tx, "WHERE namespace = ?1 AND job_id = ?2", params![ns, id])?;
+                if allocs.iter().any(|a| !a.terminal()) {
+                    continue;
+                }
+                let what = format!("collect job {id:?}");
+                for a in &allocs {
+                    tx.execute("DELETE FROM task_events WHERE alloc_id = ?1", params![a.id])
+                        .map_err(sql(what.clone()))?;
+                }
+                for table in ["allocations", "evaluations"] {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE namespace = ?1 AND job_id = ?2"),
+                        params![ns, id],
+                    )
+                    .map_err(sql(what.clone()))?;
+                }
+                for table in ["job_heads", "job_versions"] {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE namespace = ?1 AND id = ?2"),
+                        params![ns, id],
+                    )
+                    .map_err(sql(what.clone()))?;
+                }
+                collected.push(id);
+            }
+            Ok(collected)
+        })
     }
 
     /// Deletes finished evaluations last changed before `cutoff` (unix nanoseconds); returns
