@@ -209,6 +209,24 @@ fn rolling_update_respects_max_parallel_and_min_healthy_time() {
 }
 
 #[test]
+fn a_failed_new_allocation_holds_the_rollout() {
+    let v0 = mock::job().count(3).max_parallel(1);
+    let v1 = v0.clone().image("busybox:broken").version(1);
+    let allocs = vec![
+        mock::alloc(&v0, 0).desired_status(DesiredStatus::Stop),
+        mock::alloc(&v1, 0)
+            .id("new-0")
+            .client_status(ClientStatus::Failed)
+            .finished_at(NOW - SEC),
+        mock::alloc(&v0, 1).id("old-1"),
+        mock::alloc(&v0, 2).id("old-2"),
+    ];
+    let p = plan_at(&v1, &[&v0, &v1], &allocs, &[mock::node()], NOW);
+    assert!(p.destructive.is_empty(), "{p:?}");
+    assert_eq!(du(&p).ignore, 3);
+}
+
+#[test]
 fn rolling_update_max_parallel_two() {
     let v0 = mock::job().count(5).max_parallel(2);
     let v1 = v0.clone().image("busybox:v2").version(1);
