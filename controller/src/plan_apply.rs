@@ -210,3 +210,73 @@ fn build(
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::scheduler::{ReconcileInput, reconcile};
+    use crate::state::JobSource;
+    use crate::structs::mock::{self, MockJob};
+
+    #[test]
+    fn a_plan_over_a_node_that_changed_since_its_snapshot_is_refused_whole() {
+        let store = Store::open_in_memory().expect("open");
+        store.upsert_node(mock::node()).expect("node");
+        let job = mock::job().static_port("http", 8080);
+        let reg = store
+            .register_job(job, &JobSource::Api, 0)
+            .expect("register");
+        let snap = store.snapshot("default", "example").expect("snapshot");
+        let job = snap.job.clone().expect("job");
+        let plan = reconcile(&ReconcileInput {
+            job: &job,
+            versions: &snap.versions,
+            existing: &snap.allocs,
+            nodes: &snap.nodes,
+            now: SystemTime::now(),
+        });
+        assert_eq!(plan.place.len(), 1);
+
+        // Meanwhile another job's plan takes the port on the same node.
+        let other = mock::job()
+            .static_port("http", 8080)
+            .with(|j| j.id = "other".into());
+        store
+            .commit_plan(
+                "other",
+                PlanWrite {
+                    allocs: vec![mock::alloc(&other, 0)],
+                    evals: vec![],
+                    guard: None,
+                },
+            )
+            .expect("other plan");
+
+        let err = apply(&store, &reg.eval, &job, &plan, &snap, 0).expect_err("stale");
+        assert!(err.is_stale(), "{err}");
+        assert!(
+            store
+                .allocs_by_job("default", "example")
+                .expect("allocs")
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .eval(&reg.eval.id)
+                .expect("read")
+                .expect("exists")
+                .status,
+            EvalStatus::Pending,
+            "the eval stays pending with its plan"
+        );
+
+        // Planning again from a fresh snapshot sees the port taken.
+        let done = crate::worker::process(&store, &reg.eval).expect("process");
+        assert!(done.noop);
+        let eval = store.eval(&reg.eval.id).expect("read").expect("exists");
+        assert_eq!(eval.status, EvalStatus::Complete);
+        assert_eq!(eval.failed_tg_allocs["web"].nodes_exhausted, 1);
+    }
+}

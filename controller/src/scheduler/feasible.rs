@@ -380,17 +380,50 @@ fn score(
     let free_cpu = free(used.cpu + need.cpu, node.cpu_mhz);
     let free_mem = free(used.memory + need.memory, node.memory_mb);
     let binpack = (20.0 - (10f64.powf(free_cpu) + 10f64.powf(free_mem))) / 18.0;
+    let mut scores = vec![binpack];
     let collisions = used
         .groups
         .get(&(job.id.clone(), tg.name.clone()))
         .copied()
         .unwrap_or(0);
-    if collisions == 0 {
-        binpack
-    } else {
-        let penalty = -f64::from(collisions + 1) / f64::from(tg.count.max(1));
-        (binpack + penalty) / 2.0
+    if collisions > 0 {
+        scores.push(-f64::from(collisions + 1) / f64::from(tg.count.max(1)));
     }
+    if let Some(affinity) = affinity_score(job, tg, node) {
+        scores.push(affinity);
+    }
+    // Nomad's ScoreNormalizationIterator: the mean of the scores that apply.
+    scores.iter().sum::<f64>() / scores.len() as f64
+}
+
+/// Nomad's node affinity score: the weights of the matching affinities over the sum of all
+/// weights' magnitudes, in [-1, 1]; `None` when the job declares none.
+fn affinity_score(job: &Job, tg: &TaskGroup, node: &Node) -> Option<f64> {
+    let all: Vec<&crate::structs::Affinity> = job
+        .affinities
+        .iter()
+        .chain(tg.affinities.iter())
+        .chain(tg.tasks.iter().flat_map(|t| t.affinities.iter()))
+        .collect();
+    let total: f64 = all.iter().map(|a| f64::from(a.weight.unsigned_abs())).sum();
+    if total == 0.0 {
+        return None;
+    }
+    let matched: f64 = all
+        .iter()
+        .filter(|a| {
+            constraint_met(
+                &Constraint {
+                    attribute: a.attribute.clone(),
+                    operator: a.operator.clone(),
+                    value: a.value.clone(),
+                },
+                node,
+            )
+        })
+        .map(|a| f64::from(a.weight))
+        .sum();
+    Some(matched / total)
 }
 
 /// Whether allocations on this node are lost: it is down, disconnected or gone.

@@ -323,6 +323,7 @@ fn stop(a: &Allocation, why: &str, client_status: Option<ClientStatus>) -> StopA
 
 /// Destructive updates, `max_parallel` at a time: a batch starts only once the previous one's
 /// allocations have run for `min_healthy_time`; when that will be is a follow-up evaluation.
+/// (Nomad tracks this in a deployment; drover keeps no deployment object, see docs/scheduler.md.)
 #[allow(clippy::too_many_arguments)]
 fn rolling_update(
     job: &Job,
@@ -343,7 +344,9 @@ fn rolling_update(
         .iter()
         .copied()
         .filter(|a| a.job_version == job.version && a.desired_status == DesiredStatus::Run)
-        .filter(|a| !a.client_terminal())
+        // A failed new allocation holds the rollout until its replacement proves healthy, so a
+        // broken version does not roll over every allocation; a finished batch one does not.
+        .filter(|a| !matches!(a.client_status, ClientStatus::Complete | ClientStatus::Lost))
         .filter(|a| {
             a.client_status != ClientStatus::Running || healthy_at(a).is_none_or(|t| t > now)
         })

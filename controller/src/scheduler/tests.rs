@@ -209,6 +209,24 @@ fn rolling_update_respects_max_parallel_and_min_healthy_time() {
 }
 
 #[test]
+fn a_failed_new_allocation_holds_the_rollout() {
+    let v0 = mock::job().count(3).max_parallel(1);
+    let v1 = v0.clone().image("busybox:broken").version(1);
+    let allocs = vec![
+        mock::alloc(&v0, 0).desired_status(DesiredStatus::Stop),
+        mock::alloc(&v1, 0)
+            .id("new-0")
+            .client_status(ClientStatus::Failed)
+            .finished_at(NOW - SEC),
+        mock::alloc(&v0, 1).id("old-1"),
+        mock::alloc(&v0, 2).id("old-2"),
+    ];
+    let p = plan_at(&v1, &[&v0, &v1], &allocs, &[mock::node()], NOW);
+    assert!(p.destructive.is_empty(), "{p:?}");
+    assert_eq!(du(&p).ignore, 3);
+}
+
+#[test]
 fn rolling_update_max_parallel_two() {
     let v0 = mock::job().count(5).max_parallel(2);
     let v1 = v0.clone().image("busybox:v2").version(1);
@@ -409,6 +427,30 @@ fn spreads_a_group_across_nodes_and_breaks_ties_by_node_id() {
 }
 
 #[test]
+fn affinities_steer_placement() {
+    let job = mock::job().with(|j| {
+        j.affinities.push(crate::structs::Affinity {
+            attribute: "${meta.rack}".into(),
+            operator: "=".into(),
+            value: "r2".into(),
+            weight: 100,
+        })
+    });
+    let r1 = mock::node().id("node-a").with(|n| {
+        n.meta.insert("rack".into(), "r1".into());
+    });
+    let r2 = mock::node().id("node-b").with(|n| {
+        n.meta.insert("rack".into(), "r2".into());
+    });
+    let p = plan(&job, &[], &[r1.clone(), r2.clone()]);
+    assert_eq!(p.place[0].node_id, "node-b");
+
+    let avoid = job.with(|j| j.affinities[0].weight = -100);
+    let p = plan(&avoid, &[], &[r1, r2]);
+    assert_eq!(p.place[0].node_id, "node-a");
+}
+
+#[test]
 fn filters_report_drivers_constraints_and_datacenters() {
     let job = mock::job().with(|j| {
         j.constraints.push(crate::structs::Constraint {
@@ -494,7 +536,16 @@ fn case() -> impl Strategy<Value = Case> {
         4 => Just(DesiredStatus::Run),
         1 => Just(DesiredStatus::Stop),
     ];
-    let alloc = (0u32..7, status, desired, 0u64..3, 0usize..3, 0i64..120);
+    // One allocation in five belongs to a group the job no longer has.
+    let alloc = (
+        0u32..7,
+        status,
+        desired,
+        0u64..3,
+        0usize..3,
+        0i64..120,
+        prop::bool::weighted(0.2),
+    );
     (
         0u32..5,
         0u32..3,
@@ -529,10 +580,14 @@ fn case() -> impl Strategy<Value = Case> {
                 let allocs = allocs
                     .into_iter()
                     .enumerate()
-                    .map(|(k, (idx, cs, ds, v, node, ago))| {
+                    .map(|(k, (idx, cs, ds, v, node, ago, gone))| {
                         let v = v.min(version);
-                        mock::alloc(&versions[&v], idx)
-                            .id(&format!("alloc-{k}"))
+                        let mut a = mock::alloc(&versions[&v], idx);
+                        if gone {
+                            a.task_group = "gone".into();
+                            a.name = crate::structs::alloc_name("example", "gone", idx);
+                        }
+                        a.id(&format!("alloc-{k}"))
                             .node(&format!("node-{}", node % nodes_up.len()))
                             .client_status(cs)
                             .desired_status(ds)
@@ -626,9 +681,14 @@ proptest! {
         let p = run(&c, &c.allocs, NOW);
         let mut after = c.allocs.clone();
         apply(&p, &mut after, &c.job, NOW, 0);
-        let n = after.iter().filter(|a| live(a)).count() as u32;
-        let count = if c.job.stop { 0 } else { c.job.task_groups[0].count };
-        prop_assert!(n <= count, "{n} live for count {count}: {p:?}");
+        for group in ["web", "gone"] {
+            let n = after.iter().filter(|a| live(a) && a.task_group == group).count() as u32;
+            let count = match c.job.group(group) {
+                Some(g) if !c.job.stop => g.count,
+                _ => 0,
+            };
+            prop_assert!(n <= count, "{n} live in {group} for count {count}: {p:?}");
+        }
     }
 
     #[test]

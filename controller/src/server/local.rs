@@ -45,91 +45,172 @@ impl LocalServer {
         &self.server
     }
 
-    /// What the node is told to run for one allocation: the allocation plus the task group of
-    /// the job version it was placed for.
+    /// What the node is told to run for one allocation.
     pub fn alloc_spec(&self, a: &Allocation) -> Result<AllocSpec, ServerError> {
-        let job = self
-            .server
-            .store()
-            .job_version(&a.namespace, &a.job_id, a.job_version)?;
-        let group = job.as_ref().and_then(|j| j.group(&a.task_group));
-        // A purged job's allocations can only be stopped.
-        let desired_status = if group.is_some() {
-            a.desired_status
-        } else {
-            DesiredStatus::Stop
-        };
-        Ok(AllocSpec {
-            id: a.id.clone(),
-            name: a.name.clone(),
-            namespace: a.namespace.clone(),
-            job_id: a.job_id.clone(),
-            job_version: a.job_version,
-            job_type: job
-                .as_ref()
-                .map(|j| j.job_type)
-                .unwrap_or(JobType::Service)
-                .as_str()
-                .to_string(),
-            group: a.task_group.clone(),
-            node_id: a.node_id.clone(),
-            desired_status,
-            tasks: group.map(|g| g.tasks.clone()).unwrap_or_default(),
-            networks: a.networks.clone(),
-            restart: group
-                .map(|g| g.restart.clone())
-                .unwrap_or_else(RestartPolicy::service_default),
-            services: group.map(|g| g.services.clone()).unwrap_or_default(),
-            modify_index: a.modify_index,
-        })
+        alloc_spec(&self.server, a)
     }
 
-    fn node_specs(&self, node_id: &str) -> Result<(u64, Vec<AllocSpec>), ServerError> {
-        let store = self.server.store();
-        let index = store.node_alloc_index(node_id)?;
-        let allocs = store.allocs_by_node(node_id)?;
-        let specs = allocs
-            .iter()
-            // Both sides done with it: the node has nothing left to do for it.
-            .filter(|a| !(a.server_terminal() && a.client_terminal()))
-            .map(|a| self.alloc_spec(a))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((index, specs))
+    /// Runs store work off the async threads: SQLite calls block, and a worker's transaction
+    /// may hold the connection for a moment.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Server) -> Result<T, ServerError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let server = self.server.clone();
+        tokio::task::spawn_blocking(move || f(&server))
+            .await
+            .map_err(|e| ApiError::Refused(format!("the server task failed: {e}")))?
+            .map_err(refused)
     }
+}
+
+/// The allocation plus the task group of the job version it was placed for.
+fn alloc_spec(server: &Server, a: &Allocation) -> Result<AllocSpec, ServerError> {
+    let job = server
+        .store()
+        .job_version(&a.namespace, &a.job_id, a.job_version)?;
+    let group = job.as_ref().and_then(|j| j.group(&a.task_group));
+    // A purged job's allocations can only be stopped.
+    let desired_status = if group.is_some() {
+        a.desired_status
+    } else {
+        DesiredStatus::Stop
+    };
+    Ok(AllocSpec {
+        id: a.id.clone(),
+        name: a.name.clone(),
+        namespace: a.namespace.clone(),
+        job_id: a.job_id.clone(),
+        job_version: a.job_version,
+        job_type: job
+            .as_ref()
+            .map(|j| j.job_type)
+            .unwrap_or(JobType::Service)
+            .as_str()
+            .to_string(),
+        group: a.task_group.clone(),
+        node_id: a.node_id.clone(),
+        desired_status,
+        tasks: group.map(|g| g.tasks.clone()).unwrap_or_default(),
+        networks: a.networks.clone(),
+        restart: group
+            .map(|g| g.restart.clone())
+            .unwrap_or_else(RestartPolicy::service_default),
+        services: group.map(|g| g.services.clone()).unwrap_or_default(),
+        modify_index: a.modify_index,
+    })
+}
+
+/// The node's index and its allocations, unless `min_index` has not been passed yet.
+fn node_specs(
+    server: &Server,
+    node_id: &str,
+    min_index: u64,
+    force: bool,
+) -> Result<Option<(u64, Vec<AllocSpec>)>, ServerError> {
+    let store = server.store();
+    if store.node(node_id)?.is_none() {
+        return Err(StoreError::NodeNotFound {
+            node_id: node_id.to_string(),
+        }
+        .into());
+    }
+    let index = store.node_alloc_index(node_id)?;
+    if !(force || min_index == 0 || index > min_index) {
+        return Ok(None);
+    }
+    let specs = store
+        .allocs_by_node(node_id)?
+        .iter()
+        // Both sides done with it: the node has nothing left to do for it.
+        .filter(|a| !(a.server_terminal() && a.client_terminal()))
+        .map(|a| alloc_spec(server, a))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some((index, specs)))
+}
+
+fn register_node(server: &Server, info: NodeInfo) -> Result<Registered, ServerError> {
+    let node_id = info.id.clone();
+    let node = Node::from_info(info, now() / 1_000_000_000);
+    let node = server.store().upsert_node(node)?;
+    let ttl = server.touch_heartbeat(&node.id);
+    info!(node_id = %node_id, datacenter = %node.datacenter, "node registered");
+    // Capacity appeared: placements that failed may fit now.
+    server.enqueue_all(EvalTrigger::NodeUpdate, Some(&node_id))?;
+    Ok(Registered { heartbeat_ttl: ttl })
+}
+
+fn heartbeat(server: &Server, node_id: &str) -> Result<Duration, ServerError> {
+    let store = server.store();
+    let node = store
+        .node(node_id)?
+        .ok_or_else(|| StoreError::NodeNotFound {
+            node_id: node_id.to_string(),
+        })?;
+    if node.status != NodeStatus::Ready {
+        store.set_node_status(node_id, NodeStatus::Ready, "node heartbeat resumed", now())?;
+        info!(node_id, "node is ready again");
+        server.enqueue_all(EvalTrigger::NodeUpdate, Some(node_id))?;
+    }
+    Ok(server.touch_heartbeat(node_id))
+}
+
+fn update_allocations(
+    server: &Server,
+    node_id: &str,
+    updates: &[AllocUpdate],
+) -> Result<(), ServerError> {
+    let store = server.store();
+    let transitions = store.update_allocs_from_client(node_id, updates, now())?;
+    let mut failed_jobs = BTreeSet::new();
+    let mut running_jobs = BTreeSet::new();
+    for t in &transitions {
+        debug!(
+            alloc_id = %t.alloc_id,
+            job_id = %t.job_id,
+            node_id,
+            from = t.from.as_str(),
+            to = t.to.as_str(),
+            "client status changed"
+        );
+        match t.to {
+            ClientStatus::Failed | ClientStatus::Complete | ClientStatus::Lost => {
+                failed_jobs.insert((t.namespace.clone(), t.job_id.clone()));
+            }
+            ClientStatus::Running => {
+                running_jobs.insert((t.namespace.clone(), t.job_id.clone()));
+            }
+            _ => {}
+        }
+    }
+    for (ns, job_id) in &failed_jobs {
+        let eval = Evaluation::new(job_id, ns, EvalTrigger::RetryFailedAlloc, now());
+        server.submit_eval(eval)?;
+    }
+    // A new allocation became running: a rolling update may be waiting on it.
+    for (ns, job_id) in running_jobs.difference(&failed_jobs) {
+        let versions: BTreeSet<u64> = store
+            .allocs_by_job(ns, job_id)?
+            .iter()
+            .filter(|a| !a.terminal())
+            .map(|a| a.job_version)
+            .collect();
+        if versions.len() > 1 {
+            let eval = Evaluation::new(job_id, ns, EvalTrigger::DeploymentWatcher, now());
+            server.submit_eval(eval)?;
+        }
+    }
+    Ok(())
 }
 
 impl ServerApi for LocalServer {
     async fn register_node(&self, info: NodeInfo) -> Result<Registered, ApiError> {
-        let node_id = info.id.clone();
-        let node = Node::from_info(info, now() / 1_000_000_000);
-        let node = self.server.store().upsert_node(node).map_err(refused)?;
-        let ttl = self.server.touch_heartbeat(&node.id);
-        info!(node_id = %node_id, datacenter = %node.datacenter, "node registered");
-        // Capacity appeared: placements that failed may fit now.
-        self.server
-            .enqueue_all(EvalTrigger::NodeUpdate, Some(&node_id))
-            .map_err(refused)?;
-        Ok(Registered { heartbeat_ttl: ttl })
+        self.blocking(move |s| register_node(s, info)).await
     }
 
     async fn heartbeat(&self, node_id: &str) -> Result<Duration, ApiError> {
-        let store = self.server.store();
-        let node = store
-            .node(node_id)
-            .map_err(refused)?
-            .ok_or_else(|| ApiError::UnknownNode {
-                node_id: node_id.to_string(),
-            })?;
-        if node.status != NodeStatus::Ready {
-            store
-                .set_node_status(node_id, NodeStatus::Ready, "node heartbeat resumed", now())
-                .map_err(refused)?;
-            info!(node_id, "node is ready again");
-            self.server
-                .enqueue_all(EvalTrigger::NodeUpdate, Some(node_id))
-                .map_err(refused)?;
-        }
-        Ok(self.server.touch_heartbeat(node_id))
+        let node_id = node_id.to_string();
+        self.blocking(move |s| heartbeat(s, &node_id)).await
     }
 
     async fn node_allocations(
@@ -138,33 +219,25 @@ impl ServerApi for LocalServer {
         min_index: u64,
         wait: Duration,
     ) -> Result<(u64, Vec<AllocSpec>), ApiError> {
-        if self
-            .server
-            .store()
-            .node(node_id)
-            .map_err(refused)?
-            .is_none()
-        {
-            return Err(ApiError::UnknownNode {
-                node_id: node_id.to_string(),
-            });
-        }
         let deadline = tokio::time::Instant::now() + wait;
+        // Subscribed before the first read, so a write in between still wakes us.
         let mut rx = self.server.store().subscribe();
+        let mut force = false;
         loop {
             rx.borrow_and_update();
-            let index = self
-                .server
-                .store()
-                .node_alloc_index(node_id)
-                .map_err(refused)?;
-            if min_index == 0 || index > min_index {
-                return self.node_specs(node_id).map_err(refused);
+            let id = node_id.to_string();
+            if let Some(answer) = self
+                .blocking(move |s| node_specs(s, &id, min_index, force))
+                .await?
+            {
+                return Ok(answer);
             }
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Ok(Ok(())) => continue,
-                // Timed out (or the store is gone): answer with what there is, as Nomad does.
-                _ => return self.node_specs(node_id).map_err(refused),
+            // Timed out (or the store is gone): answer with what there is, as Nomad does.
+            if !matches!(
+                tokio::time::timeout_at(deadline, rx.changed()).await,
+                Ok(Ok(()))
+            ) {
+                force = true;
             }
         }
     }
@@ -174,41 +247,8 @@ impl ServerApi for LocalServer {
         node_id: &str,
         updates: Vec<AllocUpdate>,
     ) -> Result<(), ApiError> {
-        let store = self.server.store();
-        let transitions = store
-            .update_allocs_from_client(node_id, &updates, now())
-            .map_err(refused)?;
-        let mut failed_jobs = BTreeSet::new();
-        let mut running_jobs = BTreeSet::new();
-        for t in &transitions {
-            debug!(alloc_id = %t.alloc_id, job_id = %t.job_id, node_id, from = t.from.as_str(), to = t.to.as_str(), "client status changed");
-            match t.to {
-                ClientStatus::Failed | ClientStatus::Complete | ClientStatus::Lost => {
-                    failed_jobs.insert((t.namespace.clone(), t.job_id.clone()));
-                }
-                ClientStatus::Running => {
-                    running_jobs.insert((t.namespace.clone(), t.job_id.clone()));
-                }
-                _ => {}
-            }
-        }
-        for (ns, job_id) in &failed_jobs {
-            let eval = Evaluation::new(job_id, ns, EvalTrigger::RetryFailedAlloc, now());
-            self.server.submit_eval(eval).map_err(refused)?;
-        }
-        // A new allocation became running: a rolling update may be waiting on it.
-        for (ns, job_id) in running_jobs.difference(&failed_jobs) {
-            let allocs = store.allocs_by_job(ns, job_id).map_err(refused)?;
-            let versions: BTreeSet<u64> = allocs
-                .iter()
-                .filter(|a| !a.terminal())
-                .map(|a| a.job_version)
-                .collect();
-            if versions.len() > 1 {
-                let eval = Evaluation::new(job_id, ns, EvalTrigger::DeploymentWatcher, now());
-                self.server.submit_eval(eval).map_err(refused)?;
-            }
-        }
-        Ok(())
+        let node_id = node_id.to_string();
+        self.blocking(move |s| update_allocations(s, &node_id, &updates))
+            .await
     }
 }

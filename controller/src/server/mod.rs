@@ -20,8 +20,11 @@ use tracing::{info, warn};
 
 use crate::broker::{Broker, BrokerConfig};
 use crate::jobspec::Diagnostic;
+use crate::scheduler::Plan;
 use crate::state::{JobRecord, JobRegistration, JobSource, SourceError, Store, StoreError};
-use crate::structs::{Allocation, EvalTrigger, Evaluation, Job, Node, TaskEvent, unix_nanos};
+use crate::structs::{
+    Allocation, EvalTrigger, Evaluation, Job, Node, SchedulingEligibility, TaskEvent, unix_nanos,
+};
 
 pub use local::LocalServer;
 
@@ -31,6 +34,8 @@ pub const MIN_HEARTBEAT_TTL: Duration = Duration::from_secs(10);
 pub const HEARTBEAT_GRACE: Duration = Duration::from_secs(10);
 /// Nomad's evaluation GC threshold.
 pub const EVAL_GC_THRESHOLD: Duration = Duration::from_secs(3600);
+/// Nomad's job GC threshold for stopped jobs.
+pub const JOB_GC_THRESHOLD: Duration = Duration::from_secs(4 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -71,6 +76,18 @@ impl ServerConfig {
             broker: BrokerConfig::default(),
         }
     }
+}
+
+/// What registering a job would do (`Server::plan_job`).
+#[derive(Debug, Clone)]
+pub struct JobPlan {
+    /// The job as it is now, if registered.
+    pub current: Option<Job>,
+    /// Whether the spec differs from the current version.
+    pub changed: bool,
+    /// The version the job would have.
+    pub version: u64,
+    pub plan: Plan,
 }
 
 /// The control plane in one process.
@@ -233,6 +250,83 @@ impl Server {
         Ok(n)
     }
 
+    /// What registering `job` would do, without writing anything (`drover job plan` against a
+    /// running agent): the same `reconcile` a worker runs, on the current state.
+    pub fn plan_job(&self, job: &Job) -> Result<JobPlan, ServerError> {
+        let snap = self.store.snapshot(&job.namespace, &job.id)?;
+        let mut candidate = job.clone();
+        let (changed, version) = match &snap.job {
+            Some(current) if current.spec_changed(job) => (true, current.version + 1),
+            Some(current) => (false, current.version),
+            None => (true, 0),
+        };
+        candidate.version = version;
+        let plan = crate::scheduler::reconcile(&crate::scheduler::ReconcileInput {
+            job: &candidate,
+            versions: &snap.versions,
+            existing: &snap.allocs,
+            nodes: &snap.nodes,
+            now: SystemTime::now(),
+        });
+        Ok(JobPlan {
+            current: snap.job,
+            changed,
+            version,
+            plan,
+        })
+    }
+
+    /// `drover node eligibility -enable|-disable`.
+    pub fn set_node_eligibility(&self, node_id: &str, eligible: bool) -> Result<Node, ServerError> {
+        let current = self
+            .store
+            .node(node_id)?
+            .ok_or_else(|| StoreError::NodeNotFound {
+                node_id: node_id.to_string(),
+            })?;
+        let eligibility = if eligible {
+            SchedulingEligibility::Eligible
+        } else {
+            SchedulingEligibility::Ineligible
+        };
+        let node = self
+            .store
+            .set_node_scheduling(node_id, eligibility, current.drain)?;
+        if eligible {
+            self.enqueue_all(EvalTrigger::NodeUpdate, Some(node_id))?;
+        }
+        Ok(node)
+    }
+
+    /// `drover node drain -enable|-disable`: a draining node takes no new allocations and its
+    /// allocations migrate elsewhere (`node-drain` evaluations for each job on it).
+    pub fn set_node_drain(&self, node_id: &str, drain: bool) -> Result<Node, ServerError> {
+        let node = self.store.set_node_scheduling(
+            node_id,
+            if drain {
+                SchedulingEligibility::Ineligible
+            } else {
+                SchedulingEligibility::Eligible
+            },
+            drain,
+        )?;
+        let mut jobs = std::collections::BTreeSet::new();
+        for a in self.store.allocs_by_node(node_id)? {
+            if !a.terminal() {
+                jobs.insert((a.namespace, a.job_id));
+            }
+        }
+        for (ns, job_id) in jobs {
+            let mut eval = Evaluation::new(&job_id, &ns, EvalTrigger::NodeDrain, now());
+            eval.node_id = Some(node_id.to_string());
+            self.submit_eval(eval)?;
+        }
+        if !drain {
+            self.enqueue_all(EvalTrigger::NodeUpdate, Some(node_id))?;
+        }
+        Ok(node)
+    }
+
     // ---- reads ---------------------------------------------------------------------------
 
     pub fn jobs(&self) -> Result<Vec<JobRecord>, ServerError> {
@@ -381,8 +475,8 @@ impl Server {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// The periodic pass: every job gets a `scheduled` evaluation, and old finished
-    /// evaluations are collected.
+    /// The periodic pass: every job gets a `scheduled` evaluation; finished evaluations older
+    /// than 1 h and jobs stopped for 4 h with nothing left running are collected.
     pub fn scheduled_tick(&self) {
         if let Err(e) = self.enqueue_all(EvalTrigger::Scheduled, None) {
             warn!(error = %e, "failed to enqueue scheduled evaluations");
@@ -390,6 +484,12 @@ impl Server {
         let cutoff = now() - EVAL_GC_THRESHOLD.as_nanos() as i64;
         if let Err(e) = self.store.gc_evals(cutoff) {
             warn!(error = %e, "failed to collect old evaluations");
+        }
+        let cutoff = now() - JOB_GC_THRESHOLD.as_nanos() as i64;
+        match self.store.gc_jobs(cutoff) {
+            Ok(jobs) if !jobs.is_empty() => info!(jobs = ?jobs, "collected stopped jobs"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "failed to collect stopped jobs"),
         }
     }
 }

@@ -273,3 +273,178 @@ fn the_api_cannot_take_over_a_file_owned_job() {
         "{err}"
     );
 }
+
+/// A stand-in node: reports every allocation it is told to run as running, and every one it is
+/// told to stop as complete, until `done` says the job converged.
+async fn fake_client(local: LocalServer, done: impl Fn(&Server) -> bool) {
+    let mut index = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !done(local.server()) {
+        assert!(tokio::time::Instant::now() < deadline, "did not converge");
+        let (i, specs) = local
+            .node_allocations("node-1", index, Duration::from_millis(100))
+            .await
+            .expect("query");
+        index = i;
+        let mut updates = Vec::new();
+        for spec in specs {
+            let alloc = local
+                .server()
+                .alloc(&spec.id)
+                .expect("read")
+                .expect("exists");
+            let want = match spec.desired_status {
+                DesiredStatus::Run => ClientStatus::Running,
+                _ => ClientStatus::Complete,
+            };
+            if alloc.client_status != want {
+                updates.push(AllocUpdate {
+                    id: spec.id.clone(),
+                    client_status: want,
+                    client_description: String::new(),
+                    task_states: Default::default(),
+                });
+            }
+        }
+        if !updates.is_empty() {
+            local
+                .update_allocations("node-1", updates)
+                .await
+                .expect("update");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destructive_update_rolls_one_at_a_time_through_the_whole_server() {
+    let server = server();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.clone().run(async move {
+        let _ = stop_rx.await;
+    }));
+    let local = server.local();
+    local
+        .register_node(mock::node_info())
+        .await
+        .expect("register node");
+    let job = mock::job().count(3).with(|j| {
+        j.task_groups[0].update.min_healthy_time = Duration::from_millis(200);
+    });
+    server
+        .register_job(job.clone(), JobSource::Api)
+        .expect("v0");
+    let live = |s: &Server, version: u64| {
+        s.allocs_by_job("default", "example")
+            .expect("allocs")
+            .into_iter()
+            .filter(|a| {
+                !a.terminal()
+                    && a.job_version == version
+                    && a.client_status == ClientStatus::Running
+            })
+            .count()
+    };
+    fake_client(local.clone(), move |s| live(s, 0) == 3).await;
+
+    let v1 = server
+        .register_job(job.image("busybox:v2"), JobSource::Api)
+        .expect("v1");
+    assert_eq!(v1.version, 1);
+    fake_client(local.clone(), move |s| live(s, 1) == 3).await;
+
+    let allocs = server.allocs_by_job("default", "example").expect("allocs");
+    // Never more than max_parallel (1) new allocation unhealthy at once: the replacements were
+    // created one by one, each by its own evaluation.
+    let mut new_evals: Vec<&str> = allocs
+        .iter()
+        .filter(|a| a.job_version == 1)
+        .map(|a| a.eval_id.as_str())
+        .collect();
+    new_evals.sort();
+    new_evals.dedup();
+    assert_eq!(new_evals.len(), 3, "{allocs:#?}");
+    let triggers: Vec<EvalTrigger> = server
+        .evals_by_job("default", "example")
+        .expect("evals")
+        .iter()
+        .map(|e| e.triggered_by)
+        .collect();
+    assert!(
+        triggers.contains(&EvalTrigger::RollingUpdate)
+            || triggers.contains(&EvalTrigger::DeploymentWatcher)
+    );
+    stop_tx.send(()).expect("stop");
+    running.await.expect("server stops");
+}
+
+#[test]
+fn plan_job_previews_without_writing() {
+    let server = server();
+    server.store().upsert_node(mock::node()).expect("node");
+    let index = server.store().index();
+    let preview = server.plan_job(&mock::job().count(2)).expect("plan");
+    assert!(preview.changed && preview.current.is_none());
+    assert_eq!(preview.plan.place.len(), 2);
+    assert_eq!(server.store().index(), index, "nothing written");
+    assert!(server.jobs().expect("jobs").is_empty());
+
+    server
+        .register_job(mock::job().count(2), JobSource::Api)
+        .expect("register");
+    drain(&server);
+    let same = server.plan_job(&mock::job().count(2)).expect("plan");
+    assert!(!same.changed && same.plan.is_noop());
+    let update = server
+        .plan_job(&mock::job().count(2).image("busybox:v2"))
+        .expect("plan");
+    assert_eq!((update.changed, update.version), (true, 1));
+    assert_eq!(update.plan.desired_tg_updates["web"].destructive_update, 1);
+}
+
+#[test]
+fn draining_a_node_migrates_its_allocations() {
+    let server = server();
+    server.store().upsert_node(mock::node()).expect("node-1");
+    server
+        .store()
+        .upsert_node(crate::structs::mock::MockNode::id(mock::node(), "node-2"))
+        .expect("node-2");
+    server
+        .register_job(mock::job().count(2), JobSource::Api)
+        .expect("register");
+    drain(&server);
+    let on_1 = |s: &Server| {
+        s.allocs_by_node("node-1")
+            .expect("allocs")
+            .into_iter()
+            .filter(|a| !a.terminal())
+            .count()
+    };
+    assert_eq!(on_1(&server), 1, "spread across the two nodes");
+
+    let node = server.set_node_drain("node-1", true).expect("drain");
+    assert!(node.drain && !node.schedulable());
+    drain(&server);
+    assert_eq!(on_1(&server), 0);
+    let on_2 = server
+        .allocs_by_node("node-2")
+        .expect("allocs")
+        .into_iter()
+        .filter(|a| !a.terminal())
+        .count();
+    assert_eq!(on_2, 2);
+    let migrated = server
+        .allocs_by_node("node-1")
+        .expect("allocs")
+        .into_iter()
+        .find(|a| a.server_terminal())
+        .expect("stopped");
+    assert_eq!(migrated.desired_description, "alloc is being migrated");
+
+    let node = server
+        .set_node_eligibility("node-1", false)
+        .expect("ineligible");
+    assert!(node.drain, "eligibility leaves the drain as it is");
+    let node = server.set_node_drain("node-1", false).expect("undrain");
+    assert!(!node.drain && node.schedulable());
+}

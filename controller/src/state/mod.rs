@@ -399,10 +399,11 @@ impl Store {
                 .map_err(sql(format!("write version {version} of job {:?}", job.id)))?;
             }
             tx.execute(
-                "INSERT INTO job_heads (namespace, id, version, source, stop, create_index, modify_index, submit_time)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                "INSERT INTO job_heads (namespace, id, version, source, stop, create_index, modify_index, submit_time, stopped_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, CASE WHEN ?5 THEN ?8 END)
                  ON CONFLICT (namespace, id) DO UPDATE SET version = ?3, source = ?4, stop = ?5,
-                    modify_index = ?7, submit_time = ?8",
+                    modify_index = ?7, submit_time = ?8,
+                    stopped_at = CASE WHEN ?5 THEN coalesce(stopped_at, ?8) END",
                 params![
                     job.namespace,
                     job.id,
@@ -461,8 +462,9 @@ impl Store {
                 }
             } else {
                 tx.execute(
-                    "UPDATE job_heads SET stop = 1, modify_index = ?3 WHERE namespace = ?1 AND id = ?2",
-                    params![namespace, job_id, index as i64],
+                    "UPDATE job_heads SET stop = 1, modify_index = ?3, stopped_at = coalesce(stopped_at, ?4)
+                     WHERE namespace = ?1 AND id = ?2",
+                    params![namespace, job_id, index as i64, now],
                 )
                 .map_err(sql(format!("stop job {job_id:?}")))?;
             }
@@ -847,6 +849,54 @@ impl Store {
         query_evals(&conn, "ORDER BY modify_index", params![])
     }
 
+    /// Deletes jobs stopped before `cutoff` (unix nanoseconds) whose allocations are all
+    /// finished, with their versions, allocations, task events and evaluations (Nomad's job
+    /// GC). Returns the ids collected.
+    pub fn gc_jobs(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
+        self.write("collect stopped jobs", |tx, _| {
+            let candidates: Vec<(String, String)> = {
+                let mut stmt = tx
+                    .prepare(
+                        "SELECT namespace, id FROM job_heads
+                         WHERE stop = 1 AND stopped_at IS NOT NULL AND stopped_at < ?1",
+                    )
+                    .map_err(sql("list stopped jobs"))?;
+                stmt.query_map(params![cutoff], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|rows| rows.collect())
+                    .map_err(sql("list stopped jobs"))?
+            };
+            let mut collected = Vec::new();
+            for (ns, id) in candidates {
+                let allocs =
+                    query_allocs(tx, "WHERE namespace = ?1 AND job_id = ?2", params![ns, id])?;
+                if allocs.iter().any(|a| !a.terminal()) {
+                    continue;
+                }
+                let what = format!("collect job {id:?}");
+                for a in &allocs {
+                    tx.execute("DELETE FROM task_events WHERE alloc_id = ?1", params![a.id])
+                        .map_err(sql(what.clone()))?;
+                }
+                for table in ["allocations", "evaluations"] {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE namespace = ?1 AND job_id = ?2"),
+                        params![ns, id],
+                    )
+                    .map_err(sql(what.clone()))?;
+                }
+                for table in ["job_heads", "job_versions"] {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE namespace = ?1 AND id = ?2"),
+                        params![ns, id],
+                    )
+                    .map_err(sql(what.clone()))?;
+                }
+                collected.push(id);
+            }
+            Ok(collected)
+        })
+    }
+
     /// Deletes finished evaluations last changed before `cutoff` (unix nanoseconds); returns
     /// how many.
     pub fn gc_evals(&self, cutoff: i64) -> Result<usize, StoreError> {
@@ -858,6 +908,35 @@ impl Store {
             )
             .map_err(sql("collect old evaluations"))
         })
+    }
+
+    /// Changes a node's scheduling eligibility and drain flag (`drover node eligibility`,
+    /// `drover node drain`); a drained node is also ineligible, as in Nomad.
+    pub fn set_node_scheduling(
+        &self,
+        node_id: &str,
+        eligibility: crate::structs::SchedulingEligibility,
+        drain: bool,
+    ) -> Result<Node, StoreError> {
+        self.write(
+            &format!("update scheduling of node {node_id}"),
+            |tx, index| {
+                let Some(mut node) = read_node(tx, node_id)? else {
+                    return Err(StoreError::NodeNotFound {
+                        node_id: node_id.to_string(),
+                    });
+                };
+                node.drain = drain;
+                node.scheduling_eligibility = if drain {
+                    crate::structs::SchedulingEligibility::Ineligible
+                } else {
+                    eligibility
+                };
+                node.modify_index = index;
+                put_node(tx, &node)?;
+                Ok(node)
+            },
+        )
     }
 
     /// Sets a node's status (a down node heartbeating again becomes ready).
@@ -924,6 +1003,9 @@ impl Store {
         self.write(
             &format!("apply the plan for job {job_id:?}"),
             |tx, index| {
+                if let Some(guard) = &write.guard {
+                    check_guard(tx, job_id, guard)?;
+                }
                 for a in &mut write.allocs {
                     if a.create_index == 0 {
                         a.create_index = index;
@@ -938,6 +1020,28 @@ impl Store {
             },
         )
     }
+}
+
+/// Refuses a plan when allocations on its nodes changed after its snapshot.
+fn check_guard(tx: &Transaction<'_>, job_id: &str, guard: &PlanGuard) -> Result<(), StoreError> {
+    for node in &guard.nodes {
+        let changed: Option<i64> = tx
+            .query_row(
+                "SELECT MAX(modify_index) FROM allocations WHERE node_id = ?1",
+                params![node],
+                |r| r.get(0),
+            )
+            .map_err(sql(format!(
+                "check node {node} for the plan of job {job_id:?}"
+            )))?;
+        if changed.unwrap_or(0) as u64 > guard.snapshot_index {
+            return Err(StoreError::StalePlan {
+                job_id: job_id.to_string(),
+                snapshot_index: guard.snapshot_index,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -87,4 +87,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (alloc_id, task, time, event_type)
     );
     "#,
+    // 2: when a job was stopped, so stopped jobs can be collected after Nomad's 4 h.
+    r#"
+    ALTER TABLE job_heads ADD COLUMN stopped_at INTEGER;
+    "#,
 ];

@@ -453,3 +453,107 @@ fn alloc_id_prefix_lookup_escapes_like_patterns() {
     assert_eq!(store.allocs_by_id_prefix("8f3").expect("prefix").len(), 2);
     assert!(store.allocs_by_id_prefix("8%").expect("prefix").is_empty());
 }
+
+#[test]
+fn a_version_one_database_with_data_migrates_to_the_latest_schema() {
+    let (_dir, path) = temp();
+    {
+        // Build a database as the first release left it: migration 1 only, with a stopped job.
+        let conn = Connection::open(&path).expect("raw open");
+        conn.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            .expect("schema_version");
+        conn.execute_batch(schema::MIGRATIONS[0])
+            .expect("migration 1");
+        conn.execute("INSERT INTO schema_version (version) VALUES (1)", [])
+            .expect("record v1");
+        let spec = serde_json::to_string(&mock::job()).expect("spec");
+        conn.execute(
+            "INSERT INTO job_versions (namespace, id, version, spec, create_index, submit_time)
+             VALUES ('default', 'example', 0, ?1, 1, 5)",
+            params![spec],
+        )
+        .expect("version row");
+        conn.execute(
+            "INSERT INTO job_heads (namespace, id, version, source, stop, create_index, modify_index, submit_time)
+             VALUES ('default', 'example', 0, 'api', 0, 1, 1, 5)",
+            [],
+        )
+        .expect("head row");
+    }
+    let store = Store::open(&path).expect("migrates");
+    assert_eq!(
+        schema_version(&path).expect("version"),
+        schema::MIGRATIONS.len()
+    );
+    let rec = store
+        .job("default", "example")
+        .expect("read")
+        .expect("kept");
+    assert_eq!(rec.job.id, "example");
+    // The new column works on migrated rows.
+    store
+        .deregister_job("default", "example", false, None, NOW)
+        .expect("stop");
+    assert_eq!(store.gc_jobs(NOW + 1).expect("gc"), ["example"]);
+}
+
+#[test]
+fn gc_collects_only_jobs_stopped_long_enough_with_nothing_running() {
+    let store = Store::open_in_memory().expect("open");
+    let job = mock::job();
+    store
+        .register_job(job.clone(), &JobSource::Api, NOW)
+        .expect("register");
+    store
+        .commit_plan(
+            "example",
+            PlanWrite {
+                allocs: vec![mock::alloc(&job, 0).with_id("a-1")],
+                evals: vec![],
+                guard: None,
+            },
+        )
+        .expect("place");
+    store
+        .deregister_job("default", "example", false, None, NOW + 10)
+        .expect("stop");
+    assert!(
+        store.gc_jobs(NOW + 5).expect("gc").is_empty(),
+        "stopped after the cutoff"
+    );
+    assert!(
+        store.gc_jobs(NOW + 20).expect("gc").is_empty(),
+        "its allocation still runs"
+    );
+    let mut a = store.alloc("a-1").expect("read").expect("exists");
+    a.desired_status = crate::structs::DesiredStatus::Stop;
+    a.client_status = ClientStatus::Complete;
+    store
+        .commit_plan(
+            "example",
+            PlanWrite {
+                allocs: vec![a],
+                evals: vec![],
+                guard: None,
+            },
+        )
+        .expect("finish");
+    assert_eq!(store.gc_jobs(NOW + 20).expect("gc"), ["example"]);
+    assert!(store.job("default", "example").expect("read").is_none());
+    assert!(store.alloc("a-1").expect("read").is_none());
+    assert!(
+        store
+            .evals_by_job("default", "example")
+            .expect("evals")
+            .is_empty()
+    );
+
+    // Registering again starts over; stopping is what sets the clock.
+    store
+        .register_job(job, &JobSource::Api, NOW)
+        .expect("again");
+    assert!(
+        store.gc_jobs(NOW + 100).expect("gc").is_empty(),
+        "running jobs are kept"
+    );
+}
