@@ -2,6 +2,7 @@
 //! [`jobspec`]; later stages (state store, scheduler, reconciler, API) build on that model.
 
 pub mod agent;
+pub mod api;
 pub mod broker;
 pub mod cli;
 pub mod jobspec;

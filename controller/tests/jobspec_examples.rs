@@ -1,5 +1,5 @@
 //! Golden and round-trip tests over the seed's job files (`tests/fixtures/seed/`, copied verbatim
-//! from the tutorial) and the examples in `manifests/`.
+//! from the tutorial) and the examples in `manifests/` and `examples/`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,6 +36,7 @@ fn all_examples() -> Vec<PathBuf> {
     let mut files = Vec::new();
     job_files(&repo().join("tests/fixtures/seed"), &mut files);
     job_files(&repo().join("manifests"), &mut files);
+    job_files(&repo().join("examples"), &mut files);
     assert!(
         files.len() >= 10,
         "expected the seed jobs and the manifests, found {files:?}"

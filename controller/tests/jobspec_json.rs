@@ -38,6 +38,7 @@ fn seed_and_examples() -> Vec<PathBuf> {
     let mut files = Vec::new();
     job_files(&repo().join("tests/fixtures/seed"), &mut files);
     job_files(&repo().join("manifests"), &mut files);
+    job_files(&repo().join("examples"), &mut files);
     assert!(files.len() >= 5, "expected the seed jobs, found {files:?}");
     files
 }

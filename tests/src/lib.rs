@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -47,4 +48,174 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A `drover agent -dev` started for one test, on its own loopback address so several tests'
+/// agents (and their tasks' static ports) never collide. Killed, and its jobs' containers
+/// removed, when dropped.
+pub struct TestAgent {
+    child: Option<std::process::Child>,
+    pub ip: String,
+    pub data_dir: tempfile::TempDir,
+    pub manifests: PathBuf,
+    /// Jobs whose containers are removed (by the `drover.job` label) when the agent is dropped.
+    pub jobs: Vec<String>,
+    extra_args: Vec<String>,
+}
+
+impl TestAgent {
+    /// Starts a dev agent bound to `ip` (e.g. "127.0.0.12") and waits until its API answers.
+    pub fn start(ip: &str, extra_args: &[&str]) -> TestAgent {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let manifests = data_dir.path().join("manifests");
+        std::fs::create_dir(&manifests).expect("mkdir manifests");
+        let mut a = TestAgent {
+            child: None,
+            ip: ip.to_string(),
+            data_dir,
+            manifests,
+            jobs: Vec::new(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        a.spawn();
+        a
+    }
+
+    pub fn addr(&self) -> String {
+        format!("http://{}:4646", self.ip)
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.path().join("agent.log"))
+            .expect("agent log");
+        let err = log.try_clone().expect("agent log");
+        let data = self.data_dir.path().join("data");
+        let mut cmd = Command::new(drover_bin());
+        cmd.args(["agent", "-dev", "-bind", &self.ip, "-data-dir"])
+            .arg(&data)
+            .arg("-manifests")
+            .arg(&self.manifests)
+            .args(&self.extra_args)
+            .stdout(log)
+            .stderr(err);
+        self.child = Some(cmd.spawn().expect("the drover agent starts"));
+        self.wait_until(Duration::from_secs(20), "the agent's API answers", |a| {
+            a.get("/v1/agent/self").is_ok()
+        });
+    }
+
+    /// The agent's log so far, for assertion messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> Result<serde_json::Value, String> {
+        let resp = ureq::get(&format!("{}{path}", self.addr()))
+            .call()
+            .map_err(|e| e.to_string())?;
+        resp.into_body().read_json().map_err(|e| e.to_string())
+    }
+
+    /// Runs the `drover` CLI against this agent.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(drover_bin())
+            .args(args)
+            .env("DROVER_ADDR", self.addr())
+            .env_remove("NOMAD_ADDR")
+            .output()
+            .expect("the drover binary runs")
+    }
+
+    /// Polls `check` every 50 ms until it holds, or panics with `what` and the agent's log.
+    pub fn wait_until(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut check: impl FnMut(&TestAgent) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if check(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "timed out after {timeout:?} waiting until {what}\n--- agent log ---\n{}",
+            self.log()
+        );
+    }
+
+    /// SIGTERM (or SIGKILL with `kill9`) and wait for the process to exit.
+    pub fn stop(&mut self, kill9: bool) {
+        if let Some(mut child) = self.child.take() {
+            let sig = if kill9 { "-KILL" } else { "-TERM" };
+            let _ = Command::new("kill")
+                .args([sig, &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop(false);
+        self.spawn();
+    }
+
+    pub fn restart_after_kill9(&mut self) {
+        self.stop(true);
+        self.spawn();
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        self.stop(true);
+        for job in &self.jobs {
+            remove_containers(&format!("drover.job={job}"));
+        }
+    }
+}
+
+/// Removes every container carrying `label` (e.g. `drover.job=whoami-e2e`).
+pub fn remove_containers(label: &str) {
+    let ids = containers(label);
+    if !ids.is_empty() {
+        let _ = Command::new("docker")
+            .arg("rm")
+            .arg("-f")
+            .args(&ids)
+            .output();
+    }
+}
+
+/// IDs of the containers (running or not) carrying `label`.
+pub fn containers(label: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &format!("label={label}"),
+        ])
+        .output()
+        .expect("the docker CLI runs");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// An HTTP GET to a task's port; the body when it answers 2xx.
+pub fn http_get(url: &str) -> Option<String> {
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(2)))
+        .build()
+        .new_agent();
+    let resp = agent.get(url).call().ok()?;
+    resp.into_body().read_to_string().ok()
 }

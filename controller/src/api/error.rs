@@ -46,7 +46,9 @@ pub fn query_bool(v: Option<&String>) -> Result<bool, ApiError> {
         None => Ok(false),
         Some(s) if s.is_empty() || s == "true" || s == "1" => Ok(true),
         Some(s) if s == "false" || s == "0" => Ok(false),
-        Some(s) => Err(ApiError::BadRequest(format!("invalid boolean value {s:?}: expected true or false"))),
+        Some(s) => Err(ApiError::BadRequest(format!(
+            "invalid boolean value {s:?}: expected true or false"
+        ))),
     }
 }
 
@@ -56,8 +58,18 @@ mod tests {
 
     #[test]
     fn booleans_are_case_insensitive() {
-        for (v, want) in [("True", true), ("TRUE", true), ("", true), ("false", false), ("False", false)] {
-            assert_eq!(query_bool(Some(&v.to_string())).expect("valid"), want, "{v}");
+        for (v, want) in [
+            ("True", true),
+            ("TRUE", true),
+            ("", true),
+            ("false", false),
+            ("False", false),
+        ] {
+            assert_eq!(
+                query_bool(Some(&v.to_string())).expect("valid"),
+                want,
+                "{v}"
+            );
         }
         assert!(!query_bool(None).expect("absent"));
         assert!(query_bool(Some(&"maybe".to_string())).is_err());

@@ -57,7 +57,11 @@ pub struct AgentArgs {
 impl AgentArgs {
     /// The effective configuration, with the warnings the config files raised.
     pub fn config(&self) -> anyhow::Result<(AgentConfig, Vec<String>)> {
-        let mut c = if self.dev { AgentConfig::dev() } else { AgentConfig::base() };
+        let mut c = if self.dev {
+            AgentConfig::dev()
+        } else {
+            AgentConfig::base()
+        };
         let mut warnings = Vec::new();
         for f in &self.config {
             let w = c.merge_file(f).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -91,21 +95,36 @@ impl AgentArgs {
             c.log_level = l.to_uppercase();
         }
         c.log_json |= self.log_json;
-        if !matches!(c.log_level.as_str(), "TRACE" | "DEBUG" | "INFO" | "WARN" | "ERROR") {
-            bail!("invalid log level {:?}: expected TRACE, DEBUG, INFO, WARN or ERROR", c.log_level);
+        if !matches!(
+            c.log_level.as_str(),
+            "TRACE" | "DEBUG" | "INFO" | "WARN" | "ERROR"
+        ) {
+            bail!(
+                "invalid log level {:?}: expected TRACE, DEBUG, INFO, WARN or ERROR",
+                c.log_level
+            );
         }
         if !c.server.enabled && !c.client.enabled {
-            bail!("the agent has no role: use -dev, or enable server and/or client in a -config file (or -server / -client)");
+            bail!(
+                "the agent has no role: use -dev, or enable server and/or client in a -config file (or -server / -client)"
+            );
         }
         if c.client.enabled && !c.server.enabled && c.client.servers.is_empty() {
-            bail!("a client-only agent needs servers to join: set client {{ servers = [\"HOST:4647\"] }} or -servers");
+            bail!(
+                "a client-only agent needs servers to join: set client {{ servers = [\"HOST:4647\"] }} or -servers"
+            );
         }
         if c.data_dir.is_none() && !c.dev {
-            bail!("data_dir is required outside dev mode: set data_dir in a -config file or -data-dir");
+            bail!(
+                "data_dir is required outside dev mode: set data_dir in a -config file or -data-dir"
+            );
         }
-        c.bind_addr
-            .parse::<std::net::IpAddr>()
-            .with_context(|| format!("invalid bind address {:?}: expected an IP address", c.bind_addr))?;
+        c.bind_addr.parse::<std::net::IpAddr>().with_context(|| {
+            format!(
+                "invalid bind address {:?}: expected an IP address",
+                c.bind_addr
+            )
+        })?;
         Ok((c, warnings))
     }
 }
@@ -138,14 +157,26 @@ mod tests {
         assert!(c.server.enabled && c.client.enabled && c.raw_exec_enabled);
         assert_eq!(c.bind_addr, "127.0.0.1");
         assert_eq!(c.http_port, 4646);
-        assert_eq!(c.manifests.dir.as_deref(), Some(std::path::Path::new("manifests")));
+        assert_eq!(
+            c.manifests.dir.as_deref(),
+            Some(std::path::Path::new("manifests"))
+        );
         assert!(c.data_dir.is_none());
     }
 
     #[test]
     fn flags_override_config() {
-        let c = parse(&["--dev", "--http-port", "5000", "--bind", "127.0.0.3", "--manifests", "/srv/j", "--manifests-allow-empty"])
-            .expect("parses");
+        let c = parse(&[
+            "--dev",
+            "--http-port",
+            "5000",
+            "--bind",
+            "127.0.0.3",
+            "--manifests",
+            "/srv/j",
+            "--manifests-allow-empty",
+        ])
+        .expect("parses");
         assert_eq!((c.http_port, c.bind_addr.as_str()), (5000, "127.0.0.3"));
         assert!(c.manifests.allow_empty);
     }
@@ -153,8 +184,23 @@ mod tests {
     #[test]
     fn roleless_or_incomplete_agents_are_refused() {
         assert!(parse(&[]).unwrap_err().to_string().contains("no role"));
-        assert!(parse(&["--client", "--data-dir", "/x"]).unwrap_err().to_string().contains("servers"));
-        assert!(parse(&["--server"]).unwrap_err().to_string().contains("data_dir"));
-        assert!(parse(&["--dev", "--bind", "nope"]).unwrap_err().to_string().contains("bind address"));
+        assert!(
+            parse(&["--client", "--data-dir", "/x"])
+                .unwrap_err()
+                .to_string()
+                .contains("servers")
+        );
+        assert!(
+            parse(&["--server"])
+                .unwrap_err()
+                .to_string()
+                .contains("data_dir")
+        );
+        assert!(
+            parse(&["--dev", "--bind", "nope"])
+                .unwrap_err()
+                .to_string()
+                .contains("bind address")
+        );
     }
 }

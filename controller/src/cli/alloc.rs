@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use super::client::{ApiArgs, ApiClient, encode};
-use super::format::{ago, kv, nanos, or_none, rfc3339, s, short, table};
+use super::format::{ago, kv, nanos, or_none, rfc3339, s, short, table, time_field};
 
 #[derive(Debug, Subcommand)]
 pub enum AllocCommand {
@@ -148,14 +148,13 @@ pub fn status(api: &ApiClient, id: &str, json: bool, verbose: bool) -> anyhow::R
             );
         }
         println!("\nTask Events:");
-        let last_restart = nanos(&st["LastRestart"]);
         print!(
             "{}",
             kv(&[
-                ("Started At", rfc3339(nanos(&st["StartedAt"]))),
-                ("Finished At", rfc3339(nanos(&st["FinishedAt"]))),
+                ("Started At", time_field(&st["StartedAt"])),
+                ("Finished At", time_field(&st["FinishedAt"])),
                 ("Total Restarts", s(&st["Restarts"])),
-                ("Last Restart", rfc3339(last_restart)),
+                ("Last Restart", time_field(&st["LastRestart"])),
             ])
         );
         println!("\nRecent Events:");

@@ -116,6 +116,19 @@ pub fn ago(nanos: i64) -> String {
     format!("{text} ago")
 }
 
+/// A time Nomad's API gives either as Unix nanoseconds or as an RFC 3339 string (Go's zero
+/// time, year 1, meaning never).
+pub fn time_field(v: &Value) -> String {
+    match v {
+        Value::String(t) if t.starts_with("0001-") || t.is_empty() => "N/A".into(),
+        Value::String(t) => match t.find('.') {
+            Some(dot) => format!("{}Z", &t[..dot]),
+            None => t.clone(),
+        },
+        other => rfc3339(nanos(other)),
+    }
+}
+
 pub fn nanos(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)
 }
@@ -138,6 +151,22 @@ mod tests {
         assert_eq!(
             kv(&[("ID", "a".into()), ("Name", "b".into())]),
             "ID   = a\nName = b\n"
+        );
+    }
+
+    #[test]
+    fn time_fields_in_either_form() {
+        assert_eq!(
+            time_field(&serde_json::json!("0001-01-01T00:00:00Z")),
+            "N/A"
+        );
+        assert_eq!(
+            time_field(&serde_json::json!("2023-11-14T22:13:20.123456789Z")),
+            "2023-11-14T22:13:20Z"
+        );
+        assert_eq!(
+            time_field(&serde_json::json!(1_700_000_000_000_000_000i64)),
+            "2023-11-14T22:13:20Z"
         );
     }
 

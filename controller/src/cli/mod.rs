@@ -2,6 +2,7 @@
 //! with clap. Nomad spells long flags with one dash (`-var-file`), so those are rewritten to
 //! clap's double dash before parsing; both spellings work.
 
+mod agent;
 mod alloc;
 pub mod client;
 mod format;
@@ -28,6 +29,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the drover agent: server, client, or both (-dev).
+    Agent(agent::AgentArgs),
     /// Work with jobs: validate, run, inspect, init.
     #[command(subcommand)]
     Job(job::JobCommand),
@@ -67,7 +70,11 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             };
         }
     };
+    if !matches!(cli.command, Command::Agent(_)) {
+        restore_sigpipe();
+    }
     let result = match cli.command {
+        Command::Agent(a) => agent::run(a),
         Command::Job(cmd) => job::run(cmd),
         Command::Alloc(cmd) => alloc::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Node(cmd) => node::run(cmd).map(|()| ExitCode::SUCCESS),
@@ -90,6 +97,16 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             eprintln!("Error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// A CLI command piped into `head` should end quietly when the pipe closes, as Unix tools do,
+/// rather than panic on a failed print. (The agent keeps Rust's default: a closed socket must
+/// be an error it handles, never a signal that kills the daemon.)
+fn restore_sigpipe() {
+    // SAFETY: called once at start-up before any thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -113,7 +113,7 @@ pub fn job_status(api: &ApiClient, id: &str, json: bool, verbose: bool) -> anyho
             ("Parameterized", "false".into()),
         ])
     );
-    if let Some(src) = job["Meta"].get("drover.source").and_then(Value::as_str) {
+    if let Some(src) = job["DroverSource"].as_str() {
         println!("Source        = {src}");
     }
 

@@ -19,6 +19,8 @@ pub trait JobRegistry {
     fn register_from_file(&self, path: &Path, parsed: &Parsed) -> Result<(), String>;
     /// Stops `job_id`, which `path` defined and no longer does.
     fn deregister_from_file(&self, path: &Path, job_id: &str) -> Result<(), String>;
+    /// Records that the file's current contents failed to parse (nothing else changes).
+    fn parse_failed(&self, _path: &Path, _diagnostics: &[Diagnostic]) {}
 }
 
 /// One job file as the agent last read it.

@@ -1,0 +1,181 @@
+//! One agent process: the server (store, broker, workers), the manifests source feeding it, the
+//! node client talking to it through the same `ServerApi` a remote client uses, and the HTTP
+//! API. SIGINT and SIGTERM stop the agent and leave every workload running.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use super::AgentConfig;
+use crate::api::{self, AgentInfo, AppState};
+use crate::jobspec::{Diagnostic, ParseOptions, Parsed};
+use crate::manifests::{self, JobRegistry, ManifestsStatus, WatchConfig};
+use crate::server::{Server, ServerConfig};
+use crate::state::JobSource;
+
+/// A future that resolves once shutdown was asked for.
+fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+pub async fn run(config: AgentConfig, data_dir: PathBuf) -> anyhow::Result<()> {
+    if !config.server.enabled {
+        bail!(
+            "a client-only agent (joining a remote server) is not available yet; run `drover agent -dev` or enable the server"
+        );
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutting down; workloads keep running");
+        let _ = stop_tx.send(true);
+    });
+
+    let mut server_config = ServerConfig::new(data_dir.join("server"));
+    server_config.min_heartbeat_ttl = config.server.min_heartbeat_ttl;
+    server_config.heartbeat_grace = config.server.heartbeat_grace;
+    server_config.scheduled_interval = config.manifests.resync_interval;
+    let server = Server::open(server_config).context("failed to open the server's state")?;
+    let server_task = tokio::spawn(server.clone().run(stopped(&stop_rx)));
+
+    // Bind before anything runs, so a port in use fails the start cleanly.
+    let addr = format!("{}:{}", config.bind_addr, config.http_port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| {
+            format!("failed to listen on {addr} for the HTTP API (is another agent running?)")
+        })?;
+
+    let manifests_status = Arc::new(Mutex::new(ManifestsStatus::default()));
+    if let Some(dir) = &config.manifests.dir {
+        start_manifests(
+            dir,
+            &config,
+            server.clone(),
+            manifests_status.clone(),
+            &stop_rx,
+        );
+    }
+
+    let node_id = None;
+    let logs: Option<Arc<dyn api::TaskLogs>> = None;
+    let client_task: Option<tokio::task::JoinHandle<()>> = None;
+    let state = Arc::new(AppState {
+        server: server.clone(),
+        manifests: manifests_status,
+        agent: AgentInfo {
+            name: config.name.clone(),
+            region: config.region.clone(),
+            datacenter: config.datacenter.clone(),
+            bind_addr: config.bind_addr.clone(),
+            http_port: config.http_port,
+            rpc_port: config.rpc_port,
+            server: config.server.enabled,
+            client: config.client.enabled,
+            node_id,
+        },
+        logs,
+    });
+    info!(addr = %addr, data_dir = %data_dir.display(), manifests = ?config.manifests.dir, "drover agent started");
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(stopped(&stop_rx))
+        .await
+        .context("the HTTP API failed")?;
+
+    if let Some(t) = client_task {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), server_task).await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("failed to install signal handlers; stop the agent with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Jobs from files go to the server, owned by their file.
+struct ServerRegistry(Arc<Server>);
+
+impl JobRegistry for ServerRegistry {
+    fn register_from_file(&self, path: &Path, parsed: &Parsed) -> Result<(), String> {
+        self.0
+            .register_job(parsed.job.clone(), JobSource::File(path.to_path_buf()))
+            .map_err(|e| format!("{e:#}"))?;
+        if let Err(e) = self.0.clear_source_error(path) {
+            warn!(path = %path.display(), error = %e, "failed to clear the file's recorded errors");
+        }
+        Ok(())
+    }
+
+    fn deregister_from_file(&self, path: &Path, job_id: &str) -> Result<(), String> {
+        let source = JobSource::File(path.to_path_buf());
+        let namespace = self
+            .0
+            .jobs()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|r| r.job.id == job_id && r.source == source)
+            .map(|r| r.job.namespace)
+            .unwrap_or_else(|| "default".into());
+        self.0
+            .deregister_job(&namespace, job_id, false, Some(&source))
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    fn parse_failed(&self, path: &Path, diagnostics: &[Diagnostic]) {
+        if let Err(e) = self.0.record_source_error(path, diagnostics) {
+            warn!(path = %path.display(), error = %e, "failed to record the file's errors");
+        }
+    }
+}
+
+fn start_manifests(
+    dir: &Path,
+    config: &AgentConfig,
+    server: Arc<Server>,
+    status: Arc<Mutex<ManifestsStatus>>,
+    stop_rx: &watch::Receiver<bool>,
+) {
+    let mut wc = WatchConfig::new(dir.to_path_buf());
+    wc.resync_interval = config.manifests.resync_interval;
+    wc.allow_empty = config.manifests.allow_empty;
+    wc.empty_grace = config.manifests.resync_interval.max(Duration::from_secs(5));
+    status.lock().unwrap_or_else(|e| e.into_inner()).dir = Some(dir.to_path_buf());
+    if !dir.is_dir() {
+        warn!(dir = %dir.display(), "the manifests directory does not exist (yet); it is watched and read once it appears");
+    }
+    let (tx, mut rx) = mpsc::channel(16);
+    tokio::spawn(manifests::run(wc, tx, stopped(stop_rx)));
+    // Parsing reads files: keep it off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let registry = ServerRegistry(server);
+        let opts = ParseOptions::default();
+        while let Some(outcome) = rx.blocking_recv() {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let mut st = status.lock().unwrap_or_else(|e| e.into_inner());
+            manifests::apply(&outcome, &registry, &mut st, &opts, now);
+        }
+    });
+}

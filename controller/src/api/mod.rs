@@ -1,0 +1,602 @@
+//! The agent's HTTP API, on Nomad's paths and in Nomad's JSON shapes, so `drover`'s CLI and
+//! Nomad's own API clients work against it: jobs (list, register, parse, read, stop, versions,
+//! allocations, evaluations, summary), allocations, evaluations, nodes, task logs, agent and
+//! leader status, plus `/v1/drover/manifests` for the watched directory's state.
+
+mod convert;
+mod error;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::Stream;
+use serde_json::{Value, json};
+
+pub use error::{ApiError, query_bool};
+
+use crate::jobspec::{self, ParseOptions, VarInputs};
+use crate::manifests::ManifestsStatus;
+use crate::server::{Server, ServerError};
+use crate::state::{JobSource, StoreError};
+use crate::structs::{Allocation, Node};
+
+/// A task's log output as a stream of byte chunks.
+pub type LogBytes = Pin<Box<dyn Stream<Item = Result<Vec<u8>, String>> + Send>>;
+
+/// Reads a task's logs on this agent's node (the in-process client in dev mode).
+pub trait TaskLogs: Send + Sync + 'static {
+    fn logs(
+        &self,
+        alloc_id: &str,
+        task: &str,
+        stderr: bool,
+        follow: bool,
+        tail_bytes: Option<u64>,
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<LogBytes, String>> + Send + '_>>;
+}
+
+/// Who this agent is, for `/v1/agent/self` and `/v1/status/leader`.
+#[derive(Debug, Clone)]
+pub struct AgentInfo {
+    pub name: String,
+    pub region: String,
+    pub datacenter: String,
+    pub bind_addr: String,
+    pub http_port: u16,
+    pub rpc_port: u16,
+    pub server: bool,
+    pub client: bool,
+    pub node_id: Option<String>,
+}
+
+pub struct AppState {
+    pub server: Arc<Server>,
+    pub manifests: Arc<Mutex<ManifestsStatus>>,
+    pub agent: AgentInfo,
+    pub logs: Option<Arc<dyn TaskLogs>>,
+}
+
+type St = State<Arc<AppState>>;
+type Q = Query<HashMap<String, String>>;
+type ApiResult = Result<Response, ApiError>;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(
+            "/v1/jobs",
+            get(jobs_list).post(jobs_register).put(jobs_register),
+        )
+        .route("/v1/jobs/parse", post(jobs_parse).put(jobs_parse))
+        .route(
+            "/v1/job/{id}",
+            get(job_read)
+                .post(job_register)
+                .put(job_register)
+                .delete(job_deregister),
+        )
+        .route("/v1/job/{id}/allocations", get(job_allocations))
+        .route("/v1/job/{id}/versions", get(job_versions))
+        .route("/v1/job/{id}/summary", get(job_summary))
+        .route("/v1/job/{id}/evaluations", get(job_evaluations))
+        .route("/v1/allocations", get(allocs_list))
+        .route("/v1/allocation/{id}", get(alloc_read))
+        .route("/v1/evaluations", get(evals_list))
+        .route("/v1/evaluation/{id}", get(eval_read))
+        .route("/v1/evaluation/{id}/allocations", get(eval_allocations))
+        .route("/v1/nodes", get(nodes_list))
+        .route("/v1/node/{id}", get(node_read))
+        .route("/v1/node/{id}/allocations", get(node_allocations))
+        .route("/v1/client/fs/logs/{alloc}", get(alloc_logs))
+        .route("/v1/status/leader", get(status_leader))
+        .route("/v1/status/peers", get(status_peers))
+        .route("/v1/agent/self", get(agent_self))
+        .route("/v1/agent/health", get(agent_health))
+        .route("/v1/drover/manifests", get(manifests_status))
+        .with_state(state)
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+impl From<ServerError> for ApiError {
+    fn from(e: ServerError) -> Self {
+        match e {
+            ServerError::Store(StoreError::JobOwned { .. }) => ApiError::Forbidden(e.to_string()),
+            ServerError::Store(StoreError::JobNotFound { .. })
+            | ServerError::Store(StoreError::EvalNotFound { .. })
+            | ServerError::Store(StoreError::NodeNotFound { .. }) => {
+                ApiError::NotFound(e.to_string())
+            }
+            other => internal(format!("{other:#}")),
+        }
+    }
+}
+
+/// JSON with Nomad's `X-Nomad-Index` header, which blocking-query clients read.
+fn ok(state: &AppState, v: Value) -> ApiResult {
+    let mut resp = Json(v).into_response();
+    if let Ok(h) = HeaderValue::from_str(&state.server.store().index().to_string()) {
+        resp.headers_mut().insert("X-Nomad-Index", h);
+    }
+    resp.headers_mut()
+        .insert("X-Nomad-KnownLeader", HeaderValue::from_static("true"));
+    Ok(resp)
+}
+
+fn prefix_filter(q: &HashMap<String, String>) -> &str {
+    q.get("prefix").map_or("", String::as_str)
+}
+
+fn nodes_by_id(server: &Server) -> Result<BTreeMap<String, Node>, ApiError> {
+    Ok(server
+        .nodes()?
+        .into_iter()
+        .map(|n| (n.id.clone(), n))
+        .collect())
+}
+
+fn node_name(nodes: &BTreeMap<String, Node>, id: &str) -> String {
+    nodes.get(id).map(|n| n.name.clone()).unwrap_or_default()
+}
+
+fn stubs(server: &Server, allocs: &[Allocation]) -> Result<Value, ApiError> {
+    let nodes = nodes_by_id(server)?;
+    Ok(Value::Array(
+        allocs
+            .iter()
+            .map(|a| convert::alloc_stub(a, &node_name(&nodes, &a.node_id)))
+            .collect(),
+    ))
+}
+
+/// Allocations still waiting for a place, per group: what failed placement last time.
+fn queued(
+    server: &Server,
+    namespace: &str,
+    job_id: &str,
+) -> Result<BTreeMap<String, u32>, ApiError> {
+    let evals = server.evals_by_job(namespace, job_id)?;
+    let newest = evals
+        .iter()
+        .filter(|e| e.status.terminal())
+        .max_by_key(|e| e.create_index);
+    Ok(newest
+        .map(|e| {
+            e.failed_tg_allocs
+                .iter()
+                .map(|(g, f)| (g.clone(), f.coalesced_failures + 1))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+fn namespace(q: &HashMap<String, String>) -> &str {
+    // Nomad's `*` lists every namespace; drover has only `default`.
+    match q.get("namespace").map(String::as_str) {
+        None | Some("") | Some("*") => "default",
+        Some(ns) => ns,
+    }
+}
+
+async fn jobs_list(State(st): St, Query(q): Q) -> ApiResult {
+    let prefix = prefix_filter(&q);
+    let mut out = Vec::new();
+    for rec in st.server.jobs()? {
+        if !rec.job.id.starts_with(prefix) {
+            continue;
+        }
+        let allocs = st.server.allocs_by_job(&rec.job.namespace, &rec.job.id)?;
+        let queued = queued(&st.server, &rec.job.namespace, &rec.job.id)?;
+        out.push(convert::job_stub(
+            &rec.job,
+            &allocs,
+            &queued,
+            rec.submit_time,
+            rec.modify_index,
+        ));
+    }
+    ok(&st, Value::Array(out))
+}
+
+/// Reads `{"Job": …}` (or a bare job) in Nomad's API JSON.
+fn job_from_body(body: &Bytes) -> Result<crate::structs::Job, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::BadRequest("the request body is not UTF-8".into()))?;
+    if text.trim().is_empty() {
+        return Err(ApiError::BadRequest(
+            "the request body is empty: expected {\"Job\": {…}}".into(),
+        ));
+    }
+    jobspec::from_api_json(Path::new("request"), text)
+        .map(|p| p.job)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+fn register(st: &AppState, job: crate::structs::Job) -> ApiResult {
+    let reg = st.server.register_job(job, JobSource::Api)?;
+    ok(
+        st,
+        json!({
+            "EvalID": reg.eval.id,
+            "EvalCreateIndex": reg.eval.create_index,
+            "JobModifyIndex": reg.eval.create_index,
+            "Warnings": "",
+            "Index": reg.eval.create_index,
+            "LastContact": 0,
+            "KnownLeader": true,
+        }),
+    )
+}
+
+async fn jobs_register(State(st): St, body: Bytes) -> ApiResult {
+    let job = job_from_body(&body)?;
+    register(&st, job)
+}
+
+async fn job_register(State(st): St, UrlPath(id): UrlPath<String>, body: Bytes) -> ApiResult {
+    let job = job_from_body(&body)?;
+    if job.id != id {
+        return Err(ApiError::BadRequest(format!(
+            "the job ID in the body ({:?}) does not match the URL ({id:?})",
+            job.id
+        )));
+    }
+    register(&st, job)
+}
+
+/// `POST /v1/jobs/parse`: `{"JobHCL": "…", "Variables": "…"}` → the job in API JSON.
+async fn jobs_parse(State(st): St, body: Bytes) -> ApiResult {
+    // Nomad's clients do not always send a Content-Type, so the body is read as JSON regardless.
+    let req: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("the request body is not JSON: {e}")))?;
+    let Some(hcl) = req.get("JobHCL").and_then(Value::as_str) else {
+        return Err(ApiError::BadRequest("JobHCL is required".into()));
+    };
+    let mut vars = VarInputs::default();
+    if let Some(v) = req
+        .get("Variables")
+        .and_then(Value::as_str)
+        .filter(|v| !v.trim().is_empty())
+    {
+        vars.var_files.push(("Variables".into(), v.to_string()));
+    }
+    let parsed = jobspec::parse(
+        Path::new("job.nomad"),
+        hcl.as_bytes(),
+        &ParseOptions { vars },
+    )
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    ok(&st, jobspec::to_api_job(&parsed.job))
+}
+
+fn find_job(
+    st: &AppState,
+    q: &HashMap<String, String>,
+    id: &str,
+) -> Result<crate::state::JobRecord, ApiError> {
+    st.server
+        .job(namespace(q), id)?
+        .ok_or_else(|| ApiError::NotFound(format!("job {id:?} not found")))
+}
+
+async fn job_read(State(st): St, UrlPath(id): UrlPath<String>, Query(q): Q) -> ApiResult {
+    let rec = find_job(&st, &q, &id)?;
+    let allocs = st.server.allocs_by_job(&rec.job.namespace, &rec.job.id)?;
+    let mut v = jobspec::to_api_job(&rec.job);
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "Status".into(),
+            json!(convert::job_status(&rec.job, &allocs)),
+        );
+        o.insert("SubmitTime".into(), json!(rec.submit_time));
+        o.insert("Stop".into(), json!(rec.job.stop));
+        o.insert("Version".into(), json!(rec.job.version));
+        o.insert("CreateIndex".into(), json!(rec.create_index));
+        o.insert("ModifyIndex".into(), json!(rec.modify_index));
+        o.insert("JobModifyIndex".into(), json!(rec.modify_index));
+        let source = match &rec.source {
+            JobSource::File(p) => p.display().to_string(),
+            JobSource::Api => "api".into(),
+        };
+        o.insert("DroverSource".into(), json!(source));
+    }
+    ok(&st, v)
+}
+
+async fn job_deregister(State(st): St, UrlPath(id): UrlPath<String>, Query(q): Q) -> ApiResult {
+    let purge = query_bool(q.get("purge"))?;
+    let rec = find_job(&st, &q, &id)?;
+    let eval = st
+        .server
+        .deregister_job(&rec.job.namespace, &id, purge, Some(&JobSource::Api))?;
+    ok(
+        &st,
+        json!({"EvalID": eval.id, "EvalCreateIndex": eval.create_index, "JobModifyIndex": eval.create_index, "Index": eval.create_index}),
+    )
+}
+
+async fn job_allocations(State(st): St, UrlPath(id): UrlPath<String>, Query(q): Q) -> ApiResult {
+    let rec = find_job(&st, &q, &id)?;
+    let allocs = st.server.allocs_by_job(&rec.job.namespace, &id)?;
+    let v = stubs(&st.server, &allocs)?;
+    ok(&st, v)
+}
+
+async fn job_versions(State(st): St, UrlPath(id): UrlPath<String>, Query(q): Q) -> ApiResult {
+    let rec = find_job(&st, &q, &id)?;
+    let mut versions = st.server.job_versions(&rec.job.namespace, &id)?;
+    versions.sort_by_key(|j| std::cmp::Reverse(j.version));
+    let list: Vec<Value> = versions
+        .iter()
+        .map(|j| {
+            let mut v = jobspec::to_api_job(j);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("Version".into(), json!(j.version));
+                o.insert("Stop".into(), json!(j.stop));
+            }
+            v
+        })
+        .collect();
+    ok(&st, json!({"Versions": list, "Diffs": null}))
+}
+
+async fn job_summary(State(st): St, UrlPath(id): UrlPath<String>, Query(q): Q) -> ApiResult {
+    let rec = find_job(&st, &q, &id)?;
+    let allocs = st.server.allocs_by_job(&rec.job.namespace, &id)?;
+    let queued = queued(&st.server, &rec.job.namespace, &id)?;
+    ok(&st, convert::summary(&rec.job, &allocs, &queued))
+}
+
+async fn job_evaluations(State(st): St, UrlPath(id): UrlPath<String>, Query(q): Q) -> ApiResult {
+    let rec = find_job(&st, &q, &id)?;
+    let evals = st.server.evals_by_job(&rec.job.namespace, &id)?;
+    ok(&st, Value::Array(evals.iter().map(convert::eval).collect()))
+}
+
+async fn allocs_list(State(st): St, Query(q): Q) -> ApiResult {
+    let prefix = prefix_filter(&q);
+    let allocs = if prefix.is_empty() {
+        let mut all = Vec::new();
+        for rec in st.server.jobs()? {
+            all.extend(st.server.allocs_by_job(&rec.job.namespace, &rec.job.id)?);
+        }
+        all
+    } else {
+        st.server.allocs_by_id_prefix(prefix)?
+    };
+    let v = stubs(&st.server, &allocs)?;
+    ok(&st, v)
+}
+
+async fn alloc_read(State(st): St, UrlPath(id): UrlPath<String>) -> ApiResult {
+    let a = st
+        .server
+        .alloc(&id)?
+        .ok_or_else(|| ApiError::NotFound(format!("allocation {id:?} not found")))?;
+    let job = st
+        .server
+        .job_versions(&a.namespace, &a.job_id)?
+        .into_iter()
+        .find(|j| j.version == a.job_version);
+    let node = st.server.node(&a.node_id)?;
+    ok(&st, convert::alloc_full(&a, job.as_ref(), node.as_ref()))
+}
+
+async fn evals_list(State(st): St, Query(q): Q) -> ApiResult {
+    let prefix = prefix_filter(&q);
+    let evals: Vec<Value> = st
+        .server
+        .evals()?
+        .iter()
+        .filter(|e| e.id.starts_with(prefix))
+        .map(convert::eval)
+        .collect();
+    ok(&st, Value::Array(evals))
+}
+
+async fn eval_read(State(st): St, UrlPath(id): UrlPath<String>) -> ApiResult {
+    let e = st
+        .server
+        .eval(&id)?
+        .ok_or_else(|| ApiError::NotFound(format!("evaluation {id:?} not found")))?;
+    ok(&st, convert::eval(&e))
+}
+
+async fn eval_allocations(State(st): St, UrlPath(id): UrlPath<String>) -> ApiResult {
+    let e = st
+        .server
+        .eval(&id)?
+        .ok_or_else(|| ApiError::NotFound(format!("evaluation {id:?} not found")))?;
+    let allocs: Vec<Allocation> = st
+        .server
+        .allocs_by_job(&e.namespace, &e.job_id)?
+        .into_iter()
+        .filter(|a| a.eval_id == e.id)
+        .collect();
+    let v = stubs(&st.server, &allocs)?;
+    ok(&st, v)
+}
+
+async fn nodes_list(State(st): St, Query(q): Q) -> ApiResult {
+    let prefix = prefix_filter(&q);
+    let nodes: Vec<Value> = st
+        .server
+        .nodes()?
+        .iter()
+        .filter(|n| n.id.starts_with(prefix))
+        .map(convert::node_stub)
+        .collect();
+    ok(&st, Value::Array(nodes))
+}
+
+async fn node_read(State(st): St, UrlPath(id): UrlPath<String>) -> ApiResult {
+    let n = st
+        .server
+        .node(&id)?
+        .ok_or_else(|| ApiError::NotFound(format!("node {id:?} not found")))?;
+    ok(&st, convert::node_full(&n))
+}
+
+async fn node_allocations(State(st): St, UrlPath(id): UrlPath<String>) -> ApiResult {
+    if st.server.node(&id)?.is_none() {
+        return Err(ApiError::NotFound(format!("node {id:?} not found")));
+    }
+    let allocs = st.server.allocs_by_node(&id)?;
+    let v = stubs(&st.server, &allocs)?;
+    ok(&st, v)
+}
+
+/// `GET /v1/client/fs/logs/:alloc?task=&type=stdout|stderr&follow=&origin=end&offset=&plain=`.
+async fn alloc_logs(State(st): St, UrlPath(alloc): UrlPath<String>, Query(q): Q) -> ApiResult {
+    let a = st
+        .server
+        .alloc(&alloc)?
+        .ok_or_else(|| ApiError::NotFound(format!("allocation {alloc:?} not found")))?;
+    let task = q
+        .get("task")
+        .ok_or_else(|| ApiError::BadRequest("missing task name (?task=)".into()))?;
+    if !a.task_states.contains_key(task) && !task_in_job(&st, &a, task)? {
+        return Err(ApiError::NotFound(format!(
+            "task {task:?} not found in allocation {alloc:?}"
+        )));
+    }
+    let stderr = match q.get("type").map(String::as_str) {
+        None | Some("stdout") => false,
+        Some("stderr") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid log type {other:?}: expected stdout or stderr"
+            )));
+        }
+    };
+    let follow = query_bool(q.get("follow"))?;
+    let tail = match (q.get("origin").map(String::as_str), q.get("offset")) {
+        (Some("end"), Some(off)) => Some(
+            off.parse::<u64>()
+                .map_err(|_| ApiError::BadRequest(format!("invalid offset {off:?}")))?,
+        ),
+        _ => None,
+    };
+    let Some(logs) = st.logs.clone() else {
+        return Err(ApiError::BadRequest(
+            "this agent runs no client; ask the agent of the allocation's node".into(),
+        ));
+    };
+    let stream = logs
+        .logs(&a.id, task, stderr, follow, tail)
+        .await
+        .map_err(ApiError::NotFound)?;
+    let body = Body::from_stream(futures_util::StreamExt::map(stream, |r| {
+        r.map(Bytes::from).map_err(std::io::Error::other)
+    }));
+    let mut resp = Response::new(body);
+    *resp.status_mut() = StatusCode::OK;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Ok(resp)
+}
+
+fn task_in_job(st: &AppState, a: &Allocation, task: &str) -> Result<bool, ApiError> {
+    Ok(st
+        .server
+        .job_versions(&a.namespace, &a.job_id)?
+        .iter()
+        .find(|j| j.version == a.job_version)
+        .and_then(|j| j.group(&a.task_group))
+        .is_some_and(|g| g.task(task).is_some()))
+}
+
+async fn status_leader(State(st): St) -> ApiResult {
+    ok(
+        &st,
+        json!(format!("{}:{}", st.agent.bind_addr, st.agent.rpc_port)),
+    )
+}
+
+async fn status_peers(State(st): St) -> ApiResult {
+    ok(
+        &st,
+        json!([format!("{}:{}", st.agent.bind_addr, st.agent.rpc_port)]),
+    )
+}
+
+async fn agent_self(State(st): St) -> ApiResult {
+    let a = &st.agent;
+    ok(
+        &st,
+        json!({
+            "config": {
+                "Region": a.region,
+                "Datacenter": a.datacenter,
+                "NodeName": a.name,
+                "BindAddr": a.bind_addr,
+                "Ports": {"HTTP": a.http_port, "RPC": a.rpc_port},
+                "Server": {"Enabled": a.server},
+                "Client": {"Enabled": a.client},
+                "Version": {"Version": env!("CARGO_PKG_VERSION"), "VersionMetadata": "drover"},
+            },
+            "member": {
+                "Name": format!("{}.{}", a.name, a.region),
+                "Addr": a.bind_addr,
+                "Port": a.rpc_port,
+                "Status": "alive",
+                "Tags": {"role": if a.server { "nomad" } else { "client" }, "region": a.region, "dc": a.datacenter, "build": env!("CARGO_PKG_VERSION")},
+            },
+            "stats": {
+                "client": {"node_id": a.node_id.clone().unwrap_or_default()},
+                "nomad": {"server": a.server.to_string(), "leader": a.server.to_string()},
+            },
+        }),
+    )
+}
+
+async fn agent_health(State(st): St) -> ApiResult {
+    ok(
+        &st,
+        json!({"server": {"ok": st.agent.server, "message": "ok"}, "client": {"ok": st.agent.client, "message": "ok"}}),
+    )
+}
+
+async fn manifests_status(State(st): St) -> ApiResult {
+    let m = st
+        .manifests
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let files: Vec<Value> = m
+        .files
+        .iter()
+        .map(|(p, f)| {
+            json!({
+                "Path": p.display().to_string(),
+                "JobID": f.job_id,
+                "Status": if f.errors.is_empty() { "ok" } else { "error" },
+                "Errors": f.errors.iter().map(|d| json!({"Line": d.pos.line, "Column": d.pos.col, "Field": d.field, "Message": d.message})).collect::<Vec<_>>(),
+                "Warnings": f.warnings.iter().map(|d| json!({"Line": d.pos.line, "Column": d.pos.col, "Field": d.field, "Message": d.message})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    ok(
+        &st,
+        json!({
+            "Dir": m.dir.map(|d| d.display().to_string()),
+            "Held": m.held,
+            "Error": m.error,
+            "LastSuccessfulSync": m.last_successful_sync,
+            "Files": files,
+        }),
+    )
+}

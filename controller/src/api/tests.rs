@@ -1,0 +1,221 @@
+//! The API against a real server (in-memory store, no client), request by request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::*;
+use crate::server::ServerConfig;
+use crate::state::Store;
+
+fn app() -> (Router, Arc<Server>) {
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    let server = Server::with_store(store, ServerConfig::new("/nonexistent")).expect("server");
+    let state = Arc::new(AppState {
+        server: server.clone(),
+        manifests: Arc::new(Mutex::new(ManifestsStatus::default())),
+        agent: AgentInfo {
+            name: "test".into(),
+            region: "global".into(),
+            datacenter: "dc1".into(),
+            bind_addr: "127.0.0.1".into(),
+            http_port: 4646,
+            rpc_port: 4647,
+            server: true,
+            client: false,
+            node_id: None,
+        },
+        logs: None,
+    });
+    (router(state), server)
+}
+
+async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(body.map_or(Body::empty(), |b| Body::from(b.to_string())))
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("response");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn whoami_json() -> Value {
+    let src = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/seed/whoami.nomad"
+    ))
+    .expect("seed");
+    let parsed =
+        jobspec::parse(Path::new("whoami.nomad"), &src, &ParseOptions::default()).expect("parses");
+    jobspec::to_api_json(&parsed.job)
+}
+
+#[tokio::test]
+async fn register_list_read_and_stop_a_job() {
+    let (app, _server) = app();
+    let (s, body) = call(&app, "POST", "/v1/jobs", Some(whoami_json())).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert!(v["EvalID"].as_str().is_some_and(|e| !e.is_empty()));
+
+    let (s, body) = call(&app, "GET", "/v1/jobs", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let list: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(list[0]["ID"], "whoami");
+    assert_eq!(list[0]["Type"], "service");
+    assert!(
+        list[0]["JobSummary"]["Summary"]["web"].is_object(),
+        "{list}"
+    );
+
+    let (s, body) = call(&app, "GET", "/v1/job/whoami", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let job: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        job["TaskGroups"][0]["Tasks"][0]["Config"]["image"],
+        "docker4dotnet/whoami"
+    );
+    assert_eq!(job["DroverSource"], "api");
+
+    // Same body again: no new version.
+    call(&app, "PUT", "/v1/job/whoami", Some(whoami_json())).await;
+    let (_, body) = call(&app, "GET", "/v1/job/whoami/versions", None).await;
+    let versions: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        versions["Versions"].as_array().map(Vec::len),
+        Some(1),
+        "{versions}"
+    );
+
+    let (s, body) = call(&app, "DELETE", "/v1/job/whoami?purge=False", None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (_, body) = call(&app, "GET", "/v1/job/whoami", None).await;
+    let job: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(job["Stop"], true);
+    assert_eq!(job["Status"], "dead");
+}
+
+#[tokio::test]
+async fn parse_output_registers_unchanged() {
+    let (app, _server) = app();
+    let hcl = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/seed/whoami.nomad"
+    ))
+    .expect("seed");
+    let (s, body) = call(
+        &app,
+        "POST",
+        "/v1/jobs/parse",
+        Some(json!({"JobHCL": hcl, "Canonicalize": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let job: Value = serde_json::from_str(&body).expect("json");
+    let (s, body) = call(&app, "POST", "/v1/job/whoami", Some(json!({"Job": job}))).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn bad_requests_get_nomad_status_codes_never_500() {
+    let (app, _server) = app();
+    for (method, uri, body, want) in [
+        ("GET", "/v1/job/nope", None, StatusCode::NOT_FOUND),
+        ("GET", "/v1/allocation/nope", None, StatusCode::NOT_FOUND),
+        ("GET", "/v1/node/nope", None, StatusCode::NOT_FOUND),
+        ("GET", "/v1/evaluation/nope", None, StatusCode::NOT_FOUND),
+        ("DELETE", "/v1/job/nope", None, StatusCode::NOT_FOUND),
+        (
+            "POST",
+            "/v1/jobs",
+            Some(
+                json!({"Job": {"ID": "x", "TaskGroups": [{"Name": "g", "Tasks": [{"Name": "t", "Driver": "docker"}]}]}}),
+            ),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/jobs",
+            Some(json!("not a job")),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/jobs/parse",
+            Some(json!({"JobHCL": "job \"x\" {"})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/job/other",
+            Some(whoami_json()),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "DELETE",
+            "/v1/job/nope?purge=maybe",
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (s, text) = call(&app, method, uri, body).await;
+        assert_eq!(s, want, "{method} {uri}: {text}");
+        assert!(!text.is_empty(), "{method} {uri}: an error says why");
+    }
+    let (_, text) = call(&app, "POST", "/v1/jobs", Some(json!({"Job": {"ID": "x", "TaskGroups": [{"Name": "g", "Tasks": [{"Name": "t", "Driver": "docker"}]}]}}))).await;
+    assert!(text.contains("image is required"), "{text}");
+}
+
+#[tokio::test]
+async fn a_job_from_a_file_cannot_be_changed_or_stopped_through_the_api() {
+    let (app, server) = app();
+    let src = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/seed/whoami.nomad"
+    ))
+    .expect("seed");
+    let parsed =
+        jobspec::parse(Path::new("whoami.nomad"), &src, &ParseOptions::default()).expect("parses");
+    server
+        .register_job(
+            parsed.job,
+            JobSource::File("/srv/manifests/whoami.nomad".into()),
+        )
+        .expect("registered");
+    let (s, text) = call(&app, "DELETE", "/v1/job/whoami", None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{text}");
+    assert!(text.contains("/srv/manifests/whoami.nomad"), "{text}");
+    let (s, text) = call(&app, "POST", "/v1/jobs", Some(whoami_json())).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{text}");
+    assert!(text.contains("/srv/manifests/whoami.nomad"), "{text}");
+}
+
+#[tokio::test]
+async fn leader_is_a_quoted_string_and_unknown_params_are_tolerated() {
+    let (app, _server) = app();
+    let (s, body) = call(
+        &app,
+        "GET",
+        "/v1/status/leader?region=global&namespace=default&stale=true",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body, "\"127.0.0.1:4647\"");
+    let (s, body) = call(&app, "GET", "/v1/agent/self", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["config"]["Datacenter"], "dc1");
+    let (s, _) = call(&app, "GET", "/v1/jobs?namespace=*&foo=bar", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let _unused: HashMap<String, String> = HashMap::new();
+}
