@@ -3,4 +3,7 @@
 //! `runtime` never depends on `controller`; the types that cross the wire live in [`spec`].
 
 pub mod client;
+pub mod driver;
 pub mod spec;
+#[doc(hidden)]
+pub mod testutil;

@@ -1,0 +1,1 @@
+//! A recording driver for task runner tests. (In progress.)
