@@ -7,13 +7,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::driver::{Drivers, NodeEnv, TaskCtx, TaskDirs, TaskHandle};
+use crate::driver::{Drivers, EngineEvent, NodeEnv, TaskCtx, TaskDirs, TaskHandle};
 use crate::spec::{AllocSpec, AllocUpdate, ClientStatus, TaskState, TaskStateKind};
 use crate::taskrunner::restarts::{RestartTracker, SplitMix64};
-use crate::taskrunner::{KillReason, TaskRunner, TaskRunnerArgs, event, task_event};
+use crate::taskrunner::{Inbox, KillReason, TaskRunner, TaskRunnerArgs, event, task_event};
 
 /// What an alloc runner is given.
 pub struct AllocRunnerArgs {
@@ -34,7 +34,7 @@ pub struct AllocRunner {
     alloc_id: String,
     spec: Mutex<AllocSpec>,
     kill: watch::Sender<Option<KillReason>>,
-    wakes: HashMap<String, Arc<Notify>>,
+    inboxes: HashMap<String, Arc<Inbox>>,
     status: watch::Receiver<AllocUpdate>,
     supervisor: JoinHandle<()>,
 }
@@ -47,11 +47,11 @@ impl AllocRunner {
         let (kill_tx, kill_rx) = watch::channel(None);
         let (state_tx, state_rx) = mpsc::unbounded_channel();
         let mut states: BTreeMap<String, TaskState> = BTreeMap::new();
-        let mut wakes = HashMap::new();
+        let mut inboxes = HashMap::new();
         let mut restored = args.restored;
         for (i, task) in alloc.tasks.iter().enumerate() {
-            let wake = Arc::new(Notify::new());
-            wakes.insert(task.name.clone(), wake.clone());
+            let inbox = Arc::new(Inbox::default());
+            inboxes.insert(task.name.clone(), inbox.clone());
             let Some(driver) = args.drivers.get(&task.driver).cloned() else {
                 let mut st = TaskState::default();
                 st.events.push(task_event(
@@ -87,6 +87,7 @@ impl AllocRunner {
                     task: task.clone(),
                     node: args.node.clone(),
                     dirs: TaskDirs::new(&args.data_dir, &alloc.id, &task.name),
+                    replaces: None,
                 },
                 driver,
                 tracker,
@@ -94,7 +95,7 @@ impl AllocRunner {
                 state: restored_state,
                 kill: kill_rx.clone(),
                 shutdown: args.shutdown.clone(),
-                wake,
+                inbox,
                 states: state_tx.clone(),
             });
             tokio::spawn(runner.run());
@@ -115,7 +116,7 @@ impl AllocRunner {
             alloc_id,
             spec: Mutex::new(args.alloc),
             kill: kill_tx,
-            wakes,
+            inboxes,
             status: status_rx,
             supervisor,
         }
@@ -154,10 +155,11 @@ impl AllocRunner {
         });
     }
 
-    /// An engine event concerns `task`: its runner looks at the task and decides.
-    pub fn wake(&self, task: &str) {
-        if let Some(w) = self.wakes.get(task) {
-            w.notify_one();
+    /// An engine event concerns one of this allocation's tasks: its runner looks at the task
+    /// and decides.
+    pub fn wake(&self, ev: EngineEvent) {
+        if let Some(inbox) = self.inboxes.get(&ev.task) {
+            inbox.push(ev);
         }
     }
 

@@ -11,18 +11,20 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum, HostConfig, HostConfigLogConfig, PortBinding,
+    ContainerCreateBody, ContainerStateStatusEnum, ContainerSummary, ContainerSummaryStateEnum,
+    HostConfig, HostConfigLogConfig, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
     ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RenameContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::{Stream, StreamExt};
 
 use super::env::{PathView, interpolate, resolve_volume, task_env};
 use super::{
-    Driver, DriverError, LABEL_ALLOC, LABEL_GROUP, LABEL_JOB, LABEL_NODE, LABEL_TASK, LogChunks,
-    LogStream, TaskCtx, TaskHandle, TaskStatus,
+    Driver, DriverError, EngineEvent, LABEL_ALLOC, LABEL_GROUP, LABEL_JOB, LABEL_NODE, LABEL_TASK,
+    LogChunks, LogStream, TaskCtx, TaskHandle, TaskStatus,
 };
 use crate::spec::{DockerConfig, DriverInfo, ExitResult, TaskConfig};
 
@@ -36,16 +38,6 @@ pub struct DockerDriverConfig {
     pub allow_host_volumes: bool,
     /// Nomad's `allow_privileged`.
     pub allow_privileged: bool,
-}
-
-/// A container engine event for a drover container, reduced to what wakes a task runner.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerEvent {
-    pub alloc_id: String,
-    pub task: String,
-    pub container_id: String,
-    /// `die`, `destroy`, `oom`, `start` …
-    pub action: String,
 }
 
 pub struct DockerDriver {
@@ -98,12 +90,12 @@ impl DockerDriver {
         }
     }
 
-    /// Engine events for drover's containers on `node_id`: die, destroy, oom, start. The
+    /// Engine events for drover's containers on `node_id`: die, destroy, oom, kill. The
     /// stream ends when the engine connection drops; the caller reconnects.
     pub async fn events(
         &self,
         node_id: &str,
-    ) -> Result<impl Stream<Item = ContainerEvent> + Send + use<>, DriverError> {
+    ) -> Result<impl Stream<Item = EngineEvent> + Send + use<>, DriverError> {
         let docker = self.client().await?;
         let filters = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),
@@ -113,9 +105,7 @@ impl DockerDriver {
             ),
             (
                 "event".to_string(),
-                ["die", "destroy", "oom", "start", "stop", "kill"]
-                    .map(String::from)
-                    .to_vec(),
+                ["die", "destroy", "oom", "kill"].map(String::from).to_vec(),
             ),
         ]);
         let opts = EventsOptionsBuilder::default().filters(&filters).build();
@@ -126,11 +116,12 @@ impl DockerDriver {
                 std::future::ready(r.ok().and_then(|msg| {
                     let actor = msg.actor?;
                     let attrs = actor.attributes.unwrap_or_default();
-                    Some(ContainerEvent {
+                    Some(EngineEvent {
                         alloc_id: attrs.get(LABEL_ALLOC)?.clone(),
                         task: attrs.get(LABEL_TASK)?.clone(),
-                        container_id: actor.id.unwrap_or_default(),
+                        id: actor.id.unwrap_or_default(),
                         action: msg.action.unwrap_or_default(),
+                        signal: attrs.get("signal").cloned(),
                     })
                 }))
             }))
@@ -210,6 +201,29 @@ pub fn container_name(task: &str, alloc_id: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The one container matching `key=value` in the engine's list (which includes stopped ones).
+async fn summary(
+    docker: &Docker,
+    key: &str,
+    value: &str,
+) -> Result<Option<ContainerSummary>, BollardError> {
+    let filters = HashMap::from([(key.to_string(), vec![value.to_string()])]);
+    let opts = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    Ok(docker.list_containers(Some(opts)).await?.into_iter().next())
+}
+
+/// Resolves once container `id` no longer exists (or after a while, if the engine is slow).
+async fn wait_removed(docker: &Docker, id: &str) {
+    let opts = WaitContainerOptionsBuilder::default()
+        .condition("removed")
+        .build();
+    let mut waiter = docker.wait_container(id, Some(opts));
+    let _ = tokio::time::timeout(CONFLICT_DEADLINE, waiter.next()).await;
 }
 
 fn status(e: &BollardError) -> Option<u16> {
@@ -447,9 +461,14 @@ impl Driver for DockerDriver {
             started_at: 0,
         };
         let deadline = tokio::time::Instant::now() + CONFLICT_DEADLINE;
-        let mut pause = Duration::from_millis(10);
+        let mut create_as = name.clone();
+        // Set when the name is held by a container on its way out: the new one is created
+        // under a temporary name and takes the real one once the old is gone.
+        let mut rename_after: Option<String> = None;
         let id = loop {
-            let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+            let opts = CreateContainerOptionsBuilder::default()
+                .name(&create_as)
+                .build();
             match docker.create_container(Some(opts), body.clone()).await {
                 Ok(resp) => break resp.id,
                 Err(e) if status(&e) == Some(404) => {
@@ -461,39 +480,49 @@ impl Driver for DockerDriver {
                     });
                 }
                 Err(e) if status(&e) == Some(409) && tokio::time::Instant::now() < deadline => {
-                    match docker.inspect_container(&name, None).await {
-                        Ok(existing) => {
-                            let same_alloc = existing
-                                .config
-                                .as_ref()
-                                .and_then(|c| c.labels.as_ref())
-                                .and_then(|l| l.get(LABEL_ALLOC))
-                                .is_some_and(|a| a == alloc_id);
-                            let state = existing.state.as_ref();
-                            let running = state.and_then(|s| s.running).unwrap_or(false)
-                                && !matches!(
-                                    state.and_then(|s| s.status),
-                                    Some(ContainerStateStatusEnum::REMOVING)
-                                );
-                            let existing_id = existing.id.clone().unwrap_or_default();
-                            if same_alloc && running {
-                                tracing::info!(container_id = %existing_id, "adopting running container");
-                                handle.id = existing_id;
-                                handle.started_at = now_nanos();
-                                return Ok(handle);
-                            }
-                            tracing::info!(container_id = %existing_id, "removing container that holds the name");
-                            self.remove(&docker, &handle, &existing_id).await?;
-                        }
-                        Err(e) if status(&e) == Some(404) => {}
+                    // The list, unlike inspect, does not wait on a container's lock, which
+                    // a removal holds for hundreds of milliseconds.
+                    let name_filter = format!("^/{name}$");
+                    let existing = match summary(&docker, "name", &name_filter).await {
+                        Ok(Some(existing)) => existing,
+                        Ok(None) => continue,
                         Err(e) => {
                             return Err(Self::engine_err("inspect", alloc_id, task, &name, e));
                         }
+                    };
+                    let same_alloc = existing
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(LABEL_ALLOC))
+                        .is_some_and(|a| a == alloc_id);
+                    let removing = matches!(
+                        existing.state,
+                        Some(ContainerSummaryStateEnum::REMOVING)
+                            | Some(ContainerSummaryStateEnum::DEAD)
+                    );
+                    let running = existing.state == Some(ContainerSummaryStateEnum::RUNNING);
+                    let existing_id = existing.id.unwrap_or_default();
+                    let replaced = ctx.replaces.as_deref() == Some(existing_id.as_str());
+                    if same_alloc && running && !replaced {
+                        tracing::info!(container_id = %existing_id, "adopting running container");
+                        handle.id = existing_id;
+                        handle.started_at = now_nanos();
+                        return Ok(handle);
                     }
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(250));
+                    if removing || replaced {
+                        // `docker rm -f` in progress: removal takes a few hundred ms that the
+                        // replacement need not wait for. (A container only killed from outside
+                        // is removed after the start, off the critical path.)
+                        create_as =
+                            format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+                        rename_after = Some(existing_id);
+                        continue;
+                    }
+                    tracing::info!(container_id = %existing_id, "removing container that holds the name");
+                    self.remove(&docker, &handle, &existing_id).await?;
+                    wait_removed(&docker, &existing_id).await;
                 }
-                Err(e) => return Err(Self::engine_err("create", alloc_id, task, &name, e)),
+                Err(e) => return Err(Self::engine_err("create", alloc_id, task, &create_as, e)),
             }
         };
         handle.id = id.clone();
@@ -504,6 +533,24 @@ impl Driver for DockerDriver {
         }
         handle.started_at = now_nanos();
         tracing::debug!(container_id = %id, "container started");
+        if let Some(old) = rename_after {
+            // Off the start path: the task is already running under the temporary name.
+            let docker = docker.clone();
+            let (id, alloc_id, task) = (id.clone(), alloc_id.to_string(), task.to_string());
+            tokio::spawn(async move {
+                let opts = RemoveContainerOptionsBuilder::default()
+                    .force(true)
+                    .v(true)
+                    .build();
+                // 409 (already being removed) and 404 (gone) are what we want anyway.
+                let _ = docker.remove_container(&old, Some(opts)).await;
+                wait_removed(&docker, &old).await;
+                let opts = RenameContainerOptionsBuilder::default().name(&name).build();
+                if let Err(e) = docker.rename_container(&id, opts).await {
+                    tracing::warn!(alloc_id = %alloc_id, task = %task, container_id = %id, error = %e, "failed to give the container its name");
+                }
+            });
+        }
         Ok(handle)
     }
 
@@ -536,29 +583,32 @@ impl Driver for DockerDriver {
             }
         };
         // `docker rm -f` marks the container as being removed before it kills it, so a
-        // container that is removing (or gone) was removed from outside, not crashed.
-        match docker.inspect_container(&handle.id, None).await {
-            Err(e) if status(&e) == Some(404) => Err(not_found()),
-            Ok(info) => {
-                let state = info.state.unwrap_or_default();
+        // container that is removing (or gone) was removed from outside, not crashed. Asked
+        // through the list: inspect would block until the removal is done.
+        match summary(&docker, "id", &handle.id).await {
+            Ok(None) => return Err(not_found()),
+            Ok(Some(c))
                 if matches!(
-                    state.status,
-                    Some(ContainerStateStatusEnum::REMOVING) | Some(ContainerStateStatusEnum::DEAD)
-                ) {
-                    return Err(not_found());
-                }
-                Ok(ExitResult {
-                    exit_code: code as i32,
-                    signal: 0,
-                    oom_killed: state.oom_killed.unwrap_or(false),
-                    err: None,
-                })
+                    c.state,
+                    Some(ContainerSummaryStateEnum::REMOVING)
+                        | Some(ContainerSummaryStateEnum::DEAD)
+                ) =>
+            {
+                return Err(not_found());
             }
-            Err(_) => Ok(ExitResult {
-                exit_code: code as i32,
-                ..ExitResult::default()
-            }),
+            _ => {}
         }
+        let oom_killed = match docker.inspect_container(&handle.id, None).await {
+            Err(e) if status(&e) == Some(404) => return Err(not_found()),
+            Ok(info) => info.state.and_then(|s| s.oom_killed).unwrap_or(false),
+            Err(_) => false,
+        };
+        Ok(ExitResult {
+            exit_code: code as i32,
+            signal: 0,
+            oom_killed,
+            err: None,
+        })
     }
 
     async fn stop_task(
@@ -661,16 +711,31 @@ impl Driver for DockerDriver {
 
     async fn inspect_task(&self, handle: &TaskHandle) -> Result<TaskStatus, DriverError> {
         let docker = self.client().await?;
+        let not_found = || DriverError::TaskNotFound {
+            alloc_id: handle.alloc_id.clone(),
+            task: handle.task.clone(),
+            id: handle.id.clone(),
+        };
+        let engine = |e| Self::engine_err("inspect", &handle.alloc_id, &handle.task, &handle.id, e);
+        // The list first: it answers at once while a removal holds the container's lock, and
+        // this is what a runner asks right after a `die` event.
+        match summary(&docker, "id", &handle.id).await.map_err(engine)? {
+            None => return Err(not_found()),
+            Some(c) => match c.state {
+                Some(ContainerSummaryStateEnum::REMOVING)
+                | Some(ContainerSummaryStateEnum::DEAD) => {
+                    return Err(not_found());
+                }
+                Some(ContainerSummaryStateEnum::RUNNING) => return Ok(TaskStatus::Running),
+                _ => {}
+            },
+        }
         match docker.inspect_container(&handle.id, None).await {
             Ok(info) => {
                 let state = info.state.unwrap_or_default();
                 match state.status {
                     Some(ContainerStateStatusEnum::REMOVING)
-                    | Some(ContainerStateStatusEnum::DEAD) => Err(DriverError::TaskNotFound {
-                        alloc_id: handle.alloc_id.clone(),
-                        task: handle.task.clone(),
-                        id: handle.id.clone(),
-                    }),
+                    | Some(ContainerStateStatusEnum::DEAD) => Err(not_found()),
                     _ if state.running.unwrap_or(false) => Ok(TaskStatus::Running),
                     _ => Ok(TaskStatus::Exited(ExitResult {
                         exit_code: state.exit_code.unwrap_or(0) as i32,
@@ -680,18 +745,8 @@ impl Driver for DockerDriver {
                     })),
                 }
             }
-            Err(e) if status(&e) == Some(404) => Err(DriverError::TaskNotFound {
-                alloc_id: handle.alloc_id.clone(),
-                task: handle.task.clone(),
-                id: handle.id.clone(),
-            }),
-            Err(e) => Err(Self::engine_err(
-                "inspect",
-                &handle.alloc_id,
-                &handle.task,
-                &handle.id,
-                e,
-            )),
+            Err(e) if status(&e) == Some(404) => Err(not_found()),
+            Err(e) => Err(engine(e)),
         }
     }
 

@@ -298,6 +298,7 @@ mod tests {
             alloc: Arc::new(alloc),
             task,
             node: Arc::new(node),
+            replaces: None,
         }
     }
 

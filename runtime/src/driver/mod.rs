@@ -97,6 +97,23 @@ pub struct TaskCtx {
     pub task: Task,
     pub node: Arc<NodeEnv>,
     pub dirs: TaskDirs,
+    /// The instance this start replaces, known to be going away (removed or killed from
+    /// outside): never adopted, and its name need not be waited for.
+    pub replaces: Option<String>,
+}
+
+/// Something the engine said about one of drover's tasks. Events only wake the task's runner,
+/// which looks for itself; they are hints, never orders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineEvent {
+    pub alloc_id: String,
+    pub task: String,
+    /// The container id (or pid).
+    pub id: String,
+    /// `die`, `destroy`, `oom`, `kill`.
+    pub action: String,
+    /// For `kill`: the signal sent, as the engine reports it (`9`, `15` …).
+    pub signal: Option<String>,
 }
 
 impl TaskCtx {

@@ -12,9 +12,11 @@ pub mod restarts;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::Mutex;
+
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::driver::{Driver, DriverError, TaskCtx, TaskHandle, TaskStatus};
+use crate::driver::{Driver, DriverError, EngineEvent, TaskCtx, TaskHandle, TaskStatus};
 use crate::spec::{ExitResult, TaskEvent, TaskState, TaskStateKind};
 use restarts::{RestartDecision, RestartTracker};
 
@@ -22,6 +24,10 @@ use restarts::{RestartDecision, RestartTracker};
 const MAX_EVENTS: usize = 10;
 /// While the engine is down, check again this often at most.
 const ENGINE_RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// How often, and how far apart, a runner woken by an engine event looks at its task.
+const EVENT_LOOKS: u32 = 8;
+const EVENT_LOOK_INTERVAL: Duration = Duration::from_millis(15);
 
 /// Nomad's task event types.
 pub mod event {
@@ -48,6 +54,24 @@ pub enum KillReason {
     SiblingFailed(String),
 }
 
+/// Where engine events for one task land; the runner reads them when it is woken.
+#[derive(Default)]
+pub struct Inbox {
+    events: Mutex<Vec<EngineEvent>>,
+    notify: Notify,
+}
+
+impl Inbox {
+    pub fn push(&self, ev: EngineEvent) {
+        self.events.lock().expect("inbox lock poisoned").push(ev);
+        self.notify.notify_one();
+    }
+
+    fn drain(&self) -> Vec<EngineEvent> {
+        std::mem::take(&mut *self.events.lock().expect("inbox lock poisoned"))
+    }
+}
+
 /// What a task runner is given.
 pub struct TaskRunnerArgs {
     pub ctx: TaskCtx,
@@ -60,7 +84,7 @@ pub struct TaskRunnerArgs {
     pub kill: watch::Receiver<Option<KillReason>>,
     pub shutdown: watch::Receiver<bool>,
     /// Engine events for this task's container land here; the runner then looks for itself.
-    pub wake: Arc<Notify>,
+    pub inbox: Arc<Inbox>,
     /// Every state change is sent as `(task name, state)`.
     pub states: mpsc::UnboundedSender<(String, TaskState)>,
 }
@@ -73,7 +97,7 @@ pub struct TaskRunner {
     state: TaskState,
     kill: watch::Receiver<Option<KillReason>>,
     shutdown: watch::Receiver<bool>,
-    wake: Arc<Notify>,
+    inbox: Arc<Inbox>,
     states: mpsc::UnboundedSender<(String, TaskState)>,
     /// The newest instance, kept so a kill can remove an exited container too.
     last: Option<TaskHandle>,
@@ -120,7 +144,7 @@ impl TaskRunner {
             state: args.state.unwrap_or_default(),
             kill: args.kill,
             shutdown: args.shutdown,
-            wake: args.wake,
+            inbox: args.inbox,
             states: args.states,
             last: None,
         }
@@ -208,6 +232,8 @@ impl TaskRunner {
                 Waited::Shutdown => return self.state,
                 Waited::Killed(reason) => return self.killed(Some(handle), reason).await,
                 Waited::Vanished => {
+                    self.last = None;
+                    self.ctx.replaces = Some(handle.id.clone());
                     // Not a crash: recreate now, without counting or delaying.
                     self.event(
                         event::RESTARTING,
@@ -267,6 +293,12 @@ impl TaskRunner {
     async fn start(&mut self) -> Result<Option<TaskHandle>, TaskState> {
         let mut engine_wait = Duration::from_millis(250);
         let mut told = false;
+        if let Some(old) = self.last.take()
+            && let Err(e) = self.driver.destroy_task(&old, true).await
+        {
+            // Not fatal: a container left behind is removed when the name is reused.
+            tracing::warn!(alloc_id = %old.alloc_id, task = %old.task, error = %e, "failed to remove the previous instance");
+        }
         loop {
             match self.driver.start_task(&self.ctx).await {
                 Ok(h) => {
@@ -316,8 +348,10 @@ impl TaskRunner {
     async fn wait(&mut self, h: &TaskHandle) -> Waited {
         let mut kill = self.kill.clone();
         let mut shutdown = self.shutdown.clone();
-        let wake = self.wake.clone();
+        let inbox = self.inbox.clone();
         let mut trouble = Duration::from_millis(100);
+        // A SIGKILL from outside (`docker rm -f`, `docker kill`) seen for this instance.
+        let mut killed_outside = false;
         loop {
             if let Some(reason) = self.kill_requested() {
                 return Waited::Killed(reason);
@@ -329,17 +363,36 @@ impl TaskRunner {
             let outcome = tokio::select! {
                 r = kill.changed() => if r.is_err() { return Waited::Shutdown } else { continue },
                 r = shutdown.changed() => if r.is_err() { return Waited::Shutdown } else { continue },
-                _ = wake.notified() => None,
+                _ = inbox.notify.notified() => None,
                 r = self.driver.wait_task(h) => Some(r),
             };
             let r = match outcome {
                 Some(r) => r,
-                // Woken by an engine event: look, and decide here.
-                None => match self.driver.inspect_task(h).await {
-                    Ok(TaskStatus::Running) => continue,
-                    Ok(TaskStatus::Exited(exit)) => Ok(exit),
-                    Err(e) => Err(e),
-                },
+                None => {
+                    // Woken by the engine: only this instance's events count (others are
+                    // about a container already replaced).
+                    let mut died = false;
+                    for ev in inbox.drain().into_iter().filter(|e| e.id == h.id) {
+                        match ev.action.as_str() {
+                            "destroy" => return Waited::Vanished,
+                            "kill" if is_sigkill(ev.signal.as_deref()) => killed_outside = true,
+                            "die" | "oom" => died = true,
+                            _ => {}
+                        }
+                    }
+                    if !died {
+                        continue;
+                    }
+                    if killed_outside {
+                        // Removed or killed by an operator, not crashed: replace it now. The
+                        // engine confirms a removal only after it has finished (~200 ms later).
+                        return Waited::Vanished;
+                    }
+                    match self.look_after_event(h).await {
+                        Some(r) => r,
+                        None => continue,
+                    }
+                }
             };
             match r {
                 Ok(exit) => return Waited::Exited(exit),
@@ -362,6 +415,23 @@ impl TaskRunner {
                 }
             }
         }
+    }
+
+    /// After an engine event, the engine's container list can lag its event stream by a few
+    /// milliseconds (a `die` is published before the state is recorded), so a task that still
+    /// looks running is looked at a few more times before going back to waiting. `None`: it
+    /// is running.
+    async fn look_after_event(&self, h: &TaskHandle) -> Option<Result<ExitResult, DriverError>> {
+        for _ in 0..EVENT_LOOKS {
+            match self.driver.inspect_task(h).await {
+                Ok(TaskStatus::Running) => {
+                    tokio::time::sleep(EVENT_LOOK_INTERVAL).await;
+                }
+                Ok(TaskStatus::Exited(exit)) => return Some(Ok(exit)),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        None
     }
 
     /// Sleeps `d` unless killed or shut down first.
@@ -429,6 +499,11 @@ impl TaskRunner {
         }
         self.publish();
     }
+}
+
+/// Engines report the signal as a number or a name.
+fn is_sigkill(signal: Option<&str>) -> bool {
+    matches!(signal, Some("9" | "SIGKILL" | "KILL"))
 }
 
 fn exit_message(exit: &ExitResult) -> String {

@@ -37,7 +37,7 @@ pub const REASON_NO_RESTARTS: &str = "Policy allows no restarts";
 pub const REASON_TERMINATED: &str = "Restart unnecessary as task terminated successfully";
 
 /// A source of jitter in `[0, 1)`; injected so tests are deterministic.
-pub trait Jitter: Send {
+pub trait Jitter: Send + Sync {
     fn next_unit(&mut self) -> f64;
 }
 

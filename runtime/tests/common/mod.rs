@@ -76,6 +76,7 @@ impl Cleanup {
             task: t,
             node: Arc::new(self.node()),
             dirs,
+            replaces: None,
         }
     }
 
@@ -169,4 +170,12 @@ pub fn docker_inspect(id: &str, format: &str) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Logs to the test's output when `RUST_LOG` is set.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
 }
