@@ -88,6 +88,27 @@ impl Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         remove_labelled(&self.test);
+        kill_raw_exec(self.data_dir.path());
+    }
+}
+
+/// Kills the process group of every raw_exec task with a pid file under `data_dir`.
+pub fn kill_raw_exec(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("client").join("raw_exec")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        if let Some(pid) = v.get("pid").and_then(|p| p.as_i64()) {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &format!("-{pid}")])
+                .output();
+        }
     }
 }
 
