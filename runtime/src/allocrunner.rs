@@ -172,6 +172,11 @@ impl AllocRunner {
         self.status.borrow().client_status.client_terminal()
     }
 
+    /// A kill was sent.
+    pub fn is_stopping(&self) -> bool {
+        self.kill.borrow().is_some()
+    }
+
     /// Every task runner has returned.
     pub fn is_finished(&self) -> bool {
         self.supervisor.is_finished()
