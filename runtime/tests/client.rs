@@ -5,103 +5,18 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::server::MockServer;
 use common::{Cleanup, docker_inspect, http_get, poll};
-use drover_runtime::client::{ApiError, Client, ClientConfig, Registered, ServerApi};
+use drover_runtime::client::{Client, ClientConfig};
 use drover_runtime::driver::Driver;
 use drover_runtime::driver::docker::{DockerDriver, DockerDriverConfig};
-use drover_runtime::spec::{
-    AllocSpec, AllocUpdate, ClientStatus, DesiredStatus, NodeInfo, TaskConfig,
-};
+use drover_runtime::spec::{AllocSpec, ClientStatus, DesiredStatus, TaskConfig};
 use drover_runtime::testutil::{network_with_port, task_raw_exec};
-use tokio::sync::{oneshot, watch};
-
-/// A server in memory: a list of allocations with an index, and what the node reported.
-#[derive(Default)]
-struct MockServer {
-    allocs: Mutex<(u64, Vec<AllocSpec>)>,
-    changed: watch::Sender<u64>,
-    nodes: Mutex<Vec<NodeInfo>>,
-    updates: Mutex<BTreeMap<String, AllocUpdate>>,
-    heartbeats: AtomicU32,
-    down: AtomicBool,
-}
-
-impl MockServer {
-    fn set_allocs(&self, allocs: Vec<AllocSpec>) {
-        let mut a = self.allocs.lock().unwrap();
-        a.0 += 1;
-        a.1 = allocs;
-        self.changed.send_replace(a.0);
-    }
-
-    fn status(&self, alloc_id: &str) -> Option<ClientStatus> {
-        self.updates
-            .lock()
-            .unwrap()
-            .get(alloc_id)
-            .map(|u| u.client_status)
-    }
-
-    fn check(&self) -> Result<(), ApiError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(ApiError::Unreachable("connection refused".into()))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl ServerApi for MockServer {
-    async fn register_node(&self, node: NodeInfo) -> Result<Registered, ApiError> {
-        self.check()?;
-        self.nodes.lock().unwrap().push(node);
-        Ok(Registered {
-            heartbeat_ttl: Duration::from_secs(2),
-        })
-    }
-
-    async fn heartbeat(&self, _node_id: &str) -> Result<Duration, ApiError> {
-        self.check()?;
-        self.heartbeats.fetch_add(1, Ordering::SeqCst);
-        Ok(Duration::from_secs(2))
-    }
-
-    async fn node_allocations(
-        &self,
-        _node_id: &str,
-        min_index: u64,
-        wait: Duration,
-    ) -> Result<(u64, Vec<AllocSpec>), ApiError> {
-        self.check()?;
-        let mut rx = self.changed.subscribe();
-        let _ = tokio::time::timeout(
-            wait.min(Duration::from_millis(500)),
-            rx.wait_for(|i| *i > min_index),
-        )
-        .await;
-        self.check()?;
-        let a = self.allocs.lock().unwrap();
-        Ok((a.0, a.1.clone()))
-    }
-
-    async fn update_allocations(
-        &self,
-        _node_id: &str,
-        updates: Vec<AllocUpdate>,
-    ) -> Result<(), ApiError> {
-        self.check()?;
-        let mut m = self.updates.lock().unwrap();
-        for u in updates {
-            m.insert(u.id.clone(), u);
-        }
-        Ok(())
-    }
-}
+use tokio::sync::oneshot;
 
 struct Agent {
     stop: Option<oneshot::Sender<()>>,
@@ -121,6 +36,14 @@ impl Agent {
 }
 
 fn start(t: &Cleanup, server: &Arc<MockServer>) -> Agent {
+    start_with(t, server, |_| {})
+}
+
+fn start_with(
+    t: &Cleanup,
+    server: &Arc<MockServer>,
+    tweak: impl FnOnce(&mut ClientConfig),
+) -> Agent {
     common::init_tracing();
     // The node id the cleanup guard filters on.
     let dir = t.data_path().join("client");
@@ -128,6 +51,7 @@ fn start(t: &Cleanup, server: &Arc<MockServer>) -> Agent {
     std::fs::write(dir.join("node-id"), t.node().node_id).expect("node id");
     let mut cfg = ClientConfig::dev(t.data_path());
     cfg.fingerprint_interval = Duration::from_millis(500);
+    tweak(&mut cfg);
     let client = Client::new(cfg).expect("client");
     assert_eq!(client.node_id(), t.node().node_id);
     let (tx, rx) = oneshot::channel::<()>();
@@ -352,4 +276,92 @@ async fn containers_no_allocation_wants_are_removed_by_sync() {
         "the wanted one stays"
     );
     agent.shutdown().await;
+}
+
+/// Forwards a unix socket to the real engine: the engine "returns" when this starts.
+async fn engine_proxy(path: std::path::PathBuf) {
+    let Ok(listener) = tokio::net::UnixListener::bind(&path) else {
+        return;
+    };
+    while let Ok((mut inbound, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            if let Ok(mut engine) = tokio::net::UnixStream::connect("/var/run/docker.sock").await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut engine).await;
+            }
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_allocations_wait_for_the_engine_and_converge_when_it_returns() {
+    let t = Cleanup::new("client_engine_outage");
+    let sock = t.data_path().join("engine.sock");
+    let server = Arc::new(MockServer::default());
+    let web = docker_web(&t, 18305);
+    server.set_allocs(vec![web.clone()]);
+    let endpoint = format!("unix://{}", sock.display());
+    let agent = start_with(&t, &server, |cfg| {
+        cfg.docker = Some(DockerDriverConfig {
+            endpoint: Some(endpoint),
+            ..DockerDriverConfig::default()
+        });
+    });
+
+    let unhealthy = poll(Duration::from_secs(10), || async {
+        let nodes = server.nodes.lock().unwrap();
+        let d = nodes.last()?.drivers.get("docker")?.clone();
+        (!d.healthy).then_some(d.health_description)
+    })
+    .await
+    .expect("registered with an unhealthy docker driver");
+    assert!(
+        unhealthy.starts_with("Failed to connect to docker daemon"),
+        "{unhealthy}"
+    );
+    let waiting = poll(Duration::from_secs(10), || async {
+        let u = server.updates.lock().unwrap().get(&web.id).cloned()?;
+        let ev = u.task_states["web"]
+            .events
+            .iter()
+            .find(|e| e.event_type == "Driver")?
+            .clone();
+        Some((u.client_status, ev.message))
+    })
+    .await
+    .expect("a Driver event says the task waits");
+    assert_eq!(waiting.0, ClientStatus::Pending);
+    assert!(
+        waiting.1.contains("Waiting for the docker driver"),
+        "{}",
+        waiting.1
+    );
+
+    // The engine comes back: the allocation starts and the node reports docker healthy.
+    let proxy = tokio::spawn(engine_proxy(sock.clone()));
+    let converged = poll(Duration::from_secs(30), || async {
+        (server.status(&web.id) == Some(ClientStatus::Running)).then_some(())
+    })
+    .await;
+    assert!(converged.is_some(), "{:?}", server.status(&web.id));
+    assert!(
+        poll(Duration::from_secs(5), || http_get(18305))
+            .await
+            .is_some()
+    );
+    let healthy = poll(Duration::from_secs(10), || async {
+        let nodes = server.nodes.lock().unwrap();
+        nodes.last()?.drivers.get("docker")?.healthy.then_some(())
+    })
+    .await;
+    assert!(
+        healthy.is_some(),
+        "the node re-registers with docker healthy"
+    );
+    let u = server.updates.lock().unwrap()[&web.id].clone();
+    assert_eq!(
+        u.task_states["web"].restarts, 0,
+        "an engine outage is not a restart"
+    );
+    agent.shutdown().await;
+    proxy.abort();
 }

@@ -34,6 +34,9 @@ const CONFLICT_DEADLINE: Duration = Duration::from_secs(30);
 /// Operator settings for the docker driver (Nomad's `plugin "docker" { config {} }`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DockerDriverConfig {
+    /// Nomad's `endpoint`: `unix:///path` or `tcp://host:port`. `None` is what the docker CLI
+    /// uses (`DOCKER_HOST`, else the local socket).
+    pub endpoint: Option<String>,
     /// Nomad's `volumes { enabled }`: allow absolute host paths in `volumes`.
     pub allow_host_volumes: bool,
     /// Nomad's `allow_privileged`.
@@ -41,25 +44,35 @@ pub struct DockerDriverConfig {
 }
 
 pub struct DockerDriver {
-    base: Docker,
     negotiated: Mutex<Option<Docker>>,
     warned: AtomicBool,
     config: DockerDriverConfig,
 }
 
 impl DockerDriver {
-    /// Connects as the docker CLI does (`DOCKER_HOST`, else the local socket). Nothing is sent
-    /// yet: an engine that is down now is retried on every call.
+    /// Connects as the docker CLI does (`DOCKER_HOST`, else the local socket) or to the
+    /// configured endpoint. Nothing is sent yet, and a socket that is missing now is looked
+    /// for again on every call: an engine that starts after the agent is picked up.
     pub fn connect(config: DockerDriverConfig) -> Result<DockerDriver, DriverError> {
-        let base = Docker::connect_with_defaults().map_err(|e| DriverError::EngineUnavailable {
-            driver: "docker",
-            message: e.to_string(),
-        })?;
         Ok(DockerDriver {
-            base,
             negotiated: Mutex::new(None),
             warned: AtomicBool::new(false),
             config,
+        })
+    }
+
+    fn base(&self) -> Result<Docker, DriverError> {
+        const TIMEOUT_SECS: u64 = 120;
+        match self.config.endpoint.as_deref() {
+            None => Docker::connect_with_defaults(),
+            Some(e) if e.starts_with("unix://") || e.starts_with('/') => {
+                Docker::connect_with_local(e, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+            }
+            Some(e) => Docker::connect_with_http(e, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION),
+        }
+        .map_err(|e| DriverError::EngineUnavailable {
+            driver: "docker",
+            message: e.to_string(),
         })
     }
 
@@ -73,18 +86,23 @@ impl DockerDriver {
         {
             return Ok(d);
         }
-        match self.base.clone().negotiate_version().await {
+        let negotiated = match self.base() {
+            Ok(base) => base.negotiate_version().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match negotiated {
             Ok(d) => {
                 *self.negotiated.lock().expect("docker client lock poisoned") = Some(d.clone());
+                self.warned.store(false, Ordering::Relaxed);
                 Ok(d)
             }
-            Err(e) => {
+            Err(message) => {
                 if !self.warned.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(error = %e, "docker engine does not answer");
+                    tracing::warn!(error = %message, "docker engine does not answer");
                 }
                 Err(DriverError::EngineUnavailable {
                     driver: "docker",
-                    message: e.to_string(),
+                    message,
                 })
             }
         }
