@@ -2,5 +2,10 @@
 //! them running by their restart policy, and the client syncs a node with its server.
 //! `runtime` never depends on `controller`; the types that cross the wire live in [`spec`].
 
+pub mod allocrunner;
 pub mod client;
+pub mod driver;
 pub mod spec;
+pub mod taskrunner;
+#[doc(hidden)]
+pub mod testutil;

@@ -2,6 +2,12 @@
 //! reports what they do. It speaks to the server only through [`ServerApi`], implemented
 //! in-process by the dev agent and over the network by a remote client, so both are the same code.
 
+pub mod agent;
+pub mod sync;
+
+pub use agent::{Client, ClientConfig, ClientError};
+pub use sync::{NodeDiff, RunningAlloc, sync};
+
 use std::future::Future;
 use std::time::Duration;
 
