@@ -64,9 +64,22 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf) -> anyhow::Result<()> {
         );
     }
 
-    let node_id = None;
-    let logs: Option<Arc<dyn api::TaskLogs>> = None;
-    let client_task: Option<tokio::task::JoinHandle<()>> = None;
+    let mut node_id = None;
+    let mut logs: Option<Arc<dyn api::TaskLogs>> = None;
+    let mut client_task = None;
+    if config.client.enabled {
+        let client = build_client(&config, &data_dir)?;
+        node_id = Some(client.node_id().to_string());
+        logs = Some(Arc::new(DriverLogs(client.drivers())) as Arc<dyn api::TaskLogs>);
+        let local = Arc::new(server.local());
+        let shutdown = stopped(&stop_rx);
+        client_task = Some(tokio::spawn(async move {
+            if let Err(e) = client.run(local, shutdown).await {
+                error!(error = %e, "the node client stopped");
+            }
+        }));
+    }
+
     let state = Arc::new(AppState {
         server: server.clone(),
         manifests: manifests_status,
@@ -110,6 +123,31 @@ async fn wait_for_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+fn build_client(
+    config: &AgentConfig,
+    data_dir: &Path,
+) -> anyhow::Result<drover_runtime::client::Client> {
+    let mut c = drover_runtime::client::ClientConfig::dev(data_dir.join("client"));
+    c.node_name = config.name.clone();
+    c.datacenter = config.datacenter.clone();
+    c.region = config.region.clone();
+    c.node_class = config.client.node_class.clone();
+    c.node_pool = config.client.node_pool.clone();
+    c.meta = config.client.meta.clone();
+    c.address = config
+        .client
+        .network_address
+        .clone()
+        .unwrap_or_else(|| config.bind_addr.clone());
+    c.http_addr = format!("{}:{}", config.bind_addr, config.http_port);
+    c.raw_exec = config.raw_exec_enabled;
+    if let Some(docker) = c.docker.as_mut() {
+        docker.allow_host_volumes = config.docker.volumes_enabled;
+        docker.allow_privileged = config.docker.allow_privileged;
+    }
+    drover_runtime::client::Client::new(c).context("failed to start the node client")
 }
 
 /// Jobs from files go to the server, owned by their file.
@@ -178,4 +216,64 @@ fn start_manifests(
             manifests::apply(&outcome, &registry, &mut st, &opts, now);
         }
     });
+}
+
+/// Task logs through the node's own drivers (the docker engine, raw_exec's log files).
+struct DriverLogs(drover_runtime::driver::Drivers);
+
+impl api::TaskLogs for DriverLogs {
+    fn logs(
+        &self,
+        alloc_id: &str,
+        task: &str,
+        driver: &str,
+        stderr: bool,
+        follow: bool,
+        tail_bytes: Option<u64>,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<api::LogBytes, String>> + Send + '_>,
+    > {
+        use futures_util::StreamExt;
+        let handle = drover_runtime::driver::TaskHandle {
+            driver: driver.to_string(),
+            alloc_id: alloc_id.to_string(),
+            task: task.to_string(),
+            job_id: String::new(),
+            // Docker finds a container by its deterministic name as well as by its id.
+            id: format!("{task}-{alloc_id}"),
+            started_at: 0,
+        };
+        let d = self.0.get(driver).cloned();
+        Box::pin(async move {
+            let d = d.ok_or_else(|| {
+                format!("driver {:?} is not available on this node", handle.driver)
+            })?;
+            let stream = if stderr {
+                drover_runtime::driver::LogStream::Stderr
+            } else {
+                drover_runtime::driver::LogStream::Stdout
+            };
+            // Nomad's `origin=end&offset=N` is in bytes; the driver tails in lines, so ask for a
+            // generous number of lines and cut the bytes here.
+            let tail_lines = tail_bytes.map(|b| (b / 16).clamp(10, 100_000) as usize);
+            let chunks = d
+                .logs(&handle, stream, follow, tail_lines)
+                .await
+                .map_err(|e| e.to_string())?;
+            let chunks = chunks.map(|r| r.map_err(|e| e.to_string()));
+            match (tail_bytes, follow) {
+                (Some(n), false) => {
+                    let all: Vec<Result<Vec<u8>, String>> = chunks.collect().await;
+                    let mut bytes = Vec::new();
+                    for c in all {
+                        bytes.extend(c?);
+                    }
+                    let start = bytes.len().saturating_sub(n as usize);
+                    let tail = bytes.split_off(start);
+                    Ok(Box::pin(futures_util::stream::iter(vec![Ok(tail)])) as api::LogBytes)
+                }
+                _ => Ok(Box::pin(chunks) as api::LogBytes),
+            }
+        })
+    }
 }

@@ -39,6 +39,7 @@ pub trait TaskLogs: Send + Sync + 'static {
         &self,
         alloc_id: &str,
         task: &str,
+        driver: &str,
         stderr: bool,
         follow: bool,
         tail_bytes: Option<u64>,
@@ -466,11 +467,11 @@ async fn alloc_logs(State(st): St, UrlPath(alloc): UrlPath<String>, Query(q): Q)
     let task = q
         .get("task")
         .ok_or_else(|| ApiError::BadRequest("missing task name (?task=)".into()))?;
-    if !a.task_states.contains_key(task) && !task_in_job(&st, &a, task)? {
+    let Some(driver) = task_driver(&st, &a, task)? else {
         return Err(ApiError::NotFound(format!(
             "task {task:?} not found in allocation {alloc:?}"
         )));
-    }
+    };
     let stderr = match q.get("type").map(String::as_str) {
         None | Some("stdout") => false,
         Some("stderr") => true,
@@ -494,7 +495,7 @@ async fn alloc_logs(State(st): St, UrlPath(alloc): UrlPath<String>, Query(q): Q)
         ));
     };
     let stream = logs
-        .logs(&a.id, task, stderr, follow, tail)
+        .logs(&a.id, task, &driver, stderr, follow, tail)
         .await
         .map_err(ApiError::NotFound)?;
     let body = Body::from_stream(futures_util::StreamExt::map(stream, |r| {
@@ -509,14 +510,16 @@ async fn alloc_logs(State(st): St, UrlPath(alloc): UrlPath<String>, Query(q): Q)
     Ok(resp)
 }
 
-fn task_in_job(st: &AppState, a: &Allocation, task: &str) -> Result<bool, ApiError> {
+/// The driver of `task` in the allocation's job version, if the task exists.
+fn task_driver(st: &AppState, a: &Allocation, task: &str) -> Result<Option<String>, ApiError> {
     Ok(st
         .server
         .job_versions(&a.namespace, &a.job_id)?
         .iter()
         .find(|j| j.version == a.job_version)
         .and_then(|j| j.group(&a.task_group))
-        .is_some_and(|g| g.task(task).is_some()))
+        .and_then(|g| g.task(task))
+        .map(|t| t.driver.clone()))
 }
 
 async fn status_leader(State(st): St) -> ApiResult {

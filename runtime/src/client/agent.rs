@@ -157,6 +157,11 @@ impl Client {
         &self.node_id
     }
 
+    /// The drivers, shared: the agent's API reads task logs through them.
+    pub fn drivers(&self) -> Drivers {
+        self.drivers.clone()
+    }
+
     fn node_env(&self) -> NodeEnv {
         NodeEnv {
             node_id: self.node_id.clone(),
