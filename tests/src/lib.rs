@@ -58,8 +58,8 @@ pub struct TestAgent {
     pub ip: String,
     pub data_dir: tempfile::TempDir,
     pub manifests: PathBuf,
-    /// Jobs whose containers are removed (by the `drover.job` label) when the agent is dropped.
-    pub jobs: Vec<String>,
+    /// The node's id, known once the agent answers; its containers carry it as `drover.node`.
+    pub node_id: String,
     extra_args: Vec<String>,
 }
 
@@ -74,7 +74,7 @@ impl TestAgent {
             ip: ip.to_string(),
             data_dir,
             manifests,
-            jobs: Vec::new(),
+            node_id: String::new(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
         };
         a.spawn();
@@ -105,6 +105,32 @@ impl TestAgent {
         self.wait_until(Duration::from_secs(20), "the agent's API answers", |a| {
             a.get("/v1/agent/self").is_ok()
         });
+        let me = self.get("/v1/agent/self").unwrap_or_default();
+        self.node_id = me["stats"]["client"]["node_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(!self.node_id.is_empty(), "the dev agent runs a client");
+    }
+
+    /// Writes a job file into the watched directory (atomically, as git and editors do).
+    pub fn drop_job(&self, name: &str, contents: &str) {
+        let tmp = self.manifests.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, contents).expect("write job file");
+        std::fs::rename(&tmp, self.manifests.join(name)).expect("rename job file");
+    }
+
+    /// The containers this agent's node runs (by the `drover.node` label).
+    pub fn containers(&self) -> Vec<String> {
+        containers(&format!("drover.node={}", self.node_id))
+    }
+
+    /// The allocations of a job, as the API lists them.
+    pub fn allocs(&self, job: &str) -> Vec<serde_json::Value> {
+        self.get(&format!("/v1/job/{job}/allocations"))
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
     }
 
     /// The agent's log so far, for assertion messages.
@@ -174,8 +200,8 @@ impl TestAgent {
 impl Drop for TestAgent {
     fn drop(&mut self) {
         self.stop(true);
-        for job in &self.jobs {
-            remove_containers(&format!("drover.job={job}"));
+        if !self.node_id.is_empty() {
+            remove_containers(&format!("drover.node={}", self.node_id));
         }
     }
 }
