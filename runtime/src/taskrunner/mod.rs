@@ -395,7 +395,19 @@ impl TaskRunner {
                 }
             };
             match r {
-                Ok(exit) => return Waited::Exited(exit),
+                Ok(exit) => {
+                    // The wait and the event stream race: an operator's SIGKILL may already
+                    // be in the inbox when the wait returns first.
+                    let pending = inbox.drain();
+                    let outside = pending.iter().filter(|e| e.id == h.id).any(|e| {
+                        e.action == "destroy"
+                            || (e.action == "kill" && is_sigkill(e.signal.as_deref()))
+                    });
+                    if killed_outside || outside {
+                        return Waited::Vanished;
+                    }
+                    return Waited::Exited(exit);
+                }
                 Err(DriverError::TaskNotFound { .. }) => return Waited::Vanished,
                 Err(e) => {
                     // Lost contact with the engine: the task may well be fine. Look again
