@@ -46,6 +46,7 @@ fn spawn(t: &Cleanup, alloc: &AllocSpec, restored: HashMap<String, TaskHandle>) 
         updates: tx,
         shutdown: shutdown_rx,
         jitter_seed: Some(7),
+        last_reported: None,
     });
     let runner = Arc::new(runner);
     // What the client does: engine events only wake the runner that owns the container.

@@ -17,7 +17,7 @@ use super::{ApiError, ServerApi};
 use crate::allocrunner::{AllocRunner, AllocRunnerArgs};
 use crate::driver::docker::{DockerDriver, DockerDriverConfig};
 use crate::driver::raw_exec::RawExecDriver;
-use crate::driver::{Driver, Drivers, NodeEnv, TaskHandle, TaskStatus};
+use crate::driver::{Driver, Drivers, LogChunks, LogStream, NodeEnv, TaskHandle, TaskStatus};
 use crate::spec::{AllocSpec, AllocUpdate, DesiredStatus, DriverInfo, NodeInfo};
 use crate::taskrunner::now_nanos;
 
@@ -38,11 +38,22 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    #[error("failed to find allocation {alloc_id} on this node")]
+    UnknownAlloc { alloc_id: String },
+    #[error("failed to find task {task} of allocation {alloc_id} on this node (not started yet?)")]
+    UnknownTask { alloc_id: String, task: String },
+    #[error("failed to read the logs of task {task} of allocation {alloc_id}: {source}")]
+    Logs {
+        alloc_id: String,
+        task: String,
+        #[source]
+        source: Box<crate::driver::DriverError>,
+    },
     #[error("failed to set up the {driver} driver: {source}")]
     Driver {
         driver: &'static str,
         #[source]
-        source: crate::driver::DriverError,
+        source: Box<crate::driver::DriverError>,
     },
 }
 
@@ -112,6 +123,80 @@ pub struct Client {
     node_id: String,
     drivers: Drivers,
     docker: Option<Arc<DockerDriver>>,
+    slots: Slots,
+}
+
+/// A cheap, cloneable view of a running client for the agent's HTTP API: allocation status
+/// and task logs, straight from the node.
+#[derive(Clone)]
+pub struct ClientHandle {
+    node_id: String,
+    slots: Slots,
+    drivers: Drivers,
+}
+
+impl ClientHandle {
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// What the node last derived for `alloc_id` (client status, task states and events).
+    pub fn alloc_status(&self, alloc_id: &str) -> Option<AllocUpdate> {
+        match self
+            .slots
+            .lock()
+            .expect("slots lock poisoned")
+            .get(alloc_id)
+        {
+            Some(Slot::Live(r)) => Some(r.status()),
+            _ => None,
+        }
+    }
+
+    /// The output of `task` of `alloc_id` (`drover alloc logs`).
+    pub async fn logs(
+        &self,
+        alloc_id: &str,
+        task: &str,
+        stream: LogStream,
+        follow: bool,
+        tail: Option<usize>,
+    ) -> Result<LogChunks, ClientError> {
+        let runner = match self
+            .slots
+            .lock()
+            .expect("slots lock poisoned")
+            .get(alloc_id)
+        {
+            Some(Slot::Live(r)) => r.clone(),
+            _ => {
+                return Err(ClientError::UnknownAlloc {
+                    alloc_id: alloc_id.to_string(),
+                });
+            }
+        };
+        let handle = runner
+            .task_handle(task)
+            .ok_or_else(|| ClientError::UnknownTask {
+                alloc_id: alloc_id.to_string(),
+                task: task.to_string(),
+            })?;
+        let driver = self
+            .drivers
+            .get(&handle.driver)
+            .ok_or_else(|| ClientError::UnknownTask {
+                alloc_id: alloc_id.to_string(),
+                task: task.to_string(),
+            })?;
+        driver
+            .logs(&handle, stream, follow, tail)
+            .await
+            .map_err(|source| ClientError::Logs {
+                alloc_id: alloc_id.to_string(),
+                task: task.to_string(),
+                source: Box::new(source),
+            })
+    }
 }
 
 impl Client {
@@ -124,7 +209,7 @@ impl Client {
             let d = Arc::new(DockerDriver::connect(cfg.clone()).map_err(|source| {
                 ClientError::Driver {
                     driver: "docker",
-                    source,
+                    source: Box::new(source),
                 }
             })?);
             drivers.insert("docker".into(), d.clone() as Arc<dyn Driver>);
@@ -141,6 +226,7 @@ impl Client {
             node_id,
             drivers,
             docker,
+            slots: Arc::new(Mutex::new(BTreeMap::new())),
         })
     }
 
@@ -155,6 +241,16 @@ impl Client {
 
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// A view for the agent's API; valid before, during and after [`Client::run`]. Take it
+    /// after every `with_driver`.
+    pub fn handle(&self) -> ClientHandle {
+        ClientHandle {
+            node_id: self.node_id.clone(),
+            slots: self.slots.clone(),
+            drivers: self.drivers.clone(),
+        }
     }
 
     fn node_env(&self) -> NodeEnv {
@@ -213,7 +309,7 @@ impl Client {
         tracing::info!(node_id = %node_id, "client starting");
         let (stop_tx, stop_rx) = watch::channel(false);
         let (updates_tx, updates_rx) = mpsc::unbounded_channel();
-        let slots: Slots = Arc::new(Mutex::new(BTreeMap::new()));
+        let slots: Slots = self.slots.clone();
         let node = Arc::new(self.node_env());
         let state_dir = self.config.data_dir.join("client").join("allocs");
         std::fs::create_dir_all(&state_dir).map_err(|source| ClientError::Io {
@@ -246,7 +342,7 @@ impl Client {
             }
             let restored = orphans.remove(&spec.id).unwrap_or_default();
             tracing::info!(alloc_id = %spec.id, tasks = restored.len(), "restoring allocation");
-            let runner = self.spawn_runner(spec, restored, &node, &updates_tx, &stop_rx);
+            let runner = self.spawn_runner(spec, restored, last, &node, &updates_tx, &stop_rx);
             slots
                 .lock()
                 .expect("slots lock poisoned")
@@ -391,6 +487,7 @@ impl Client {
         &self,
         spec: AllocSpec,
         restored: HashMap<String, TaskHandle>,
+        last: Option<AllocUpdate>,
         node: &Arc<NodeEnv>,
         updates: &mpsc::UnboundedSender<AllocUpdate>,
         stop: &watch::Receiver<bool>,
@@ -404,6 +501,7 @@ impl Client {
             updates: updates.clone(),
             shutdown: stop.clone(),
             jitter_seed: None,
+            last_reported: last,
         }))
     }
 
@@ -463,7 +561,7 @@ impl Client {
         for spec in diff.start {
             save_alloc(state_dir, &spec);
             let restored = orphans.remove(&spec.id).unwrap_or_default();
-            let runner = self.spawn_runner(spec, restored, node, updates, stop);
+            let runner = self.spawn_runner(spec, restored, None, node, updates, stop);
             slots
                 .lock()
                 .expect("slots lock poisoned")

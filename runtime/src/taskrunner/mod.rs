@@ -54,14 +54,25 @@ pub enum KillReason {
     SiblingFailed(String),
 }
 
-/// Where engine events for one task land; the runner reads them when it is woken.
+/// Where engine events for one task land (the runner reads them when it is woken), and where
+/// the runner shows its current instance to readers such as `logs`.
 #[derive(Default)]
 pub struct Inbox {
     events: Mutex<Vec<EngineEvent>>,
     notify: Notify,
+    current: Mutex<Option<TaskHandle>>,
 }
 
 impl Inbox {
+    /// The task's newest instance, if it was ever started.
+    pub fn current(&self) -> Option<TaskHandle> {
+        self.current.lock().expect("inbox lock poisoned").clone()
+    }
+
+    fn set_current(&self, h: &TaskHandle) {
+        *self.current.lock().expect("inbox lock poisoned") = Some(h.clone());
+    }
+
     pub fn push(&self, ev: EngineEvent) {
         self.events.lock().expect("inbox lock poisoned").push(ev);
         self.notify.notify_one();
@@ -211,6 +222,7 @@ impl TaskRunner {
                 self.state.started_at = h.started_at;
             }
             self.last = Some(h.clone());
+            self.inbox.set_current(h);
             self.publish();
         }
         loop {
@@ -308,6 +320,7 @@ impl TaskRunner {
                     self.state.started_at = now_nanos();
                     self.state.failed = false;
                     self.last = Some(h.clone());
+                    self.inbox.set_current(&h);
                     self.event(event::STARTED, "Task started by client");
                     return Ok(Some(h));
                 }

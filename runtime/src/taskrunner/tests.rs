@@ -48,6 +48,7 @@ fn rig_with(alloc: AllocSpec, mock: Arc<MockDriver>, restored: HashMap<String, T
         updates: tx,
         shutdown,
         jitter_seed: Some(1),
+        last_reported: None,
     });
     Rig {
         mock,
