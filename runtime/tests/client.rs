@@ -326,6 +326,13 @@ async fn engine_proxy(path: std::path::PathBuf) {
 async fn docker_allocations_wait_for_the_engine_and_converge_when_it_returns() {
     let t = Cleanup::new("client_engine_outage");
     let sock = t.data_path().join("engine.sock");
+    // Left from before: a container of this node that no allocation wants.
+    let d = DockerDriver::connect(DockerDriverConfig::default()).expect("docker");
+    let orphan = t.alloc(vec![t.docker_task("old", "sleep", &["300"])]);
+    let orphan = d
+        .start_task(&t.ctx(&orphan, "old"))
+        .await
+        .expect("start orphan");
     let server = Arc::new(MockServer::default());
     let web = docker_web(&t, 18305);
     server.set_allocs(vec![web.clone()]);
@@ -391,6 +398,16 @@ async fn docker_allocations_wait_for_the_engine_and_converge_when_it_returns() {
     assert_eq!(
         u.task_states["web"].restarts, 0,
         "an engine outage is not a restart"
+    );
+    let gone = poll(Duration::from_secs(10), || async {
+        docker_inspect(&orphan.id, "{{.Id}}")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        gone.is_some(),
+        "the orphan is found once the engine is back, and removed"
     );
     agent.shutdown().await;
     proxy.abort();

@@ -262,7 +262,7 @@ impl Client {
             node_class: self.config.node_class.clone(),
             node_pool: self.config.node_pool.clone(),
             address: self.config.address.clone(),
-            attributes: node_attributes(),
+            attributes: node_attributes(&self.config.address),
             meta: self.config.meta.clone(),
         }
     }
@@ -272,7 +272,7 @@ impl Client {
         for (name, d) in &self.drivers {
             drivers.insert(name.clone(), d.fingerprint().await);
         }
-        let mut attributes = node_attributes();
+        let mut attributes = node_attributes(&self.config.address);
         for (name, info) in &drivers {
             if info.detected {
                 attributes.insert(format!("driver.{name}"), "1".into());
@@ -373,10 +373,12 @@ impl Client {
                 stop_rx.clone(),
             ));
         }
+        let (healed_tx, mut healed_rx) = watch::channel(0u64);
         background.spawn(refingerprint(
             self.drivers.clone(),
             node_info.clone(),
             self.config.fingerprint_interval,
+            healed_tx,
             stop_rx.clone(),
         ));
 
@@ -391,11 +393,30 @@ impl Client {
                 return self.finish(stop_tx, background).await;
             }
         }
+        let mut last_allocs: Option<Vec<AllocSpec>> = None;
         loop {
             let query = server.node_allocations(&node_id, index, ALLOCS_WAIT);
             let answer = tokio::select! {
                 r = query => r,
                 _ = &mut shutdown => break,
+                Ok(()) = healed_rx.changed() => {
+                    // A driver came back: what it runs that no runner owns is an orphan (or a
+                    // task to re-attach); sync decides, against the last answer from the server.
+                    let info = node_info.lock().expect("node info lock poisoned").clone();
+                    let found = self.recover(&info).await;
+                    {
+                        let slots = slots.lock().expect("slots lock poisoned");
+                        for (alloc_id, tasks) in found {
+                            if !slots.contains_key(&alloc_id) {
+                                orphans.entry(alloc_id).or_default().extend(tasks);
+                            }
+                        }
+                    }
+                    if let Some(allocs) = &last_allocs {
+                        self.apply(allocs, &mut orphans, &slots, &node, &updates_tx, &stop_rx, &state_dir);
+                    }
+                    continue;
+                }
             };
             match answer {
                 Ok((new_index, allocs)) => {
@@ -410,6 +431,7 @@ impl Client {
                         &stop_rx,
                         &state_dir,
                     );
+                    last_allocs = Some(allocs);
                 }
                 Err(e) => {
                     let wait = backoff.next();
@@ -727,10 +749,13 @@ fn drivers_differ(a: &NodeInfo, b: &NodeInfo) -> bool {
     key(a) != key(b)
 }
 
+/// Fingerprints the drivers every `every`; bumps `recovered` when a driver turns healthy, so
+/// the client looks for that driver's tasks (it could not while the driver was down).
 async fn refingerprint(
     drivers: Drivers,
     node: Arc<Mutex<NodeInfo>>,
     every: Duration,
+    recovered: watch::Sender<u64>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -743,12 +768,18 @@ async fn refingerprint(
             infos.insert(name.clone(), d.fingerprint().await);
         }
         let mut n = node.lock().expect("node info lock poisoned");
+        let mut healed = false;
         for (name, info) in &infos {
-            if n.drivers.get(name).map(|d| d.healthy) != Some(info.healthy) {
+            let before = n.drivers.get(name).map(|d| d.healthy);
+            if before != Some(info.healthy) {
                 tracing::info!(driver = %name, healthy = info.healthy, description = %info.health_description, "driver health changed");
+                healed |= info.healthy;
             }
         }
         n.drivers = infos;
+        if healed {
+            recovered.send_modify(|g| *g += 1);
+        }
     }
 }
 
@@ -901,8 +932,10 @@ fn hostname() -> String {
 }
 
 /// Nomad's `attr.*` that drover knows how to read.
-fn node_attributes() -> BTreeMap<String, String> {
+fn node_attributes(address: &str) -> BTreeMap<String, String> {
     let mut a = BTreeMap::new();
+    // What jobs use to point at the node itself (`dns_servers = ["${attr.unique.network.ip-address}"]`).
+    a.insert("unique.network.ip-address".into(), address.to_string());
     a.insert("kernel.name".into(), std::env::consts::OS.into());
     a.insert("cpu.arch".into(), std::env::consts::ARCH.into());
     a.insert("unique.hostname".into(), hostname());
