@@ -119,8 +119,15 @@ impl AllocRunner {
         let first = derive_update(&alloc_id, &states);
         let _ = args.updates.send(first.clone());
         let (status_tx, status_rx) = watch::channel(first);
+        let leaders = alloc
+            .tasks
+            .iter()
+            .filter(|t| t.leader)
+            .map(|t| t.name.clone())
+            .collect();
         let supervisor = tokio::spawn(supervise(
             alloc_id.clone(),
+            leaders,
             states,
             state_rx,
             kill_tx.clone(),
@@ -212,6 +219,7 @@ impl AllocRunner {
 
 async fn supervise(
     alloc_id: String,
+    leaders: Vec<String>,
     mut states: BTreeMap<String, TaskState>,
     mut rx: mpsc::UnboundedReceiver<(String, TaskState)>,
     kill: watch::Sender<Option<KillReason>>,
@@ -223,9 +231,14 @@ async fn supervise(
         let _ = kill.send(Some(KillReason::SiblingFailed(name.clone())));
     }
     while let Some((task, st)) = rx.recv().await {
-        if st.state == TaskStateKind::Dead && st.failed && kill.borrow().is_none() {
-            tracing::info!(alloc_id = %alloc_id, task = %task, "task failed; killing its siblings");
-            let _ = kill.send(Some(KillReason::SiblingFailed(task.clone())));
+        if st.state == TaskStateKind::Dead && kill.borrow().is_none() {
+            if st.failed {
+                tracing::info!(alloc_id = %alloc_id, task = %task, "task failed; killing its siblings");
+                let _ = kill.send(Some(KillReason::SiblingFailed(task.clone())));
+            } else if leaders.contains(&task) {
+                tracing::info!(alloc_id = %alloc_id, task = %task, "leader task is dead; killing the others");
+                let _ = kill.send(Some(KillReason::LeaderDead(task.clone())));
+            }
         }
         states.insert(task, st);
         let update = derive_update(&alloc_id, &states);

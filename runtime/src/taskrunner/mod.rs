@@ -43,6 +43,7 @@ pub mod event {
     pub const DRIVER_FAILURE: &str = "Driver Failure";
     pub const DRIVER: &str = "Driver";
     pub const SIBLING_FAILED: &str = "Sibling Task Failed";
+    pub const LEADER_DEAD: &str = "Leader Task Dead";
 }
 
 /// Why a task is being killed.
@@ -52,6 +53,8 @@ pub enum KillReason {
     Stop,
     /// Another task of the allocation failed (Nomad kills the siblings).
     SiblingFailed(String),
+    /// The allocation's leader task ended (Nomad's `leader = true`).
+    LeaderDead(String),
 }
 
 /// Where engine events for one task land (the runner reads them when it is woken), and where
@@ -459,6 +462,20 @@ impl TaskRunner {
         None
     }
 
+    /// Sleeps `d` unless the agent shuts down first (a kill is what is being waited out).
+    async fn sleep_ignoring_kill(&mut self, d: Duration) -> Option<Interrupted> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            if self.shutting_down() {
+                return Some(Interrupted::Shutdown);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return None,
+                r = self.shutdown.changed() => if r.is_err() { return Some(Interrupted::Shutdown) },
+            }
+        }
+    }
+
     /// Sleeps `d` unless killed or shut down first.
     async fn sleep(&mut self, d: Duration) -> Option<Interrupted> {
         let deadline = tokio::time::Instant::now() + d;
@@ -480,11 +497,16 @@ impl TaskRunner {
     /// Stops the running instance (if any) with the task's kill signal and timeout, removes
     /// what is left, and marks the task dead.
     async fn killed(&mut self, running: Option<TaskHandle>, reason: KillReason) -> TaskState {
-        if let KillReason::SiblingFailed(t) = &reason {
-            self.push(task_event(
+        match &reason {
+            KillReason::SiblingFailed(t) => self.push(task_event(
                 event::SIBLING_FAILED,
                 format!("Task's sibling {t:?} failed"),
-            ));
+            )),
+            KillReason::LeaderDead(t) => self.push(task_event(
+                event::LEADER_DEAD,
+                format!("Leader task {t:?} is dead"),
+            )),
+            KillReason::Stop => {}
         }
         let signal = self
             .ctx
@@ -494,6 +516,20 @@ impl TaskRunner {
             .unwrap_or_else(|| "SIGTERM".into());
         let timeout = self.ctx.task.kill_timeout;
         if let Some(h) = running.as_ref() {
+            let delay = self.ctx.task.shutdown_delay;
+            if !delay.is_zero() {
+                // Nomad's shutdown_delay: services are already gone, in-flight work drains.
+                self.event(
+                    event::KILLING,
+                    format!(
+                        "Waiting for shutdown_delay of {} before killing the task.",
+                        fmt_delay(delay)
+                    ),
+                );
+                if let Some(Interrupted::Shutdown) = self.sleep_ignoring_kill(delay).await {
+                    return self.state.clone();
+                }
+            }
             self.event(
                 event::KILLING,
                 format!(
