@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use super::sync::{RunningAlloc, sync};
 use super::{ApiError, ServerApi};
@@ -305,8 +306,21 @@ impl Client {
         server: Arc<S>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ClientError> {
+        // Every log line of the client and its loops carries the node id.
+        let span = tracing::info_span!("client", node_id = %self.node_id);
+        self.run_in(server, shutdown, span.clone())
+            .instrument(span)
+            .await
+    }
+
+    async fn run_in<S: ServerApi>(
+        self,
+        server: Arc<S>,
+        shutdown: impl Future<Output = ()> + Send,
+        span: tracing::Span,
+    ) -> Result<(), ClientError> {
         let node_id = self.node_id.clone();
-        tracing::info!(node_id = %node_id, "client starting");
+        tracing::info!("client starting");
         let (stop_tx, stop_rx) = watch::channel(false);
         let (updates_tx, updates_rx) = mpsc::unbounded_channel();
         let slots: Slots = self.slots.clone();
@@ -352,35 +366,42 @@ impl Client {
         let node_info = Arc::new(Mutex::new(info));
         let (registered_tx, registered_rx) = watch::channel(None::<Duration>);
         let mut background = tokio::task::JoinSet::new();
-        background.spawn(report_updates(
-            server.clone(),
-            node_id.clone(),
-            updates_rx,
-            state_dir.clone(),
-            stop_rx.clone(),
-        ));
-        background.spawn(heartbeat(
-            server.clone(),
-            node_info.clone(),
-            registered_tx,
-            stop_rx.clone(),
-        ));
-        if let Some(docker) = self.docker.clone() {
-            background.spawn(pump_events(
-                docker,
+        background.spawn(
+            report_updates(
+                server.clone(),
                 node_id.clone(),
-                slots.clone(),
+                updates_rx,
+                state_dir.clone(),
                 stop_rx.clone(),
-            ));
+            )
+            .instrument(span.clone()),
+        );
+        background.spawn(
+            heartbeat(
+                server.clone(),
+                node_info.clone(),
+                registered_tx,
+                stop_rx.clone(),
+            )
+            .instrument(span.clone()),
+        );
+        if let Some(docker) = self.docker.clone() {
+            background.spawn(
+                pump_events(docker, node_id.clone(), slots.clone(), stop_rx.clone())
+                    .instrument(span.clone()),
+            );
         }
         let (healed_tx, mut healed_rx) = watch::channel(0u64);
-        background.spawn(refingerprint(
-            self.drivers.clone(),
-            node_info.clone(),
-            self.config.fingerprint_interval,
-            healed_tx,
-            stop_rx.clone(),
-        ));
+        background.spawn(
+            refingerprint(
+                self.drivers.clone(),
+                node_info.clone(),
+                self.config.fingerprint_interval,
+                healed_tx,
+                stop_rx.clone(),
+            )
+            .instrument(span.clone()),
+        );
 
         let mut shutdown = std::pin::pin!(shutdown);
         let mut index = 0u64;
