@@ -27,6 +27,9 @@ pub struct AllocRunnerArgs {
     pub shutdown: watch::Receiver<bool>,
     /// Seeds the restart jitter; `None` seeds from the OS.
     pub jitter_seed: Option<u64>,
+    /// What was last reported before the agent restarted: restored tasks keep their events
+    /// and restart counts.
+    pub last_reported: Option<AllocUpdate>,
 }
 
 /// A running allocation, as the client holds it.
@@ -66,7 +69,6 @@ impl AllocRunner {
                 states.insert(task.name.clone(), st);
                 continue;
             };
-            states.insert(task.name.clone(), TaskState::default());
             let jitter = match args.jitter_seed {
                 Some(seed) => SplitMix64::new(seed.wrapping_add(i as u64)),
                 None => SplitMix64::from_entropy(),
@@ -77,10 +79,23 @@ impl AllocRunner {
                 Box::new(jitter),
             );
             let restored_handle = restored.remove(&task.name);
-            let restored_state = restored_handle.as_ref().map(|_| TaskState {
-                state: TaskStateKind::Running,
-                ..TaskState::default()
+            let restored_state = restored_handle.as_ref().map(|_| {
+                let before = args
+                    .last_reported
+                    .as_ref()
+                    .and_then(|u| u.task_states.get(&task.name))
+                    .cloned()
+                    .unwrap_or_default();
+                TaskState {
+                    state: TaskStateKind::Running,
+                    ..before
+                }
             });
+            // Report what is known from the start: a restored task is running, not pending.
+            states.insert(
+                task.name.clone(),
+                restored_state.clone().unwrap_or_default(),
+            );
             let runner = TaskRunner::new(TaskRunnerArgs {
                 ctx: TaskCtx {
                     alloc: alloc.clone(),
@@ -104,8 +119,15 @@ impl AllocRunner {
         let first = derive_update(&alloc_id, &states);
         let _ = args.updates.send(first.clone());
         let (status_tx, status_rx) = watch::channel(first);
+        let leaders = alloc
+            .tasks
+            .iter()
+            .filter(|t| t.leader)
+            .map(|t| t.name.clone())
+            .collect();
         let supervisor = tokio::spawn(supervise(
             alloc_id.clone(),
+            leaders,
             states,
             state_rx,
             kill_tx.clone(),
@@ -155,6 +177,11 @@ impl AllocRunner {
         });
     }
 
+    /// The newest instance of `task`, for reading its logs.
+    pub fn task_handle(&self, task: &str) -> Option<TaskHandle> {
+        self.inboxes.get(task).and_then(|i| i.current())
+    }
+
     /// An engine event concerns one of this allocation's tasks: its runner looks at the task
     /// and decides.
     pub fn wake(&self, ev: EngineEvent) {
@@ -192,6 +219,7 @@ impl AllocRunner {
 
 async fn supervise(
     alloc_id: String,
+    leaders: Vec<String>,
     mut states: BTreeMap<String, TaskState>,
     mut rx: mpsc::UnboundedReceiver<(String, TaskState)>,
     kill: watch::Sender<Option<KillReason>>,
@@ -203,9 +231,14 @@ async fn supervise(
         let _ = kill.send(Some(KillReason::SiblingFailed(name.clone())));
     }
     while let Some((task, st)) = rx.recv().await {
-        if st.state == TaskStateKind::Dead && st.failed && kill.borrow().is_none() {
-            tracing::info!(alloc_id = %alloc_id, task = %task, "task failed; killing its siblings");
-            let _ = kill.send(Some(KillReason::SiblingFailed(task.clone())));
+        if st.state == TaskStateKind::Dead && kill.borrow().is_none() {
+            if st.failed {
+                tracing::info!(alloc_id = %alloc_id, task = %task, "task failed; killing its siblings");
+                let _ = kill.send(Some(KillReason::SiblingFailed(task.clone())));
+            } else if leaders.contains(&task) {
+                tracing::info!(alloc_id = %alloc_id, task = %task, "leader task is dead; killing the others");
+                let _ = kill.send(Some(KillReason::LeaderDead(task.clone())));
+            }
         }
         states.insert(task, st);
         let update = derive_update(&alloc_id, &states);

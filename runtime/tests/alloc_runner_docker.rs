@@ -46,6 +46,7 @@ fn spawn(t: &Cleanup, alloc: &AllocSpec, restored: HashMap<String, TaskHandle>) 
         updates: tx,
         shutdown: shutdown_rx,
         jitter_seed: Some(7),
+        last_reported: None,
     });
     let runner = Arc::new(runner);
     // What the client does: engine events only wake the runner that owns the container.
@@ -295,4 +296,50 @@ async fn a_batch_task_that_exits_zero_completes() {
         ClientStatus::Complete,
         "nothing restarts it"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_kill_from_outside_is_replaced_at_once_and_the_old_container_removed() {
+    let t = Cleanup::new("ar_docker_kill");
+    let port = 18203;
+    let alloc = web_alloc(&t, port);
+    let agent = spawn(&t, &alloc, HashMap::new());
+    agent
+        .runner
+        .wait_for(|u| u.client_status == ClientStatus::Running)
+        .await;
+    let old = poll(Duration::from_secs(5), || container_id(&t, &alloc))
+        .await
+        .expect("container");
+    let out = std::process::Command::new("docker")
+        .args(["kill", &old])
+        .output()
+        .expect("docker kill");
+    assert!(out.status.success());
+    let new = poll(Duration::from_secs(5), || async {
+        let id = container_id(&t, &alloc).await?;
+        (id != old).then_some(id)
+    })
+    .await
+    .expect("replaced");
+    assert!(
+        poll(Duration::from_secs(5), || http_get(port))
+            .await
+            .is_some()
+    );
+    let old_gone = poll(Duration::from_secs(10), || async {
+        docker_inspect(&old, "{{.Id}}").is_none().then_some(())
+    })
+    .await;
+    assert!(old_gone.is_some(), "the killed container is removed");
+    let canonical = format!(
+        "/{}",
+        drover_runtime::driver::docker::container_name("web", &alloc.id)
+    );
+    let named = poll(Duration::from_secs(10), || async {
+        (docker_inspect(&new, "{{.Name}}")? == canonical).then_some(())
+    })
+    .await;
+    assert!(named.is_some());
+    assert_eq!(agent.runner.status().task_states["web"].restarts, 0);
 }

@@ -11,14 +11,17 @@ use std::time::Duration;
 
 use common::server::MockServer;
 use common::{Cleanup, docker_inspect, http_get, poll};
-use drover_runtime::client::{Client, ClientConfig};
+use drover_runtime::client::{Client, ClientConfig, ClientHandle};
 use drover_runtime::driver::Driver;
+use drover_runtime::driver::LogStream;
 use drover_runtime::driver::docker::{DockerDriver, DockerDriverConfig};
 use drover_runtime::spec::{AllocSpec, ClientStatus, DesiredStatus, TaskConfig};
 use drover_runtime::testutil::{network_with_port, task_raw_exec};
+use futures_util::StreamExt;
 use tokio::sync::oneshot;
 
 struct Agent {
+    handle: ClientHandle,
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
 }
@@ -54,6 +57,7 @@ fn start_with(
     tweak(&mut cfg);
     let client = Client::new(cfg).expect("client");
     assert_eq!(client.node_id(), t.node().node_id);
+    let handle = client.handle();
     let (tx, rx) = oneshot::channel::<()>();
     let server = server.clone();
     let done = tokio::spawn(async move {
@@ -65,6 +69,7 @@ fn start_with(
             .expect("client run");
     });
     Agent {
+        handle,
         stop: Some(tx),
         done,
     }
@@ -174,6 +179,22 @@ async fn runs_reports_restarts_nothing_on_agent_restart_and_stops() {
     );
     let container = running_container(&t, &web.id).expect("container");
     let pid = raw_pid(&t, &proc_).expect("pid file");
+    // The agent's API reads status and logs from the node.
+    let st = agent.handle.alloc_status(&web.id).expect("status");
+    assert_eq!(st.client_status, ClientStatus::Running);
+    let mut logs = agent
+        .handle
+        .logs(&proc_.id, "proc", LogStream::Stdout, false, Some(10))
+        .await
+        .expect("logs");
+    assert!(logs.next().await.is_some());
+    assert!(
+        agent
+            .handle
+            .logs("nope", "proc", LogStream::Stdout, false, None)
+            .await
+            .is_err()
+    );
 
     // The agent stops: workloads stay.
     agent.shutdown().await;
@@ -190,6 +211,15 @@ async fn runs_reports_restarts_nothing_on_agent_restart_and_stops() {
     assert_eq!(raw_pid(&t, &proc_), Some(pid));
     let updates = server.updates.lock().unwrap().clone();
     assert_eq!(updates[&web.id].task_states["web"].restarts, 0);
+    let events: Vec<_> = updates[&web.id].task_states["web"]
+        .events
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .collect();
+    assert!(
+        events.contains(&"Started"),
+        "history survives the agent restart: {events:?}"
+    );
 
     // The server stops both: the container is removed, the process is gone.
     let mut stop_web = web.clone();
@@ -296,6 +326,13 @@ async fn engine_proxy(path: std::path::PathBuf) {
 async fn docker_allocations_wait_for_the_engine_and_converge_when_it_returns() {
     let t = Cleanup::new("client_engine_outage");
     let sock = t.data_path().join("engine.sock");
+    // Left from before: a container of this node that no allocation wants.
+    let d = DockerDriver::connect(DockerDriverConfig::default()).expect("docker");
+    let orphan = t.alloc(vec![t.docker_task("old", "sleep", &["300"])]);
+    let orphan = d
+        .start_task(&t.ctx(&orphan, "old"))
+        .await
+        .expect("start orphan");
     let server = Arc::new(MockServer::default());
     let web = docker_web(&t, 18305);
     server.set_allocs(vec![web.clone()]);
@@ -361,6 +398,16 @@ async fn docker_allocations_wait_for_the_engine_and_converge_when_it_returns() {
     assert_eq!(
         u.task_states["web"].restarts, 0,
         "an engine outage is not a restart"
+    );
+    let gone = poll(Duration::from_secs(10), || async {
+        docker_inspect(&orphan.id, "{{.Id}}")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        gone.is_some(),
+        "the orphan is found once the engine is back, and removed"
     );
     agent.shutdown().await;
     proxy.abort();

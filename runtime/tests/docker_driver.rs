@@ -230,3 +230,41 @@ async fn refusals_are_clear() {
     assert!(matches!(err, DriverError::InvalidConfig { .. }), "{err}");
     assert_eq!(err.metric_label(), "invalid_config");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_follow_and_tail() {
+    let t = Cleanup::new("docker_logs_follow");
+    let d = driver();
+    let alloc = t.alloc(vec![t.docker_task(
+        "talk",
+        "sh",
+        &["-c", "echo one; echo two; sleep 0.5; echo three; sleep 300"],
+    )]);
+    let h = d.start_task(&t.ctx(&alloc, "talk")).await.expect("start");
+    let mut follow = d
+        .logs(&h, LogStream::Stdout, true, None)
+        .await
+        .expect("follow");
+    let mut seen = String::new();
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = follow.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
+            if seen.contains("three") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(got.is_ok(), "followed output: {seen:?}");
+    assert_eq!(seen, "one\ntwo\nthree\n");
+    let mut tail = d
+        .logs(&h, LogStream::Stdout, false, Some(1))
+        .await
+        .expect("tail");
+    let mut last = Vec::new();
+    while let Some(c) = tail.next().await {
+        last.extend(c.expect("chunk"));
+    }
+    assert_eq!(String::from_utf8_lossy(&last), "three\n");
+    d.destroy_task(&h, true).await.expect("destroy");
+}

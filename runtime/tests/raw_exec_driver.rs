@@ -142,3 +142,83 @@ async fn a_new_agent_adopts_the_running_process() {
         .expect("exit");
     assert!(exit.err.is_some() && !exit.successful(), "{exit:?}");
 }
+
+/// Run as a separate process by `the_task_outlives_the_agent`: starts a task and exits.
+#[tokio::test(flavor = "multi_thread")]
+async fn child_agent_starts_a_task_and_exits() {
+    let Ok(dir) = std::env::var("DROVER_TEST_CHILD_AGENT_DIR") else {
+        return; // only meaningful as the child
+    };
+    let d = RawExecDriver::new(std::path::PathBuf::from(&dir));
+    let task = task_raw_exec("survivor", "/bin/sleep", &["300"]);
+    let mut alloc =
+        drover_runtime::testutil::alloc("survive", "node-raw_exec_outlives", vec![task]);
+    alloc.id = "survivor-alloc".into();
+    let node = drover_runtime::driver::NodeEnv {
+        node_id: "node-raw_exec_outlives".into(),
+        ..Default::default()
+    };
+    let dirs =
+        drover_runtime::driver::TaskDirs::new(std::path::Path::new(&dir), &alloc.id, "survivor");
+    dirs.create().expect("dirs");
+    let ctx = drover_runtime::driver::TaskCtx {
+        alloc: std::sync::Arc::new(alloc.clone()),
+        task: alloc.tasks[0].clone(),
+        node: std::sync::Arc::new(node),
+        dirs,
+        replaces: None,
+    };
+    let h = d.start_task(&ctx).await.expect("start");
+    println!("TASK_PID={}", h.id);
+    // The "agent" exits now, with its task still running.
+    std::process::exit(0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_task_outlives_the_agent() {
+    let t = Cleanup::new("raw_exec_outlives");
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "child_agent_starts_a_task_and_exits",
+            "--nocapture",
+        ])
+        .env("DROVER_TEST_CHILD_AGENT_DIR", t.data_path())
+        .output()
+        .expect("child agent");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pid = text
+        .lines()
+        .find_map(|l| l.strip_prefix("TASK_PID="))
+        .unwrap_or_else(|| panic!("child printed no pid: {text}"))
+        .trim()
+        .to_string();
+    // The agent is gone; its task is not, and a new agent adopts it.
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "task died with the agent"
+    );
+    let d = RawExecDriver::new(t.data_path().to_path_buf());
+    let found = d
+        .recover_tasks("node-raw_exec_outlives")
+        .await
+        .expect("recover");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, pid);
+    assert_eq!(
+        d.inspect_task(&found[0]).await.expect("inspect"),
+        TaskStatus::Running
+    );
+    d.stop_task(&found[0], Duration::from_secs(2), "SIGTERM")
+        .await
+        .expect("stop");
+    let gone = common::poll(Duration::from_secs(5), || async {
+        (!std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")))
+        .then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "stopped");
+    d.destroy_task(&found[0], true).await.expect("destroy");
+}

@@ -128,8 +128,16 @@ fn job_run_and_stop_through_the_cli() {
     let a = TestAgent::start("127.0.0.23", &[]);
     let out = a.cli(&["node", "status", "-verbose"]);
     let text = stdout(&out);
-    assert!(text.contains("ready") && text.contains("docker") && text.contains("raw_exec"), "{text}");
-    assert!(text.lines().next().is_some_and(|h| h.starts_with("ID") && h.contains("Eligibility") && h.contains("Status")), "{text}");
+    assert!(
+        text.contains("ready") && text.contains("docker") && text.contains("raw_exec"),
+        "{text}"
+    );
+    assert!(
+        text.lines().next().is_some_and(|h| h.starts_with("ID")
+            && h.contains("Eligibility")
+            && h.contains("Status")),
+        "{text}"
+    );
     let file = a.data_dir.path().join("whoami.nomad");
     std::fs::write(&file, manifest("whoami.nomad")).expect("write");
     let out = a.cli(&["job", "run", file.to_str().expect("utf-8 path")]);

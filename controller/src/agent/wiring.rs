@@ -70,7 +70,7 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf) -> anyhow::Result<()> {
     if config.client.enabled {
         let client = build_client(&config, &data_dir)?;
         node_id = Some(client.node_id().to_string());
-        logs = Some(Arc::new(DriverLogs(client.drivers())) as Arc<dyn api::TaskLogs>);
+        logs = Some(Arc::new(ClientLogs(client.handle())) as Arc<dyn api::TaskLogs>);
         let local = Arc::new(server.local());
         let shutdown = stopped(&stop_rx);
         client_task = Some(tokio::spawn(async move {
@@ -218,15 +218,15 @@ fn start_manifests(
     });
 }
 
-/// Task logs through the node's own drivers (the docker engine, raw_exec's log files).
-struct DriverLogs(drover_runtime::driver::Drivers);
+/// Task logs through the node's client (the docker engine, raw_exec's log files).
+struct ClientLogs(drover_runtime::client::ClientHandle);
 
-impl api::TaskLogs for DriverLogs {
+impl api::TaskLogs for ClientLogs {
     fn logs(
         &self,
         alloc_id: &str,
         task: &str,
-        driver: &str,
+        _driver: &str,
         stderr: bool,
         follow: bool,
         tail_bytes: Option<u64>,
@@ -234,30 +234,19 @@ impl api::TaskLogs for DriverLogs {
         Box<dyn std::future::Future<Output = Result<api::LogBytes, String>> + Send + '_>,
     > {
         use futures_util::StreamExt;
-        let handle = drover_runtime::driver::TaskHandle {
-            driver: driver.to_string(),
-            alloc_id: alloc_id.to_string(),
-            task: task.to_string(),
-            job_id: String::new(),
-            // Docker finds a container by its deterministic name as well as by its id.
-            id: format!("{task}-{alloc_id}"),
-            started_at: 0,
-        };
-        let d = self.0.get(driver).cloned();
+        let (alloc_id, task) = (alloc_id.to_string(), task.to_string());
         Box::pin(async move {
-            let d = d.ok_or_else(|| {
-                format!("driver {:?} is not available on this node", handle.driver)
-            })?;
             let stream = if stderr {
                 drover_runtime::driver::LogStream::Stderr
             } else {
                 drover_runtime::driver::LogStream::Stdout
             };
-            // Nomad's `origin=end&offset=N` is in bytes; the driver tails in lines, so ask for a
-            // generous number of lines and cut the bytes here.
+            // Nomad's `origin=end&offset=N` is in bytes; the driver tails in lines, so ask for
+            // enough lines and cut the bytes here.
             let tail_lines = tail_bytes.map(|b| (b / 16).clamp(10, 100_000) as usize);
-            let chunks = d
-                .logs(&handle, stream, follow, tail_lines)
+            let chunks = self
+                .0
+                .logs(&alloc_id, &task, stream, follow, tail_lines)
                 .await
                 .map_err(|e| e.to_string())?;
             let chunks = chunks.map(|r| r.map_err(|e| e.to_string()));
@@ -268,8 +257,7 @@ impl api::TaskLogs for DriverLogs {
                     for c in all {
                         bytes.extend(c?);
                     }
-                    let start = bytes.len().saturating_sub(n as usize);
-                    let tail = bytes.split_off(start);
+                    let tail = bytes.split_off(bytes.len().saturating_sub(n as usize));
                     Ok(Box::pin(futures_util::stream::iter(vec![Ok(tail)])) as api::LogBytes)
                 }
                 _ => Ok(Box::pin(chunks) as api::LogBytes),

@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use super::sync::{RunningAlloc, sync};
 use super::{ApiError, ServerApi};
 use crate::allocrunner::{AllocRunner, AllocRunnerArgs};
 use crate::driver::docker::{DockerDriver, DockerDriverConfig};
 use crate::driver::raw_exec::RawExecDriver;
-use crate::driver::{Driver, Drivers, NodeEnv, TaskHandle, TaskStatus};
+use crate::driver::{Driver, Drivers, LogChunks, LogStream, NodeEnv, TaskHandle, TaskStatus};
 use crate::spec::{AllocSpec, AllocUpdate, DesiredStatus, DriverInfo, NodeInfo};
 use crate::taskrunner::now_nanos;
 
@@ -38,11 +39,22 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    #[error("failed to find allocation {alloc_id} on this node")]
+    UnknownAlloc { alloc_id: String },
+    #[error("failed to find task {task} of allocation {alloc_id} on this node (not started yet?)")]
+    UnknownTask { alloc_id: String, task: String },
+    #[error("failed to read the logs of task {task} of allocation {alloc_id}: {source}")]
+    Logs {
+        alloc_id: String,
+        task: String,
+        #[source]
+        source: Box<crate::driver::DriverError>,
+    },
     #[error("failed to set up the {driver} driver: {source}")]
     Driver {
         driver: &'static str,
         #[source]
-        source: crate::driver::DriverError,
+        source: Box<crate::driver::DriverError>,
     },
 }
 
@@ -112,6 +124,80 @@ pub struct Client {
     node_id: String,
     drivers: Drivers,
     docker: Option<Arc<DockerDriver>>,
+    slots: Slots,
+}
+
+/// A cheap, cloneable view of a running client for the agent's HTTP API: allocation status
+/// and task logs, straight from the node.
+#[derive(Clone)]
+pub struct ClientHandle {
+    node_id: String,
+    slots: Slots,
+    drivers: Drivers,
+}
+
+impl ClientHandle {
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// What the node last derived for `alloc_id` (client status, task states and events).
+    pub fn alloc_status(&self, alloc_id: &str) -> Option<AllocUpdate> {
+        match self
+            .slots
+            .lock()
+            .expect("slots lock poisoned")
+            .get(alloc_id)
+        {
+            Some(Slot::Live(r)) => Some(r.status()),
+            _ => None,
+        }
+    }
+
+    /// The output of `task` of `alloc_id` (`drover alloc logs`).
+    pub async fn logs(
+        &self,
+        alloc_id: &str,
+        task: &str,
+        stream: LogStream,
+        follow: bool,
+        tail: Option<usize>,
+    ) -> Result<LogChunks, ClientError> {
+        let runner = match self
+            .slots
+            .lock()
+            .expect("slots lock poisoned")
+            .get(alloc_id)
+        {
+            Some(Slot::Live(r)) => r.clone(),
+            _ => {
+                return Err(ClientError::UnknownAlloc {
+                    alloc_id: alloc_id.to_string(),
+                });
+            }
+        };
+        let handle = runner
+            .task_handle(task)
+            .ok_or_else(|| ClientError::UnknownTask {
+                alloc_id: alloc_id.to_string(),
+                task: task.to_string(),
+            })?;
+        let driver = self
+            .drivers
+            .get(&handle.driver)
+            .ok_or_else(|| ClientError::UnknownTask {
+                alloc_id: alloc_id.to_string(),
+                task: task.to_string(),
+            })?;
+        driver
+            .logs(&handle, stream, follow, tail)
+            .await
+            .map_err(|source| ClientError::Logs {
+                alloc_id: alloc_id.to_string(),
+                task: task.to_string(),
+                source: Box::new(source),
+            })
+    }
 }
 
 impl Client {
@@ -124,7 +210,7 @@ impl Client {
             let d = Arc::new(DockerDriver::connect(cfg.clone()).map_err(|source| {
                 ClientError::Driver {
                     driver: "docker",
-                    source,
+                    source: Box::new(source),
                 }
             })?);
             drivers.insert("docker".into(), d.clone() as Arc<dyn Driver>);
@@ -141,6 +227,7 @@ impl Client {
             node_id,
             drivers,
             docker,
+            slots: Arc::new(Mutex::new(BTreeMap::new())),
         })
     }
 
@@ -157,9 +244,14 @@ impl Client {
         &self.node_id
     }
 
-    /// The drivers, shared: the agent's API reads task logs through them.
-    pub fn drivers(&self) -> Drivers {
-        self.drivers.clone()
+    /// A view for the agent's API; valid before, during and after [`Client::run`]. Take it
+    /// after every `with_driver`.
+    pub fn handle(&self) -> ClientHandle {
+        ClientHandle {
+            node_id: self.node_id.clone(),
+            slots: self.slots.clone(),
+            drivers: self.drivers.clone(),
+        }
     }
 
     fn node_env(&self) -> NodeEnv {
@@ -171,7 +263,7 @@ impl Client {
             node_class: self.config.node_class.clone(),
             node_pool: self.config.node_pool.clone(),
             address: self.config.address.clone(),
-            attributes: node_attributes(),
+            attributes: node_attributes(&self.config.address),
             meta: self.config.meta.clone(),
         }
     }
@@ -181,7 +273,7 @@ impl Client {
         for (name, d) in &self.drivers {
             drivers.insert(name.clone(), d.fingerprint().await);
         }
-        let mut attributes = node_attributes();
+        let mut attributes = node_attributes(&self.config.address);
         for (name, info) in &drivers {
             if info.detected {
                 attributes.insert(format!("driver.{name}"), "1".into());
@@ -214,11 +306,24 @@ impl Client {
         server: Arc<S>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ClientError> {
+        // Every log line of the client and its loops carries the node id.
+        let span = tracing::info_span!("client", node_id = %self.node_id);
+        self.run_in(server, shutdown, span.clone())
+            .instrument(span)
+            .await
+    }
+
+    async fn run_in<S: ServerApi>(
+        self,
+        server: Arc<S>,
+        shutdown: impl Future<Output = ()> + Send,
+        span: tracing::Span,
+    ) -> Result<(), ClientError> {
         let node_id = self.node_id.clone();
-        tracing::info!(node_id = %node_id, "client starting");
+        tracing::info!("client starting");
         let (stop_tx, stop_rx) = watch::channel(false);
         let (updates_tx, updates_rx) = mpsc::unbounded_channel();
-        let slots: Slots = Arc::new(Mutex::new(BTreeMap::new()));
+        let slots: Slots = self.slots.clone();
         let node = Arc::new(self.node_env());
         let state_dir = self.config.data_dir.join("client").join("allocs");
         std::fs::create_dir_all(&state_dir).map_err(|source| ClientError::Io {
@@ -251,7 +356,7 @@ impl Client {
             }
             let restored = orphans.remove(&spec.id).unwrap_or_default();
             tracing::info!(alloc_id = %spec.id, tasks = restored.len(), "restoring allocation");
-            let runner = self.spawn_runner(spec, restored, &node, &updates_tx, &stop_rx);
+            let runner = self.spawn_runner(spec, restored, last, &node, &updates_tx, &stop_rx);
             slots
                 .lock()
                 .expect("slots lock poisoned")
@@ -261,33 +366,42 @@ impl Client {
         let node_info = Arc::new(Mutex::new(info));
         let (registered_tx, registered_rx) = watch::channel(None::<Duration>);
         let mut background = tokio::task::JoinSet::new();
-        background.spawn(report_updates(
-            server.clone(),
-            node_id.clone(),
-            updates_rx,
-            state_dir.clone(),
-            stop_rx.clone(),
-        ));
-        background.spawn(heartbeat(
-            server.clone(),
-            node_info.clone(),
-            registered_tx,
-            stop_rx.clone(),
-        ));
-        if let Some(docker) = self.docker.clone() {
-            background.spawn(pump_events(
-                docker,
+        background.spawn(
+            report_updates(
+                server.clone(),
                 node_id.clone(),
-                slots.clone(),
+                updates_rx,
+                state_dir.clone(),
                 stop_rx.clone(),
-            ));
+            )
+            .instrument(span.clone()),
+        );
+        background.spawn(
+            heartbeat(
+                server.clone(),
+                node_info.clone(),
+                registered_tx,
+                stop_rx.clone(),
+            )
+            .instrument(span.clone()),
+        );
+        if let Some(docker) = self.docker.clone() {
+            background.spawn(
+                pump_events(docker, node_id.clone(), slots.clone(), stop_rx.clone())
+                    .instrument(span.clone()),
+            );
         }
-        background.spawn(refingerprint(
-            self.drivers.clone(),
-            node_info.clone(),
-            self.config.fingerprint_interval,
-            stop_rx.clone(),
-        ));
+        let (healed_tx, mut healed_rx) = watch::channel(0u64);
+        background.spawn(
+            refingerprint(
+                self.drivers.clone(),
+                node_info.clone(),
+                self.config.fingerprint_interval,
+                healed_tx,
+                stop_rx.clone(),
+            )
+            .instrument(span.clone()),
+        );
 
         let mut shutdown = std::pin::pin!(shutdown);
         let mut index = 0u64;
@@ -300,11 +414,30 @@ impl Client {
                 return self.finish(stop_tx, background).await;
             }
         }
+        let mut last_allocs: Option<Vec<AllocSpec>> = None;
         loop {
             let query = server.node_allocations(&node_id, index, ALLOCS_WAIT);
             let answer = tokio::select! {
                 r = query => r,
                 _ = &mut shutdown => break,
+                Ok(()) = healed_rx.changed() => {
+                    // A driver came back: what it runs that no runner owns is an orphan (or a
+                    // task to re-attach); sync decides, against the last answer from the server.
+                    let info = node_info.lock().expect("node info lock poisoned").clone();
+                    let found = self.recover(&info).await;
+                    {
+                        let slots = slots.lock().expect("slots lock poisoned");
+                        for (alloc_id, tasks) in found {
+                            if !slots.contains_key(&alloc_id) {
+                                orphans.entry(alloc_id).or_default().extend(tasks);
+                            }
+                        }
+                    }
+                    if let Some(allocs) = &last_allocs {
+                        self.apply(allocs, &mut orphans, &slots, &node, &updates_tx, &stop_rx, &state_dir);
+                    }
+                    continue;
+                }
             };
             match answer {
                 Ok((new_index, allocs)) => {
@@ -319,6 +452,7 @@ impl Client {
                         &stop_rx,
                         &state_dir,
                     );
+                    last_allocs = Some(allocs);
                 }
                 Err(e) => {
                     let wait = backoff.next();
@@ -396,6 +530,7 @@ impl Client {
         &self,
         spec: AllocSpec,
         restored: HashMap<String, TaskHandle>,
+        last: Option<AllocUpdate>,
         node: &Arc<NodeEnv>,
         updates: &mpsc::UnboundedSender<AllocUpdate>,
         stop: &watch::Receiver<bool>,
@@ -409,6 +544,7 @@ impl Client {
             updates: updates.clone(),
             shutdown: stop.clone(),
             jitter_seed: None,
+            last_reported: last,
         }))
     }
 
@@ -468,7 +604,7 @@ impl Client {
         for spec in diff.start {
             save_alloc(state_dir, &spec);
             let restored = orphans.remove(&spec.id).unwrap_or_default();
-            let runner = self.spawn_runner(spec, restored, node, updates, stop);
+            let runner = self.spawn_runner(spec, restored, None, node, updates, stop);
             slots
                 .lock()
                 .expect("slots lock poisoned")
@@ -634,10 +770,13 @@ fn drivers_differ(a: &NodeInfo, b: &NodeInfo) -> bool {
     key(a) != key(b)
 }
 
+/// Fingerprints the drivers every `every`; bumps `recovered` when a driver turns healthy, so
+/// the client looks for that driver's tasks (it could not while the driver was down).
 async fn refingerprint(
     drivers: Drivers,
     node: Arc<Mutex<NodeInfo>>,
     every: Duration,
+    recovered: watch::Sender<u64>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -650,12 +789,18 @@ async fn refingerprint(
             infos.insert(name.clone(), d.fingerprint().await);
         }
         let mut n = node.lock().expect("node info lock poisoned");
+        let mut healed = false;
         for (name, info) in &infos {
-            if n.drivers.get(name).map(|d| d.healthy) != Some(info.healthy) {
+            let before = n.drivers.get(name).map(|d| d.healthy);
+            if before != Some(info.healthy) {
                 tracing::info!(driver = %name, healthy = info.healthy, description = %info.health_description, "driver health changed");
+                healed |= info.healthy;
             }
         }
         n.drivers = infos;
+        if healed {
+            recovered.send_modify(|g| *g += 1);
+        }
     }
 }
 
@@ -808,8 +953,10 @@ fn hostname() -> String {
 }
 
 /// Nomad's `attr.*` that drover knows how to read.
-fn node_attributes() -> BTreeMap<String, String> {
+fn node_attributes(address: &str) -> BTreeMap<String, String> {
     let mut a = BTreeMap::new();
+    // What jobs use to point at the node itself (`dns_servers = ["${attr.unique.network.ip-address}"]`).
+    a.insert("unique.network.ip-address".into(), address.to_string());
     a.insert("kernel.name".into(), std::env::consts::OS.into());
     a.insert("cpu.arch".into(), std::env::consts::ARCH.into());
     a.insert("unique.hostname".into(), hostname());

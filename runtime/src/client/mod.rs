@@ -5,7 +5,7 @@
 pub mod agent;
 pub mod sync;
 
-pub use agent::{Client, ClientConfig, ClientError};
+pub use agent::{Client, ClientConfig, ClientError, ClientHandle};
 pub use sync::{NodeDiff, RunningAlloc, sync};
 
 use std::future::Future;

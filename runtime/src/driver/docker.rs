@@ -793,3 +793,186 @@ impl Driver for DockerDriver {
         Ok(Box::pin(s))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::{NodeEnv, TaskDirs};
+    use crate::spec::Resources;
+    use crate::testutil;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    fn ctx(cfg: DockerConfig, resources: Resources) -> TaskCtx {
+        let mut task = testutil::task_docker("web", "img");
+        task.config = TaskConfig::Docker(cfg);
+        task.resources = resources;
+        task.kill_signal = Some("SIGINT".into());
+        task.env
+            .insert("GREETING".into(), "hi ${NOMAD_ALLOC_INDEX}".into());
+        let mut alloc = testutil::alloc("whoami", "node-1", vec![task.clone()]);
+        alloc.id = "a1b2".into();
+        alloc.networks = vec![testutil::network_with_port("http", 8080, 80)];
+        TaskCtx {
+            dirs: TaskDirs::new(Path::new("/data"), &alloc.id, "web"),
+            alloc: Arc::new(alloc),
+            task,
+            node: Arc::new(NodeEnv {
+                node_id: "node-1".into(),
+                address: "10.0.0.5".into(),
+                datacenter: "dc1".into(),
+                ..NodeEnv::default()
+            }),
+            replaces: None,
+        }
+    }
+
+    fn base() -> DockerConfig {
+        DockerConfig {
+            image: "traefik/whoami:${NOMAD_DC}".into(),
+            ports: vec!["http".into()],
+            args: vec!["--port".into(), "${NOMAD_PORT_http}".into()],
+            dns_servers: vec!["${attr.unique.network.ip-address}".into(), "1.1.1.1".into()],
+            dns_search_domains: vec!["service.consul".into()],
+            volumes: vec!["local/config:/app/config".into()],
+            labels: [
+                ("drover.alloc".to_string(), "spoofed".to_string()),
+                ("team".to_string(), "web".to_string()),
+            ]
+            .into(),
+            ..DockerConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_container_carries_everything_the_task_asks_for() {
+        let body = container_body(
+            &ctx(base(), Resources::default()),
+            &DockerDriverConfig::default(),
+        )
+        .expect("body");
+        assert_eq!(body.image.as_deref(), Some("traefik/whoami:dc1"));
+        assert_eq!(body.cmd, Some(vec!["--port".to_string(), "80".to_string()]));
+        assert_eq!(body.stop_signal.as_deref(), Some("SIGINT"));
+        let labels = body.labels.expect("labels");
+        assert_eq!(
+            labels["drover.alloc"], "a1b2",
+            "drover's labels cannot be overridden"
+        );
+        assert_eq!(labels["drover.job"], "whoami");
+        assert_eq!(labels["drover.task"], "web");
+        assert_eq!(labels["drover.node"], "node-1");
+        assert_eq!(labels["team"], "web");
+        let env = body.env.expect("env");
+        assert!(env.contains(&"GREETING=hi 0".to_string()), "{env:?}");
+        assert!(env.contains(&"NOMAD_ADDR_http=10.0.0.5:8080".to_string()));
+        let hc = body.host_config.expect("host config");
+        let bindings = hc.port_bindings.expect("bindings");
+        let tcp = bindings["80/tcp"].as_ref().expect("tcp");
+        assert_eq!(tcp[0].host_ip.as_deref(), Some("10.0.0.5"));
+        assert_eq!(tcp[0].host_port.as_deref(), Some("8080"));
+        assert!(bindings.contains_key("80/udp"));
+        assert_eq!(hc.cpu_shares, Some(100));
+        assert_eq!(hc.memory, Some(300 * 1024 * 1024));
+        assert_eq!(hc.memory_reservation, None);
+        // An unknown ${attr.*} is left as written, as Nomad does.
+        assert_eq!(
+            hc.dns,
+            Some(vec![
+                "${attr.unique.network.ip-address}".to_string(),
+                "1.1.1.1".to_string()
+            ])
+        );
+        assert_eq!(hc.dns_search, Some(vec!["service.consul".to_string()]));
+        let binds = hc.binds.expect("binds");
+        assert_eq!(
+            binds,
+            [
+                "/data/alloc/a1b2/alloc:/alloc",
+                "/data/alloc/a1b2/web/local:/local",
+                "/data/alloc/a1b2/web/secrets:/secrets",
+                "/data/alloc/a1b2/web/local/config:/app/config",
+            ]
+        );
+        assert_eq!(
+            hc.log_config.and_then(|l| l.typ).as_deref(),
+            Some("json-file")
+        );
+    }
+
+    #[test]
+    fn memory_max_is_the_hard_limit_and_memory_the_reservation() {
+        let res = Resources {
+            cpu: 500,
+            cores: 0,
+            memory: 128,
+            memory_max: 512,
+        };
+        let hc = container_body(&ctx(base(), res), &DockerDriverConfig::default())
+            .expect("body")
+            .host_config
+            .expect("host config");
+        assert_eq!(hc.memory, Some(512 * 1024 * 1024));
+        assert_eq!(hc.memory_reservation, Some(128 * 1024 * 1024));
+        assert_eq!(hc.cpu_shares, Some(500));
+    }
+
+    #[test]
+    fn command_entrypoint_and_refusals() {
+        let cfg = DockerConfig {
+            command: Some("/bin/app".into()),
+            entrypoint: Some(vec!["/init".into(), "${NOMAD_TASK_NAME}".into()]),
+            ..base()
+        };
+        let body = container_body(
+            &ctx(cfg, Resources::default()),
+            &DockerDriverConfig::default(),
+        )
+        .expect("body");
+        assert_eq!(
+            body.cmd,
+            Some(vec![
+                "/bin/app".to_string(),
+                "--port".to_string(),
+                "80".to_string()
+            ])
+        );
+        assert_eq!(
+            body.entrypoint,
+            Some(vec!["/init".to_string(), "web".to_string()])
+        );
+
+        let refuse = |cfg: DockerConfig| {
+            container_body(
+                &ctx(cfg, Resources::default()),
+                &DockerDriverConfig::default(),
+            )
+            .expect_err("refused")
+        };
+        let e = refuse(DockerConfig {
+            ports: vec!["nope".into()],
+            ..base()
+        });
+        assert!(e.to_string().contains("config.ports"), "{e}");
+        let e = refuse(DockerConfig {
+            volumes: vec!["../../../etc:/etc".into()],
+            ..base()
+        });
+        assert!(
+            e.to_string().contains("outside the allocation directory"),
+            "{e}"
+        );
+        let e = refuse(DockerConfig {
+            privileged: true,
+            ..base()
+        });
+        assert!(e.to_string().contains("allow_privileged"), "{e}");
+        assert!(!e.is_recoverable());
+    }
+
+    #[test]
+    fn names_are_what_docker_accepts() {
+        assert_eq!(container_name("web", "a1-b2"), "web-a1-b2");
+        assert_eq!(container_name("we b/x", "id"), "we_b_x-id");
+    }
+}

@@ -89,8 +89,10 @@ fn start_ticks(pid: i32) -> Option<u64> {
     fields.get(19)?.parse().ok()
 }
 
+/// Whether the recorded process still runs. Pids 0 and 1 are never ours: signalling "group 1"
+/// would be kill(-1), every process on the machine, so a damaged pid file must not get there.
 fn alive(p: &PidFile) -> bool {
-    start_ticks(p.pid) == Some(p.start_ticks)
+    p.pid > 1 && p.start_ticks != 0 && start_ticks(p.pid) == Some(p.start_ticks)
 }
 
 /// `SIGTERM`, `TERM`, `15` → the signal.
@@ -522,6 +524,32 @@ mod tests {
         assert_eq!(last_lines(b"a\nb\nc\n", 2), b"b\nc\n");
         assert_eq!(last_lines(b"a\nb\nc", 5), b"a\nb\nc");
         assert_eq!(last_lines(b"a\n", 0), b"");
+    }
+
+    #[test]
+    fn init_and_unknown_start_times_are_never_alive() {
+        let h = TaskHandle {
+            driver: "raw_exec".into(),
+            alloc_id: "a".into(),
+            task: "t".into(),
+            job_id: "j".into(),
+            id: "1".into(),
+            started_at: 0,
+        };
+        let init = PidFile {
+            handle: h.clone(),
+            node_id: "n".into(),
+            pid: 1,
+            start_ticks: start_ticks(1).unwrap_or(1),
+        };
+        assert!(!alive(&init));
+        let me = std::process::id() as i32;
+        let unknown = PidFile {
+            pid: me,
+            start_ticks: 0,
+            ..init
+        };
+        assert!(!alive(&unknown));
     }
 
     #[test]

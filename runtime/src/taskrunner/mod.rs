@@ -43,6 +43,7 @@ pub mod event {
     pub const DRIVER_FAILURE: &str = "Driver Failure";
     pub const DRIVER: &str = "Driver";
     pub const SIBLING_FAILED: &str = "Sibling Task Failed";
+    pub const LEADER_DEAD: &str = "Leader Task Dead";
 }
 
 /// Why a task is being killed.
@@ -52,16 +53,29 @@ pub enum KillReason {
     Stop,
     /// Another task of the allocation failed (Nomad kills the siblings).
     SiblingFailed(String),
+    /// The allocation's leader task ended (Nomad's `leader = true`).
+    LeaderDead(String),
 }
 
-/// Where engine events for one task land; the runner reads them when it is woken.
+/// Where engine events for one task land (the runner reads them when it is woken), and where
+/// the runner shows its current instance to readers such as `logs`.
 #[derive(Default)]
 pub struct Inbox {
     events: Mutex<Vec<EngineEvent>>,
     notify: Notify,
+    current: Mutex<Option<TaskHandle>>,
 }
 
 impl Inbox {
+    /// The task's newest instance, if it was ever started.
+    pub fn current(&self) -> Option<TaskHandle> {
+        self.current.lock().expect("inbox lock poisoned").clone()
+    }
+
+    fn set_current(&self, h: &TaskHandle) {
+        *self.current.lock().expect("inbox lock poisoned") = Some(h.clone());
+    }
+
     pub fn push(&self, ev: EngineEvent) {
         self.events.lock().expect("inbox lock poisoned").push(ev);
         self.notify.notify_one();
@@ -211,6 +225,7 @@ impl TaskRunner {
                 self.state.started_at = h.started_at;
             }
             self.last = Some(h.clone());
+            self.inbox.set_current(h);
             self.publish();
         }
         loop {
@@ -308,6 +323,7 @@ impl TaskRunner {
                     self.state.started_at = now_nanos();
                     self.state.failed = false;
                     self.last = Some(h.clone());
+                    self.inbox.set_current(&h);
                     self.event(event::STARTED, "Task started by client");
                     return Ok(Some(h));
                 }
@@ -395,7 +411,19 @@ impl TaskRunner {
                 }
             };
             match r {
-                Ok(exit) => return Waited::Exited(exit),
+                Ok(exit) => {
+                    // The wait and the event stream race: an operator's SIGKILL may already
+                    // be in the inbox when the wait returns first.
+                    let pending = inbox.drain();
+                    let outside = pending.iter().filter(|e| e.id == h.id).any(|e| {
+                        e.action == "destroy"
+                            || (e.action == "kill" && is_sigkill(e.signal.as_deref()))
+                    });
+                    if killed_outside || outside {
+                        return Waited::Vanished;
+                    }
+                    return Waited::Exited(exit);
+                }
                 Err(DriverError::TaskNotFound { .. }) => return Waited::Vanished,
                 Err(e) => {
                     // Lost contact with the engine: the task may well be fine. Look again
@@ -434,6 +462,20 @@ impl TaskRunner {
         None
     }
 
+    /// Sleeps `d` unless the agent shuts down first (a kill is what is being waited out).
+    async fn sleep_ignoring_kill(&mut self, d: Duration) -> Option<Interrupted> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            if self.shutting_down() {
+                return Some(Interrupted::Shutdown);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return None,
+                r = self.shutdown.changed() => if r.is_err() { return Some(Interrupted::Shutdown) },
+            }
+        }
+    }
+
     /// Sleeps `d` unless killed or shut down first.
     async fn sleep(&mut self, d: Duration) -> Option<Interrupted> {
         let deadline = tokio::time::Instant::now() + d;
@@ -455,11 +497,16 @@ impl TaskRunner {
     /// Stops the running instance (if any) with the task's kill signal and timeout, removes
     /// what is left, and marks the task dead.
     async fn killed(&mut self, running: Option<TaskHandle>, reason: KillReason) -> TaskState {
-        if let KillReason::SiblingFailed(t) = &reason {
-            self.push(task_event(
+        match &reason {
+            KillReason::SiblingFailed(t) => self.push(task_event(
                 event::SIBLING_FAILED,
                 format!("Task's sibling {t:?} failed"),
-            ));
+            )),
+            KillReason::LeaderDead(t) => self.push(task_event(
+                event::LEADER_DEAD,
+                format!("Leader task {t:?} is dead"),
+            )),
+            KillReason::Stop => {}
         }
         let signal = self
             .ctx
@@ -469,6 +516,20 @@ impl TaskRunner {
             .unwrap_or_else(|| "SIGTERM".into());
         let timeout = self.ctx.task.kill_timeout;
         if let Some(h) = running.as_ref() {
+            let delay = self.ctx.task.shutdown_delay;
+            if !delay.is_zero() {
+                // Nomad's shutdown_delay: services are already gone, in-flight work drains.
+                self.event(
+                    event::KILLING,
+                    format!(
+                        "Waiting for shutdown_delay of {} before killing the task.",
+                        fmt_delay(delay)
+                    ),
+                );
+                if let Some(Interrupted::Shutdown) = self.sleep_ignoring_kill(delay).await {
+                    return self.state.clone();
+                }
+            }
             self.event(
                 event::KILLING,
                 format!(

@@ -48,6 +48,7 @@ fn rig_with(alloc: AllocSpec, mock: Arc<MockDriver>, restored: HashMap<String, T
         updates: tx,
         shutdown,
         jitter_seed: Some(1),
+        last_reported: None,
     });
     Rig {
         mock,
@@ -303,5 +304,42 @@ async fn shutdown_leaves_tasks_running() {
             .calls()
             .iter()
             .any(|c| matches!(c, MockCall::Stop { .. } | MockCall::Destroy { .. }))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_leader_ends_the_others_are_killed() {
+    let mut leader = mock_task("main");
+    leader.leader = true;
+    let mut alloc = testutil::alloc("job", "n1", vec![leader, mock_task("sidecar")]);
+    alloc.job_type = "batch".into();
+    alloc.restart = RestartPolicy::batch_default();
+    let r = rig(alloc);
+    until(&r, ClientStatus::Running).await;
+    r.mock.finish("main", MockExit::code(0));
+    let u = until(&r, ClientStatus::Complete).await;
+    assert!(events(&u, "sidecar").contains(&"Leader Task Dead".to_string()));
+    assert!(r.mock.running().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_delay_is_waited_before_the_kill_signal() {
+    let mut t = mock_task("web");
+    t.shutdown_delay = Duration::from_secs(7);
+    let r = rig(testutil::alloc("web", "n1", vec![t]));
+    until(&r, ClientStatus::Running).await;
+    let t0 = tokio::time::Instant::now();
+    r.runner.kill();
+    until(&r, ClientStatus::Complete).await;
+    assert!(tokio::time::Instant::now() - t0 >= Duration::from_secs(7));
+    let u = r.runner.status();
+    let msgs: Vec<_> = u.task_states["web"]
+        .events
+        .iter()
+        .map(|e| e.message.clone())
+        .collect();
+    assert!(
+        msgs.iter().any(|m| m.contains("shutdown_delay of 7s")),
+        "{msgs:?}"
     );
 }

@@ -94,7 +94,9 @@ impl Drop for Cleanup {
     }
 }
 
-/// Kills the process group of every raw_exec task with a pid file under `data_dir`.
+/// Kills the process group of every raw_exec task with a pid file under `data_dir` that is
+/// still the same process (same start time): a pid file outlives its process, and its pid may
+/// since belong to anything else on the machine.
 pub fn kill_raw_exec(data_dir: &Path) {
     let Ok(entries) = std::fs::read_dir(data_dir.join("client").join("raw_exec")) else {
         return;
@@ -106,12 +108,26 @@ pub fn kill_raw_exec(data_dir: &Path) {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
             continue;
         };
-        if let Some(pid) = v.get("pid").and_then(|p| p.as_i64()) {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &format!("-{pid}")])
-                .output();
+        let (Some(pid), Some(ticks)) = (
+            v.get("pid").and_then(|p| p.as_i64()),
+            v.get("start_ticks").and_then(|p| p.as_u64()),
+        ) else {
+            continue;
+        };
+        if pid <= 1 || ticks == 0 || proc_start_ticks(pid) != Some(ticks) {
+            continue;
         }
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &format!("-{pid}")])
+            .output();
     }
+}
+
+/// Field 22 of `/proc/<pid>/stat`.
+fn proc_start_ticks(pid: i64) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// `docker rm -f` every container labelled `drover.test=<test>` or owned by the test's node.
