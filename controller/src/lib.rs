@@ -12,4 +12,5 @@ pub mod scheduler;
 pub mod server;
 pub mod state;
 pub mod structs;
+pub mod timefmt;
 pub mod worker;

@@ -15,30 +15,8 @@ pub fn time(nanos: i64) -> Value {
     if nanos <= 0 {
         return json!("0001-01-01T00:00:00Z");
     }
-    let secs = nanos / 1_000_000_000;
-    let sub = nanos % 1_000_000_000;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    json!(format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{sub:09}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    ))
-}
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    let (date, sub) = crate::timefmt::utc_parts(nanos);
+    json!(format!("{date}.{sub:09}Z"))
 }
 
 pub fn task_state(t: &TaskState) -> Value {

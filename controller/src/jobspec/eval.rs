@@ -274,17 +274,9 @@ impl<'a> Scope<'a> {
 
     fn for_expr(&mut self, f: &ForExpr) -> EvalResult<Value> {
         let collection = self.eval(&f.intro.collection_expr)?;
-        let pairs: Vec<(Value, Value)> = match collection {
-            Value::Array(items) => items
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| (Value::from(i), v))
-                .collect(),
-            Value::Object(map) => map
-                .into_iter()
-                .map(|(k, v)| (Value::String(k), v))
-                .collect(),
-            other => {
+        let pairs: Vec<(Value, Value)> = match key_value_pairs(collection) {
+            Ok(pairs) => pairs,
+            Err(other) => {
                 return Err(EvalError::new(
                     f.intro.collection_expr.span(),
                     format!(
@@ -414,17 +406,9 @@ impl<'a> Scope<'a> {
                     Directive::For(d) => {
                         let fe = &d.for_expr;
                         let collection = self.eval(&fe.collection_expr)?;
-                        let pairs: Vec<(Value, Value)> = match collection {
-                            Value::Array(items) => items
-                                .into_iter()
-                                .enumerate()
-                                .map(|(i, v)| (Value::from(i), v))
-                                .collect(),
-                            Value::Object(map) => map
-                                .into_iter()
-                                .map(|(k, v)| (Value::String(k), v))
-                                .collect(),
-                            other => {
+                        let pairs: Vec<(Value, Value)> = match key_value_pairs(collection) {
+                            Ok(pairs) => pairs,
+                            Err(other) => {
                                 return Err(EvalError::new(
                                     fe.collection_expr.span(),
                                     format!(
@@ -546,6 +530,23 @@ fn trim_end_line(s: &str) -> &str {
     s.strip_suffix("\r\n")
         .or_else(|| s.strip_suffix('\n'))
         .unwrap_or(s)
+}
+
+/// The (key, value) pairs a `for` iterates: (index, element) of a list, (key, value) of an
+/// object; anything else is returned as the error.
+pub fn key_value_pairs(collection: Value) -> Result<Vec<(Value, Value)>, Value> {
+    match collection {
+        Value::Array(items) => Ok(items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (Value::from(i), v))
+            .collect()),
+        Value::Object(map) => Ok(map
+            .into_iter()
+            .map(|(k, v)| (Value::String(k), v))
+            .collect()),
+        other => Err(other),
+    }
 }
 
 pub fn type_name(v: &Value) -> &'static str {

@@ -13,7 +13,7 @@ use hcl_edit::structure::{Block as HclBlock, BlockLabel, Body as HclBody, Struct
 use serde_json::{Map, Value};
 
 use super::error::Diagnostic;
-use super::eval::{EvalError, Scope, type_name};
+use super::eval::{EvalError, Scope, key_value_pairs, type_name};
 use super::schema;
 use super::tree::{Block, Body, Item, ItemKind, Label, Pos, Value as TreeValue};
 
@@ -551,14 +551,9 @@ impl<'a> Reader<'a> {
             Ok(v) => v,
             Err(e) => return self.eval_error(&field, e),
         };
-        let pairs: Vec<(Value, Value)> = match collection {
-            Value::Array(a) => a
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| (Value::from(i), v))
-                .collect(),
-            Value::Object(m) => m.into_iter().map(|(k, v)| (Value::String(k), v)).collect(),
-            other => {
+        let pairs: Vec<(Value, Value)> = match key_value_pairs(collection) {
+            Ok(pairs) => pairs,
+            Err(other) => {
                 self.diags.push(Diagnostic::error(
                     self.pos(for_each.span()),
                     &field,
