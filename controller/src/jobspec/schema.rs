@@ -779,15 +779,7 @@ mod tests {
         assert!(
             docs.contains(&markdown_table()),
             "docs/jobspec.md is out of date: print the table with \
-             `cargo test -p drover-controller --lib print_docs_table -- --ignored --nocapture` \
-             and replace the one in the docs"
+             `cargo run -q -p drover-controller -- job schema-table` and replace the one in the docs"
         );
-    }
-
-    /// Prints the docs table; run by hand after editing a schema (see `docs_table_is_current`).
-    #[test]
-    #[ignore]
-    fn print_docs_table() {
-        print!("{}", markdown_table());
     }
 }
