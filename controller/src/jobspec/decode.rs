@@ -30,7 +30,9 @@ pub fn decode_file(body: &Body, d: &mut Diags) -> Option<Job> {
             d.push(Diagnostic::error(
                 jobs[1].pos,
                 format!("job {:?}", jobs[1].labels[0].name),
-                format!("a job file holds exactly one job, found {n}; put each job in its own file"),
+                format!(
+                    "a job file holds exactly one job, found {n}; put each job in its own file"
+                ),
             ));
             None
         }
@@ -61,9 +63,15 @@ fn decode_job(b: &BlockRef, d: &mut Diags) -> Job {
         }),
     };
     let priority = f.int(d, "priority", 1, 100).unwrap_or(50) as u8;
-    let datacenters = f.string_list(d, "datacenters").unwrap_or_else(|| vec!["*".into()]);
+    let datacenters = f
+        .string_list(d, "datacenters")
+        .unwrap_or_else(|| vec!["*".into()]);
     if datacenters.is_empty() {
-        d.push(Diagnostic::error(b.pos, f.child("datacenters"), "datacenters must not be empty; omit it to run in every datacenter"));
+        d.push(Diagnostic::error(
+            b.pos,
+            f.child("datacenters"),
+            "datacenters must not be empty; omit it to run in every datacenter",
+        ));
     }
 
     let update = match f.block(d, "update") {
@@ -107,7 +115,11 @@ fn decode_job(b: &BlockRef, d: &mut Diags) -> Job {
 
     let groups = f.blocks(d, "group", 1);
     if groups.is_empty() {
-        d.push(Diagnostic::error(b.pos, path.clone(), "a job needs at least one group block"));
+        d.push(Diagnostic::error(
+            b.pos,
+            path.clone(),
+            "a job needs at least one group block",
+        ));
     }
     for g in groups {
         let group = decode_group(&f, &g, &defaults, d);
@@ -115,7 +127,10 @@ fn decode_job(b: &BlockRef, d: &mut Diags) -> Job {
             d.push(Diagnostic::error(
                 g.pos,
                 f.child_labeled("group", &group.name),
-                format!("duplicate group name {:?}: group names must be unique in a job", group.name),
+                format!(
+                    "duplicate group name {:?}: group names must be unique in a job",
+                    group.name
+                ),
             ));
             continue;
         }
@@ -129,9 +144,17 @@ fn validate_job_id(id: &str, pos: Pos, path: &str, d: &mut Diags) {
     if id.is_empty() {
         d.push(Diagnostic::error(pos, path, "the job ID must not be empty"));
     } else if id.len() > 128 {
-        d.push(Diagnostic::error(pos, path, "the job ID must be at most 128 characters"));
+        d.push(Diagnostic::error(
+            pos,
+            path,
+            "the job ID must be at most 128 characters",
+        ));
     } else if id.contains(char::is_whitespace) || id.contains('\0') || id.contains('/') {
-        d.push(Diagnostic::error(pos, path, "the job ID must not contain spaces, slashes or NUL"));
+        d.push(Diagnostic::error(
+            pos,
+            path,
+            "the job ID must not contain spaces, slashes or NUL",
+        ));
     }
 }
 
@@ -141,9 +164,19 @@ struct GroupDefaults {
     reschedule: ReschedulePolicy,
 }
 
-fn decode_group(parent: &Fields, b: &BlockRef, defaults: &GroupDefaults, d: &mut Diags) -> TaskGroup {
+fn decode_group(
+    parent: &Fields,
+    b: &BlockRef,
+    defaults: &GroupDefaults,
+    d: &mut Diags,
+) -> TaskGroup {
     let name = b.labels[0].name.clone();
-    let mut f = Fields::new(parent.child_labeled("group", &name), b.pos, &b.body, &schema::GROUP);
+    let mut f = Fields::new(
+        parent.child_labeled("group", &name),
+        b.pos,
+        &b.body,
+        &schema::GROUP,
+    );
     let restart_default = if defaults.job_type.is_batch_like() {
         RestartPolicy::batch_default()
     } else {
@@ -163,7 +196,12 @@ fn decode_group(parent: &Fields, b: &BlockRef, defaults: &GroupDefaults, d: &mut
     };
     let ephemeral_disk = match f.block(d, "ephemeral_disk") {
         Some(e) => {
-            let mut ef = Fields::new(f.child("ephemeral_disk"), e.pos, &e.body, &schema::EPHEMERAL_DISK);
+            let mut ef = Fields::new(
+                f.child("ephemeral_disk"),
+                e.pos,
+                &e.body,
+                &schema::EPHEMERAL_DISK,
+            );
             let disk = EphemeralDisk {
                 size: ef.u64(d, "size").unwrap_or(300),
                 sticky: ef.bool(d, "sticky").unwrap_or(false),
@@ -177,7 +215,11 @@ fn decode_group(parent: &Fields, b: &BlockRef, defaults: &GroupDefaults, d: &mut
     let mut networks: Vec<NetworkResource> = Vec::new();
     let network_blocks = f.blocks(d, "network", 0);
     if network_blocks.len() > 1 {
-        d.push(Diagnostic::error(network_blocks[1].pos, f.child("network"), "only one network block is allowed in a group"));
+        d.push(Diagnostic::error(
+            network_blocks[1].pos,
+            f.child("network"),
+            "only one network block is allowed in a group",
+        ));
     }
     if let Some(n) = network_blocks.first() {
         networks.push(decode_network(&f, n, d));
@@ -205,7 +247,11 @@ fn decode_group(parent: &Fields, b: &BlockRef, defaults: &GroupDefaults, d: &mut
     let service_blocks = f.blocks(d, "service", 0);
     let task_blocks = f.blocks(d, "task", 1);
     if task_blocks.is_empty() {
-        d.push(Diagnostic::error(b.pos, f.path.clone(), "a group needs at least one task block"));
+        d.push(Diagnostic::error(
+            b.pos,
+            f.path.clone(),
+            "a group needs at least one task block",
+        ));
     }
     let mut legacy_nets = Vec::new();
     for t in &task_blocks {
@@ -214,7 +260,10 @@ fn decode_group(parent: &Fields, b: &BlockRef, defaults: &GroupDefaults, d: &mut
             d.push(Diagnostic::error(
                 t.pos,
                 f.child_labeled("task", &task.name),
-                format!("duplicate task name {:?}: task names must be unique in a group", task.name),
+                format!(
+                    "duplicate task name {:?}: task names must be unique in a group",
+                    task.name
+                ),
             ));
             continue;
         }
@@ -243,7 +292,10 @@ fn decode_network(parent: &Fields, b: &BlockRef, d: &mut Diags) -> NetworkResour
             d.push(Diagnostic::error(
                 b.pos,
                 f.child("mode"),
-                format!("invalid network mode {mode:?}: expected host, bridge or none{}", did_you_mean(&mode, &["host", "bridge", "none"])),
+                format!(
+                    "invalid network mode {mode:?}: expected host, bridge or none{}",
+                    did_you_mean(&mode, &["host", "bridge", "none"])
+                ),
             ));
         }
     }
@@ -277,9 +329,22 @@ fn decode_network(parent: &Fields, b: &BlockRef, d: &mut Diags) -> NetworkResour
 
 fn decode_port(parent: &Fields, b: &BlockRef, d: &mut Diags) -> (Port, bool) {
     let label = b.labels[0].name.clone();
-    let mut f = Fields::new(parent.child_labeled("port", &label), b.pos, &b.body, &schema::PORT);
-    if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        d.push(Diagnostic::error(b.pos, f.path.clone(), format!("invalid port label {label:?}: use letters, digits, _ and -")));
+    let mut f = Fields::new(
+        parent.child_labeled("port", &label),
+        b.pos,
+        &b.body,
+        &schema::PORT,
+    );
+    if label.is_empty()
+        || !label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        d.push(Diagnostic::error(
+            b.pos,
+            f.path.clone(),
+            format!("invalid port label {label:?}: use letters, digits, _ and -"),
+        ));
     }
     let value = f.int(d, "static", 1, 65535).map(|n| n as u16);
     // `to = -1` means "the same as the host port", which drover writes as 0.
@@ -302,13 +367,27 @@ struct LegacyNetwork {
     port_map: Vec<(String, u16, Pos)>,
 }
 
-fn decode_task(parent: &Fields, b: &BlockRef, group: &TaskGroup, d: &mut Diags) -> (Task, LegacyNetwork) {
+fn decode_task(
+    parent: &Fields,
+    b: &BlockRef,
+    group: &TaskGroup,
+    d: &mut Diags,
+) -> (Task, LegacyNetwork) {
     let name = b.labels[0].name.clone();
-    let mut f = Fields::new(parent.child_labeled("task", &name), b.pos, &b.body, &schema::TASK);
+    let mut f = Fields::new(
+        parent.child_labeled("task", &name),
+        b.pos,
+        &b.body,
+        &schema::TASK,
+    );
     let driver = match f.string(d, "driver") {
         Some(dr) => dr,
         None => {
-            d.push(Diagnostic::error(b.pos, f.path.clone(), "driver is required: set driver = \"docker\" or \"raw_exec\""));
+            d.push(Diagnostic::error(
+                b.pos,
+                f.path.clone(),
+                "driver is required: set driver = \"docker\" or \"raw_exec\"",
+            ));
             String::new()
         }
     };
@@ -322,7 +401,9 @@ fn decode_task(parent: &Fields, b: &BlockRef, group: &TaskGroup, d: &mut Diags) 
         Some(r) => decode_resources(&f, &r, &mut legacy, d),
         None => Resources::default(),
     };
-    let restart = f.block(d, "restart").map(|r| decode_restart(&f, &r, group.restart.clone(), d));
+    let restart = f
+        .block(d, "restart")
+        .map(|r| decode_restart(&f, &r, group.restart.clone(), d));
     let logs = match f.block(d, "logs") {
         Some(l) => {
             let mut lf = Fields::new(f.child("logs"), l.pos, &l.body, &schema::LOGS);
@@ -342,7 +423,13 @@ fn decode_task(parent: &Fields, b: &BlockRef, group: &TaskGroup, d: &mut Diags) 
     if let Some(sig) = &kill_signal
         && !valid_signal(sig)
     {
-        d.push(Diagnostic::error(b.pos, f.child("kill_signal"), format!("invalid kill_signal {sig:?}: expected a signal name like \"SIGTERM\" or \"SIGINT\"")));
+        d.push(Diagnostic::error(
+            b.pos,
+            f.child("kill_signal"),
+            format!(
+                "invalid kill_signal {sig:?}: expected a signal name like \"SIGTERM\" or \"SIGINT\""
+            ),
+        ));
     }
     let mut task = Task {
         driver,
@@ -355,7 +442,9 @@ fn decode_task(parent: &Fields, b: &BlockRef, group: &TaskGroup, d: &mut Diags) 
         artifacts: Vec::new(),
         constraints: decode_constraints(&mut f, d),
         affinities: decode_affinities(&mut f, d),
-        kill_timeout: f.duration(d, "kill_timeout").unwrap_or(drover_runtime::spec::DEFAULT_KILL_TIMEOUT),
+        kill_timeout: f
+            .duration(d, "kill_timeout")
+            .unwrap_or(drover_runtime::spec::DEFAULT_KILL_TIMEOUT),
         kill_signal,
         shutdown_delay: f.duration(d, "shutdown_delay").unwrap_or(Duration::ZERO),
         user: f.string(d, "user"),
@@ -367,20 +456,34 @@ fn decode_task(parent: &Fields, b: &BlockRef, group: &TaskGroup, d: &mut Diags) 
         task.artifacts.push(decode_artifact(&f, &a, d));
     }
     for s in f.blocks(d, "service", 0) {
-        task.services.push(decode_service(&f, &s, Some(&task.name), d));
+        task.services
+            .push(decode_service(&f, &s, Some(&task.name), d));
     }
     f.finish(d);
     (task, legacy)
 }
 
 fn valid_signal(sig: &str) -> bool {
-    sig.strip_prefix("SIG")
-        .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '+' || c == '-'))
+    sig.strip_prefix("SIG").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '+' || c == '-')
+    })
 }
 
-fn decode_config(f: &mut Fields, driver: &str, task_pos: Pos, legacy: &mut LegacyNetwork, d: &mut Diags) -> TaskConfig {
+fn decode_config(
+    f: &mut Fields,
+    driver: &str,
+    task_pos: Pos,
+    legacy: &mut LegacyNetwork,
+    d: &mut Diags,
+) -> TaskConfig {
     let block = f.block(d, "config");
-    let empty = Body { pos: task_pos, items: vec![] };
+    let empty = Body {
+        pos: task_pos,
+        items: vec![],
+    };
     let (pos, body) = match &block {
         Some(b) => (b.pos, &b.body),
         None => (task_pos, &empty),
@@ -390,13 +493,19 @@ fn decode_config(f: &mut Fields, driver: &str, task_pos: Pos, legacy: &mut Legac
             let mut c = Fields::new(f.child("config"), pos, body, &schema::DOCKER_CONFIG);
             let image = c.string(d, "image").unwrap_or_default();
             if image.trim().is_empty() {
-                d.push(Diagnostic::error(pos, c.path.clone(), "image is required for the docker driver"));
+                d.push(Diagnostic::error(
+                    pos,
+                    c.path.clone(),
+                    "image is required for the docker driver",
+                ));
             }
             let command = c.string(d, "command");
             let entrypoint = c.string_list(d, "entrypoint");
             for (label, pos, v) in c.map_entries(d, "port_map") {
                 match &v.kind {
-                    super::tree::ValueKind::Number(n) if *n >= 1.0 && *n <= 65535.0 && n.fract() == 0.0 => {
+                    super::tree::ValueKind::Number(n)
+                        if *n >= 1.0 && *n <= 65535.0 && n.fract() == 0.0 =>
+                    {
                         legacy.port_map.push((label, *n as u16, pos));
                     }
                     super::tree::ValueKind::String(s) if s.parse::<u16>().is_ok_and(|p| p > 0) => {
@@ -435,7 +544,13 @@ fn decode_config(f: &mut Fields, driver: &str, task_pos: Pos, legacy: &mut Legac
             };
             for v in &cfg.volumes {
                 if v.split(':').count() < 2 {
-                    d.push(Diagnostic::error(pos, format!("{} > volumes", c.path), format!("invalid volume {v:?}: expected \"host/path:/container/path[:ro]\"")));
+                    d.push(Diagnostic::error(
+                        pos,
+                        format!("{} > volumes", c.path),
+                        format!(
+                            "invalid volume {v:?}: expected \"host/path:/container/path[:ro]\""
+                        ),
+                    ));
                 }
             }
             c.finish(d);
@@ -445,7 +560,11 @@ fn decode_config(f: &mut Fields, driver: &str, task_pos: Pos, legacy: &mut Legac
             let mut c = Fields::new(f.child("config"), pos, body, &schema::RAW_EXEC_CONFIG);
             let command = c.string(d, "command").unwrap_or_default();
             if command.trim().is_empty() {
-                d.push(Diagnostic::error(pos, c.path.clone(), "command is required for the raw_exec driver"));
+                d.push(Diagnostic::error(
+                    pos,
+                    c.path.clone(),
+                    "command is required for the raw_exec driver",
+                ));
             }
             let cfg = RawExecConfig {
                 command,
@@ -458,11 +577,16 @@ fn decode_config(f: &mut Fields, driver: &str, task_pos: Pos, legacy: &mut Legac
         other => {
             if !other.is_empty() {
                 let msg = if schema::UNSUPPORTED_DRIVERS.contains(&other) {
-                    format!("driver {other:?} is unsupported in drover, which runs docker and raw_exec")
+                    format!(
+                        "driver {other:?} is unsupported in drover, which runs docker and raw_exec"
+                    )
                 } else {
                     let mut known: Vec<&str> = schema::DRIVERS.to_vec();
                     known.extend_from_slice(schema::UNSUPPORTED_DRIVERS);
-                    format!("unknown driver {other:?}: expected docker or raw_exec{}", did_you_mean(other, &known))
+                    format!(
+                        "unknown driver {other:?}: expected docker or raw_exec{}",
+                        did_you_mean(other, &known)
+                    )
                 };
                 d.push(Diagnostic::error(task_pos, f.child("driver"), msg));
             }
@@ -472,25 +596,51 @@ fn decode_config(f: &mut Fields, driver: &str, task_pos: Pos, legacy: &mut Legac
     }
 }
 
-fn decode_resources(parent: &Fields, b: &BlockRef, legacy: &mut LegacyNetwork, d: &mut Diags) -> Resources {
-    let mut f = Fields::new(parent.child("resources"), b.pos, &b.body, &schema::RESOURCES);
+fn decode_resources(
+    parent: &Fields,
+    b: &BlockRef,
+    legacy: &mut LegacyNetwork,
+    d: &mut Diags,
+) -> Resources {
+    let mut f = Fields::new(
+        parent.child("resources"),
+        b.pos,
+        &b.body,
+        &schema::RESOURCES,
+    );
     let defaults = Resources::default();
     let cores = f.u64(d, "cores").unwrap_or(0);
     let cpu = f.u64(d, "cpu");
     if cores > 0 && cpu.is_some() {
-        d.push(Diagnostic::error(b.pos, f.path.clone(), "set cpu or cores, not both"));
+        d.push(Diagnostic::error(
+            b.pos,
+            f.path.clone(),
+            "set cpu or cores, not both",
+        ));
     }
     let memory = f.u64(d, "memory").unwrap_or(defaults.memory);
     let memory_max = f.u64(d, "memory_max").unwrap_or(0);
     if memory == 0 {
-        d.push(Diagnostic::error(b.pos, f.child("memory"), "memory must be at least 1 MB"));
+        d.push(Diagnostic::error(
+            b.pos,
+            f.child("memory"),
+            "memory must be at least 1 MB",
+        ));
     }
     if memory_max != 0 && memory_max < memory {
-        d.push(Diagnostic::error(b.pos, f.child("memory_max"), format!("memory_max ({memory_max} MB) must be at least memory ({memory} MB)")));
+        d.push(Diagnostic::error(
+            b.pos,
+            f.child("memory_max"),
+            format!("memory_max ({memory_max} MB) must be at least memory ({memory} MB)"),
+        ));
     }
     let networks = f.blocks(d, "network", 0);
     if networks.len() > 1 {
-        d.push(Diagnostic::error(networks[1].pos, f.child("network"), "only one network block is allowed in resources"));
+        d.push(Diagnostic::error(
+            networks[1].pos,
+            f.child("network"),
+            "only one network block is allowed in resources",
+        ));
     }
     if let Some(n) = networks.first() {
         let mut nf = Fields::new(f.child("network"), n.pos, &n.body, &schema::NETWORK);
@@ -503,7 +653,11 @@ fn decode_resources(parent: &Fields, b: &BlockRef, legacy: &mut LegacyNetwork, d
         nf.finish(d);
     }
     let r = Resources {
-        cpu: if cores > 0 { 0 } else { cpu.unwrap_or(defaults.cpu) },
+        cpu: if cores > 0 {
+            0
+        } else {
+            cpu.unwrap_or(defaults.cpu)
+        },
         cores,
         memory,
         memory_max,
@@ -514,11 +668,21 @@ fn decode_resources(parent: &Fields, b: &BlockRef, legacy: &mut LegacyNetwork, d
 
 /// Moves a task's legacy ports into the group network (Nomad deprecated the task-level form)
 /// and makes the docker task bind them; `port_map` becomes each port's `to`.
-fn normalise_legacy_network(group_path: &str, group: &mut TaskGroup, task_index: usize, legacy: LegacyNetwork, d: &mut Diags) {
+fn normalise_legacy_network(
+    group_path: &str,
+    group: &mut TaskGroup,
+    task_index: usize,
+    legacy: LegacyNetwork,
+    d: &mut Diags,
+) {
     let task_name = group.tasks[task_index].name.clone();
     let task_path = format!("{group_path} > task {task_name:?}");
     if !legacy.ports.is_empty() {
-        let labels: Vec<String> = legacy.ports.iter().map(|(p, _)| format!("{:?}", p.label)).collect();
+        let labels: Vec<String> = legacy
+            .ports
+            .iter()
+            .map(|(p, _)| format!("{:?}", p.label))
+            .collect();
         d.push(Diagnostic::warning(
             legacy.pos,
             format!("{task_path} > resources > network"),
@@ -540,7 +704,10 @@ fn normalise_legacy_network(group_path: &str, group: &mut TaskGroup, task_index:
             d.push(Diagnostic::error(
                 legacy.pos,
                 format!("{task_path} > resources > network > port {:?}", port.label),
-                format!("port label {:?} is declared more than once in the group", port.label),
+                format!(
+                    "port label {:?} is declared more than once in the group",
+                    port.label
+                ),
             ));
             continue;
         }
@@ -559,10 +726,12 @@ fn normalise_legacy_network(group_path: &str, group: &mut TaskGroup, task_index:
         if bound.contains(label) {
             continue;
         }
-        let net_port = group
-            .networks
-            .first_mut()
-            .and_then(|n| n.reserved_ports.iter_mut().chain(n.dynamic_ports.iter_mut()).find(|p| &p.label == label));
+        let net_port = group.networks.first_mut().and_then(|n| {
+            n.reserved_ports
+                .iter_mut()
+                .chain(n.dynamic_ports.iter_mut())
+                .find(|p| &p.label == label)
+        });
         match net_port {
             Some(p) => {
                 if p.to == 0 {
@@ -571,11 +740,19 @@ fn normalise_legacy_network(group_path: &str, group: &mut TaskGroup, task_index:
                 bound.push(label.clone());
             }
             None => {
-                let known: Vec<&str> = group.networks.iter().flat_map(|n| n.ports()).map(|p| p.label.as_str()).collect();
+                let known: Vec<&str> = group
+                    .networks
+                    .iter()
+                    .flat_map(|n| n.ports())
+                    .map(|p| p.label.as_str())
+                    .collect();
                 d.push(Diagnostic::error(
                     *pos,
                     format!("{task_path} > config > port_map > {label}"),
-                    format!("port_map names port {label:?}, which no network declares{}", did_you_mean(label, &known)),
+                    format!(
+                        "port_map names port {label:?}, which no network declares{}",
+                        did_you_mean(label, &known)
+                    ),
                 ));
             }
         }
@@ -590,11 +767,20 @@ fn normalise_legacy_network(group_path: &str, group: &mut TaskGroup, task_index:
 }
 
 fn validate_group_ports(path: &str, pos: Pos, group: &TaskGroup, d: &mut Diags) {
-    let labels: Vec<&str> = group.networks.iter().flat_map(|n| n.ports()).map(|p| p.label.as_str()).collect();
+    let labels: Vec<&str> = group
+        .networks
+        .iter()
+        .flat_map(|n| n.ports())
+        .map(|p| p.label.as_str())
+        .collect();
     let mut seen: Vec<&str> = Vec::new();
     for l in &labels {
         if seen.contains(l) {
-            d.push(Diagnostic::error(pos, format!("{path} > network"), format!("port label {l:?} is declared more than once")));
+            d.push(Diagnostic::error(
+                pos,
+                format!("{path} > network"),
+                format!("port label {l:?} is declared more than once"),
+            ));
         }
         seen.push(l);
     }
@@ -606,7 +792,10 @@ fn validate_group_ports(path: &str, pos: Pos, group: &TaskGroup, d: &mut Diags) 
             d.push(Diagnostic::error(
                 pos,
                 format!("{path} > network > port {:?}", p.label),
-                format!("static port {} is also used by port {other:?} in this group", p.value),
+                format!(
+                    "static port {} is also used by port {other:?} in this group",
+                    p.value
+                ),
             ));
         }
         statics.push((&p.label, p.value));
@@ -618,7 +807,10 @@ fn validate_group_ports(path: &str, pos: Pos, group: &TaskGroup, d: &mut Diags) 
                     d.push(Diagnostic::error(
                         pos,
                         format!("{path} > task {:?} > config > ports", t.name),
-                        format!("{p:?} is not a port declared in the group network{}", did_you_mean(p, &labels)),
+                        format!(
+                            "{p:?} is not a port declared in the group network{}",
+                            did_you_mean(p, &labels)
+                        ),
                     ));
                 }
             }
@@ -640,7 +832,10 @@ fn check_service_port(path: &str, pos: Pos, s: &Service, labels: &[&str], d: &mu
         d.push(Diagnostic::error(
             pos,
             format!("{path} > service {:?} > port", s.name),
-            format!("service port {p:?} is not a port declared in the group network{}", did_you_mean(p, labels)),
+            format!(
+                "service port {p:?} is not a port declared in the group network{}",
+                did_you_mean(p, labels)
+            ),
         ));
     }
 }
@@ -659,9 +854,15 @@ fn decode_service(parent: &Fields, b: &BlockRef, task: Option<&str>, d: &mut Dia
     check_address_mode(&f, b.pos, &address_mode, d);
     let provider = f.string_or(d, "provider", "consul");
     if !matches!(provider.as_str(), "consul" | "nomad") {
-        d.push(Diagnostic::error(b.pos, f.child("provider"), format!("invalid provider {provider:?}: expected consul or nomad")));
+        d.push(Diagnostic::error(
+            b.pos,
+            f.child("provider"),
+            format!("invalid provider {provider:?}: expected consul or nomad"),
+        ));
     }
-    let check_restart = f.block(d, "check_restart").map(|c| decode_check_restart(&f, &c, d));
+    let check_restart = f
+        .block(d, "check_restart")
+        .map(|c| decode_check_restart(&f, &c, d));
     let mut svc = Service {
         name,
         port: f.string(d, "port"),
@@ -684,7 +885,11 @@ fn decode_service(parent: &Fields, b: &BlockRef, task: Option<&str>, d: &mut Dia
 }
 
 fn valid_dns_label(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 63 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !s.starts_with('-') && !s.ends_with('-')
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
 fn check_address_mode(f: &Fields, pos: Pos, mode: &str, d: &mut Diags) {
@@ -692,7 +897,10 @@ fn check_address_mode(f: &Fields, pos: Pos, mode: &str, d: &mut Diags) {
         d.push(Diagnostic::error(
             pos,
             f.child("address_mode"),
-            format!("invalid address_mode {mode:?}: expected auto, host, driver or alloc{}", did_you_mean(mode, &["auto", "host", "driver", "alloc"])),
+            format!(
+                "invalid address_mode {mode:?}: expected auto, host, driver or alloc{}",
+                did_you_mean(mode, &["auto", "host", "driver", "alloc"])
+            ),
         ));
     }
 }
@@ -705,26 +913,47 @@ fn decode_check(parent: &Fields, b: &BlockRef, d: &mut Diags) -> ServiceCheck {
         "script" | "grpc" => d.push(Diagnostic::error(
             b.pos,
             f.child("type"),
-            format!("check type {check_type:?} is unsupported in drover, which runs tcp and http checks"),
+            format!(
+                "check type {check_type:?} is unsupported in drover, which runs tcp and http checks"
+            ),
         )),
-        "" => d.push(Diagnostic::error(b.pos, f.path.clone(), "type is required: tcp or http")),
+        "" => d.push(Diagnostic::error(
+            b.pos,
+            f.path.clone(),
+            "type is required: tcp or http",
+        )),
         other => d.push(Diagnostic::error(
             b.pos,
             f.child("type"),
-            format!("invalid check type {other:?}: expected tcp or http{}", did_you_mean(other, &["tcp", "http", "script", "grpc"])),
+            format!(
+                "invalid check type {other:?}: expected tcp or http{}",
+                did_you_mean(other, &["tcp", "http", "script", "grpc"])
+            ),
         )),
     }
     let interval = f.duration(d, "interval");
     let timeout = f.duration(d, "timeout");
     if interval.is_none_or(|i| i.is_zero()) {
-        d.push(Diagnostic::error(b.pos, f.child("interval"), "interval is required and must be more than 0, like \"10s\""));
+        d.push(Diagnostic::error(
+            b.pos,
+            f.child("interval"),
+            "interval is required and must be more than 0, like \"10s\"",
+        ));
     }
     if timeout.is_none_or(|t| t.is_zero()) {
-        d.push(Diagnostic::error(b.pos, f.child("timeout"), "timeout is required and must be more than 0, like \"2s\""));
+        d.push(Diagnostic::error(
+            b.pos,
+            f.child("timeout"),
+            "timeout is required and must be more than 0, like \"2s\"",
+        ));
     }
     let path = f.string(d, "path");
     if check_type == "http" && path.is_none() {
-        d.push(Diagnostic::error(b.pos, f.child("path"), "path is required for an http check, like \"/health\""));
+        d.push(Diagnostic::error(
+            b.pos,
+            f.child("path"),
+            "path is required for an http check, like \"/health\"",
+        ));
     }
     let address_mode = f.string(d, "address_mode");
     if let Some(m) = &address_mode {
@@ -734,9 +963,15 @@ fn decode_check(parent: &Fields, b: &BlockRef, d: &mut Diags) -> ServiceCheck {
     if let Some(p) = &protocol
         && !matches!(p.as_str(), "http" | "https")
     {
-        d.push(Diagnostic::error(b.pos, f.child("protocol"), format!("invalid protocol {p:?}: expected http or https")));
+        d.push(Diagnostic::error(
+            b.pos,
+            f.child("protocol"),
+            format!("invalid protocol {p:?}: expected http or https"),
+        ));
     }
-    let check_restart = f.block(d, "check_restart").map(|c| decode_check_restart(&f, &c, d));
+    let check_restart = f
+        .block(d, "check_restart")
+        .map(|c| decode_check_restart(&f, &c, d));
     let c = ServiceCheck {
         name: f.string(d, "name").unwrap_or_default(),
         check_type,
@@ -764,7 +999,12 @@ fn decode_check(parent: &Fields, b: &BlockRef, d: &mut Diags) -> ServiceCheck {
 }
 
 fn decode_check_restart(parent: &Fields, b: &BlockRef, d: &mut Diags) -> CheckRestart {
-    let mut f = Fields::new(parent.child("check_restart"), b.pos, &b.body, &schema::CHECK_RESTART);
+    let mut f = Fields::new(
+        parent.child("check_restart"),
+        b.pos,
+        &b.body,
+        &schema::CHECK_RESTART,
+    );
     let defaults = CheckRestart::default();
     let c = CheckRestart {
         limit: f.u32(d, "limit").unwrap_or(defaults.limit),
@@ -779,11 +1019,19 @@ fn decode_artifact(parent: &Fields, b: &BlockRef, d: &mut Diags) -> Artifact {
     let mut f = Fields::new(parent.child("artifact"), b.pos, &b.body, &schema::ARTIFACT);
     let source = f.string(d, "source").unwrap_or_default();
     if source.trim().is_empty() {
-        d.push(Diagnostic::error(b.pos, f.path.clone(), "source is required: the URL to fetch"));
+        d.push(Diagnostic::error(
+            b.pos,
+            f.path.clone(),
+            "source is required: the URL to fetch",
+        ));
     }
     let mode = f.string_or(d, "mode", "any");
     if !matches!(mode.as_str(), "any" | "file" | "dir") {
-        d.push(Diagnostic::error(b.pos, f.child("mode"), format!("invalid mode {mode:?}: expected any, file or dir")));
+        d.push(Diagnostic::error(
+            b.pos,
+            f.child("mode"),
+            format!("invalid mode {mode:?}: expected any, file or dir"),
+        ));
     }
     let a = Artifact {
         source,
@@ -797,14 +1045,26 @@ fn decode_artifact(parent: &Fields, b: &BlockRef, d: &mut Diags) -> Artifact {
     a
 }
 
-fn decode_restart(parent: &Fields, b: &BlockRef, base: RestartPolicy, d: &mut Diags) -> RestartPolicy {
+fn decode_restart(
+    parent: &Fields,
+    b: &BlockRef,
+    base: RestartPolicy,
+    d: &mut Diags,
+) -> RestartPolicy {
     let mut f = Fields::new(parent.child("restart"), b.pos, &b.body, &schema::RESTART);
     let mode = match f.string(d, "mode") {
         None => base.mode,
         Some(m) if m == "fail" => RestartMode::Fail,
         Some(m) if m == "delay" => RestartMode::Delay,
         Some(m) => {
-            d.push(Diagnostic::error(b.pos, f.child("mode"), format!("invalid restart mode {m:?}: expected fail or delay{}", did_you_mean(&m, &["fail", "delay"]))));
+            d.push(Diagnostic::error(
+                b.pos,
+                f.child("mode"),
+                format!(
+                    "invalid restart mode {m:?}: expected fail or delay{}",
+                    did_you_mean(&m, &["fail", "delay"])
+                ),
+            ));
             base.mode
         }
     };
@@ -813,7 +1073,9 @@ fn decode_restart(parent: &Fields, b: &BlockRef, base: RestartPolicy, d: &mut Di
         interval: f.duration(d, "interval").unwrap_or(base.interval),
         delay: f.duration(d, "delay").unwrap_or(base.delay),
         mode,
-        render_templates: f.bool(d, "render_templates").unwrap_or(base.render_templates),
+        render_templates: f
+            .bool(d, "render_templates")
+            .unwrap_or(base.render_templates),
     };
     if r.attempts > 0 && r.interval < r.delay * r.attempts.min(1000) {
         d.push(Diagnostic::error(
@@ -831,10 +1093,25 @@ fn decode_restart(parent: &Fields, b: &BlockRef, base: RestartPolicy, d: &mut Di
     r
 }
 
-fn decode_reschedule(parent: &Fields, b: &BlockRef, base: ReschedulePolicy, d: &mut Diags) -> ReschedulePolicy {
-    let mut f = Fields::new(parent.child("reschedule"), b.pos, &b.body, &schema::RESCHEDULE);
-    let delay_function = f.string(d, "delay_function").unwrap_or(base.delay_function.clone());
-    if !matches!(delay_function.as_str(), "constant" | "exponential" | "fibonacci") {
+fn decode_reschedule(
+    parent: &Fields,
+    b: &BlockRef,
+    base: ReschedulePolicy,
+    d: &mut Diags,
+) -> ReschedulePolicy {
+    let mut f = Fields::new(
+        parent.child("reschedule"),
+        b.pos,
+        &b.body,
+        &schema::RESCHEDULE,
+    );
+    let delay_function = f
+        .string(d, "delay_function")
+        .unwrap_or(base.delay_function.clone());
+    if !matches!(
+        delay_function.as_str(),
+        "constant" | "exponential" | "fibonacci"
+    ) {
         d.push(Diagnostic::error(
             b.pos,
             f.child("delay_function"),
@@ -853,39 +1130,82 @@ fn decode_reschedule(parent: &Fields, b: &BlockRef, base: ReschedulePolicy, d: &
     r
 }
 
-fn decode_update(parent: &Fields, b: &BlockRef, base: UpdateStrategy, d: &mut Diags) -> UpdateStrategy {
+fn decode_update(
+    parent: &Fields,
+    b: &BlockRef,
+    base: UpdateStrategy,
+    d: &mut Diags,
+) -> UpdateStrategy {
     let mut f = Fields::new(parent.child("update"), b.pos, &b.body, &schema::UPDATE);
-    let health_check = f.string(d, "health_check").unwrap_or(base.health_check.clone());
+    let health_check = f
+        .string(d, "health_check")
+        .unwrap_or(base.health_check.clone());
     if !matches!(health_check.as_str(), "checks" | "task_states" | "manual") {
         d.push(Diagnostic::error(
             b.pos,
             f.child("health_check"),
-            format!("invalid health_check {health_check:?}: expected checks, task_states or manual"),
+            format!(
+                "invalid health_check {health_check:?}: expected checks, task_states or manual"
+            ),
         ));
     }
     let u = UpdateStrategy {
         max_parallel: f.u32(d, "max_parallel").unwrap_or(base.max_parallel),
         health_check,
-        min_healthy_time: f.duration(d, "min_healthy_time").unwrap_or(base.min_healthy_time),
-        healthy_deadline: f.duration(d, "healthy_deadline").unwrap_or(base.healthy_deadline),
-        progress_deadline: f.duration(d, "progress_deadline").unwrap_or(base.progress_deadline),
+        min_healthy_time: f
+            .duration(d, "min_healthy_time")
+            .unwrap_or(base.min_healthy_time),
+        healthy_deadline: f
+            .duration(d, "healthy_deadline")
+            .unwrap_or(base.healthy_deadline),
+        progress_deadline: f
+            .duration(d, "progress_deadline")
+            .unwrap_or(base.progress_deadline),
         auto_revert: f.bool(d, "auto_revert").unwrap_or(base.auto_revert),
         auto_promote: f.bool(d, "auto_promote").unwrap_or(base.auto_promote),
         canary: f.u32(d, "canary").unwrap_or(base.canary),
         stagger: f.duration(d, "stagger").unwrap_or(base.stagger),
     };
     if u.healthy_deadline < u.min_healthy_time {
-        d.push(Diagnostic::error(b.pos, f.path.clone(), "healthy_deadline must be at least min_healthy_time"));
+        d.push(Diagnostic::error(
+            b.pos,
+            f.path.clone(),
+            "healthy_deadline must be at least min_healthy_time",
+        ));
     }
     f.finish(d);
     u
 }
 
 /// Shorthand attributes that name the operator: `regexp = "…"` is `operator = "regexp"`.
-const OPERATOR_SHORTHANDS: &[&str] = &["regexp", "version", "semver", "set_contains", "set_contains_any", "set_contains_all"];
+const OPERATOR_SHORTHANDS: &[&str] = &[
+    "regexp",
+    "version",
+    "semver",
+    "set_contains",
+    "set_contains_any",
+    "set_contains_all",
+];
 const OPERATORS: &[&str] = &[
-    "=", "==", "is", "!=", "not", ">", ">=", "<", "<=", "distinct_hosts", "distinct_property", "regexp",
-    "set_contains", "set_contains_all", "set_contains_any", "version", "semver", "is_set", "is_not_set",
+    "=",
+    "==",
+    "is",
+    "!=",
+    "not",
+    ">",
+    ">=",
+    "<",
+    "<=",
+    "distinct_hosts",
+    "distinct_property",
+    "regexp",
+    "set_contains",
+    "set_contains_all",
+    "set_contains_any",
+    "version",
+    "semver",
+    "is_set",
+    "is_not_set",
 ];
 
 fn decode_constraints(f: &mut Fields, d: &mut Diags) -> Vec<Constraint> {
@@ -913,7 +1233,11 @@ fn decode_constraints(f: &mut Fields, d: &mut Diags) -> Vec<Constraint> {
         }
         check_operator(&c, b.pos, &con.operator, d);
         if con.attribute.is_empty() && !matches!(con.operator.as_str(), "distinct_hosts") {
-            d.push(Diagnostic::error(b.pos, c.path.clone(), "attribute is required, like attribute = \"${attr.kernel.name}\""));
+            d.push(Diagnostic::error(
+                b.pos,
+                c.path.clone(),
+                "attribute is required, like attribute = \"${attr.kernel.name}\"",
+            ));
         }
         c.finish(d);
         out.push(con);
@@ -923,7 +1247,11 @@ fn decode_constraints(f: &mut Fields, d: &mut Diags) -> Vec<Constraint> {
 
 fn check_operator(f: &Fields, pos: Pos, op: &str, d: &mut Diags) {
     if !OPERATORS.contains(&op) {
-        d.push(Diagnostic::error(pos, f.child("operator"), format!("invalid operator {op:?}{}", did_you_mean(op, OPERATORS))));
+        d.push(Diagnostic::error(
+            pos,
+            f.child("operator"),
+            format!("invalid operator {op:?}{}", did_you_mean(op, OPERATORS)),
+        ));
     }
 }
 
@@ -956,20 +1284,35 @@ fn decode_spreads(f: &mut Fields, d: &mut Diags) -> Vec<Spread> {
         let mut c = Fields::new(f.child("spread"), b.pos, &b.body, &schema::SPREAD);
         let attribute = c.string(d, "attribute").unwrap_or_default();
         if attribute.is_empty() {
-            d.push(Diagnostic::error(b.pos, c.path.clone(), "attribute is required"));
+            d.push(Diagnostic::error(
+                b.pos,
+                c.path.clone(),
+                "attribute is required",
+            ));
         }
         let weight = c.int(d, "weight", 0, 100).unwrap_or(50) as i32;
         let mut targets = Vec::new();
         for t in c.blocks(d, "target", 1) {
-            let mut tf = Fields::new(c.child_labeled("target", &t.labels[0].name), t.pos, &t.body, &schema::SPREAD_TARGET);
+            let mut tf = Fields::new(
+                c.child_labeled("target", &t.labels[0].name),
+                t.pos,
+                &t.body,
+                &schema::SPREAD_TARGET,
+            );
             targets.push(SpreadTarget {
-                value: tf.string(d, "value").unwrap_or_else(|| t.labels[0].name.clone()),
+                value: tf
+                    .string(d, "value")
+                    .unwrap_or_else(|| t.labels[0].name.clone()),
                 percent: tf.int(d, "percent", 0, 100).unwrap_or(0) as u32,
             });
             tf.finish(d);
         }
         c.finish(d);
-        out.push(Spread { attribute, weight, targets });
+        out.push(Spread {
+            attribute,
+            weight,
+            targets,
+        });
     }
     out
 }

@@ -97,11 +97,19 @@ impl<'a> Scope<'a> {
                 let n = n.value();
                 Ok(n.as_i64()
                     .map(Value::from)
-                    .or_else(|| n.as_f64().and_then(serde_json::Number::from_f64).map(Value::Number))
+                    .or_else(|| {
+                        n.as_f64()
+                            .and_then(serde_json::Number::from_f64)
+                            .map(Value::Number)
+                    })
                     .unwrap_or(Value::Null))
             }
             Expression::String(s) => Ok(Value::String(s.value().clone())),
-            Expression::Array(a) => a.iter().map(|e| self.eval(e)).collect::<EvalResult<Vec<_>>>().map(Value::Array),
+            Expression::Array(a) => a
+                .iter()
+                .map(|e| self.eval(e))
+                .collect::<EvalResult<Vec<_>>>()
+                .map(Value::Array),
             Expression::Object(o) => {
                 let mut out = Map::new();
                 for (k, v) in o.iter() {
@@ -118,7 +126,8 @@ impl<'a> Scope<'a> {
             Expression::Parenthesis(p) => self.eval(p.inner()),
             Expression::Variable(v) => {
                 let name = v.value().as_str();
-                self.lookup(name).ok_or_else(|| unknown_variable(v.span(), name))
+                self.lookup(name)
+                    .ok_or_else(|| unknown_variable(v.span(), name))
             }
             Expression::Conditional(c) => match self.eval(&c.cond_expr)? {
                 Value::Bool(true) => self.eval(&c.true_expr),
@@ -143,7 +152,11 @@ impl<'a> Scope<'a> {
                     (UnaryOperator::Not, Value::Bool(b)) => Ok(Value::Bool(!b)),
                     (op, v) => Err(EvalError::new(
                         u.span(),
-                        format!("operator {} cannot be applied to a {}", op.as_str(), type_name(&v)),
+                        format!(
+                            "operator {} cannot be applied to a {}",
+                            op.as_str(),
+                            type_name(&v)
+                        ),
                     )),
                 }
             }
@@ -208,7 +221,10 @@ impl<'a> Scope<'a> {
                 Some(other) => {
                     return Err(EvalError::new(
                         f.span(),
-                        format!("the final argument to {name}(...) must be a list, found {}", type_name(&other)),
+                        format!(
+                            "the final argument to {name}(...) must be a list, found {}",
+                            type_name(&other)
+                        ),
                     ));
                 }
                 None => {}
@@ -223,12 +239,22 @@ impl<'a> Scope<'a> {
     fn for_expr(&mut self, f: &ForExpr) -> EvalResult<Value> {
         let collection = self.eval(&f.intro.collection_expr)?;
         let pairs: Vec<(Value, Value)> = match collection {
-            Value::Array(items) => items.into_iter().enumerate().map(|(i, v)| (Value::from(i), v)).collect(),
-            Value::Object(map) => map.into_iter().map(|(k, v)| (Value::String(k), v)).collect(),
+            Value::Array(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| (Value::from(i), v))
+                .collect(),
+            Value::Object(map) => map
+                .into_iter()
+                .map(|(k, v)| (Value::String(k), v))
+                .collect(),
             other => {
                 return Err(EvalError::new(
                     f.intro.collection_expr.span(),
-                    format!("a for expression needs a list or an object, found {}", type_name(&other)),
+                    format!(
+                        "a for expression needs a list or an object, found {}",
+                        type_name(&other)
+                    ),
                 ));
             }
         };
@@ -253,7 +279,12 @@ impl<'a> Scope<'a> {
         })
     }
 
-    fn for_item(&mut self, f: &ForExpr, list: &mut Vec<Value>, object: &mut Map<String, Value>) -> EvalResult<()> {
+    fn for_item(
+        &mut self,
+        f: &ForExpr,
+        list: &mut Vec<Value>,
+        object: &mut Map<String, Value>,
+    ) -> EvalResult<()> {
         if let Some(cond) = &f.cond {
             match self.eval(&cond.expr)? {
                 Value::Bool(true) => {}
@@ -261,7 +292,10 @@ impl<'a> Scope<'a> {
                 other => {
                     return Err(EvalError::new(
                         cond.expr.span(),
-                        format!("a for expression's if clause must be a bool, found {}", type_name(&other)),
+                        format!(
+                            "a for expression's if clause must be a bool, found {}",
+                            type_name(&other)
+                        ),
                     ));
                 }
             }
@@ -279,7 +313,9 @@ impl<'a> Scope<'a> {
                 } else if object.contains_key(&key) {
                     return Err(EvalError::new(
                         key_expr.span(),
-                        format!("duplicate key {key:?} in for expression; use the grouping mode (...) to collect values"),
+                        format!(
+                            "duplicate key {key:?} in for expression; use the grouping mode (...) to collect values"
+                        ),
                     ));
                 } else {
                     object.insert(key, value);
@@ -317,7 +353,9 @@ impl<'a> Scope<'a> {
                         continue;
                     }
                     let v = self.eval(&interp.expr)?;
-                    out.push_str(&template_string(&v).map_err(|m| EvalError::new(interp.expr.span(), m))?);
+                    out.push_str(
+                        &template_string(&v).map_err(|m| EvalError::new(interp.expr.span(), m))?,
+                    );
                 }
                 Element::Directive(d) => match d.as_ref() {
                     Directive::If(d) => match self.eval(&d.if_expr.cond_expr)? {
@@ -330,7 +368,10 @@ impl<'a> Scope<'a> {
                         other => {
                             return Err(EvalError::new(
                                 d.if_expr.cond_expr.span(),
-                                format!("%{{if}} condition must be a bool, found {}", type_name(&other)),
+                                format!(
+                                    "%{{if}} condition must be a bool, found {}",
+                                    type_name(&other)
+                                ),
                             ));
                         }
                     },
@@ -338,12 +379,22 @@ impl<'a> Scope<'a> {
                         let fe = &d.for_expr;
                         let collection = self.eval(&fe.collection_expr)?;
                         let pairs: Vec<(Value, Value)> = match collection {
-                            Value::Array(items) => items.into_iter().enumerate().map(|(i, v)| (Value::from(i), v)).collect(),
-                            Value::Object(map) => map.into_iter().map(|(k, v)| (Value::String(k), v)).collect(),
+                            Value::Array(items) => items
+                                .into_iter()
+                                .enumerate()
+                                .map(|(i, v)| (Value::from(i), v))
+                                .collect(),
+                            Value::Object(map) => map
+                                .into_iter()
+                                .map(|(k, v)| (Value::String(k), v))
+                                .collect(),
                             other => {
                                 return Err(EvalError::new(
                                     fe.collection_expr.span(),
-                                    format!("%{{for}} needs a list or an object, found {}", type_name(&other)),
+                                    format!(
+                                        "%{{for}} needs a list or an object, found {}",
+                                        type_name(&other)
+                                    ),
                                 ));
                             }
                         };
@@ -449,12 +500,16 @@ impl StripExt for Element {
 
 fn trim_start_line(s: &str) -> &str {
     let s = s.trim_start_matches([' ', '\t']);
-    s.strip_prefix("\r\n").or_else(|| s.strip_prefix('\n')).unwrap_or(s)
+    s.strip_prefix("\r\n")
+        .or_else(|| s.strip_prefix('\n'))
+        .unwrap_or(s)
 }
 
 fn trim_end_line(s: &str) -> &str {
     let s = s.trim_end_matches([' ', '\t']);
-    s.strip_suffix("\r\n").or_else(|| s.strip_suffix('\n')).unwrap_or(s)
+    s.strip_suffix("\r\n")
+        .or_else(|| s.strip_suffix('\n'))
+        .unwrap_or(s)
 }
 
 pub fn type_name(v: &Value) -> &'static str {
@@ -488,7 +543,10 @@ fn get_attr(value: Value, name: &str, span: Option<Range<usize>>) -> EvalResult<
             let known: Vec<&str> = map.keys().map(String::as_str).collect();
             EvalError::new(
                 span,
-                format!("no attribute named {name:?}{}", super::schema::did_you_mean(name, &known)),
+                format!(
+                    "no attribute named {name:?}{}",
+                    super::schema::did_you_mean(name, &known)
+                ),
             )
         }),
         // `list.*.attr` (splat) maps the attribute over the list.
@@ -510,7 +568,10 @@ fn index(value: Value, idx: &Value, span: Option<Range<usize>>) -> EvalResult<Va
             let len = items.len();
             match n.as_u64().filter(|i| (*i as usize) < len) {
                 Some(i) => Ok(items.swap_remove(i as usize)),
-                None => Err(EvalError::new(span, format!("index {n} is out of range for a list of {len}"))),
+                None => Err(EvalError::new(
+                    span,
+                    format!("index {n} is out of range for a list of {len}"),
+                )),
             }
         }
         (Value::Object(mut map), Value::String(k)) => map
@@ -537,7 +598,9 @@ fn binary(op: BinaryOperator, lhs: Value, rhs: Value) -> Result<Value, String> {
         Eq => Ok(Value::Bool(funcs::values_equal(&lhs, &rhs))),
         NotEq => Ok(Value::Bool(!funcs::values_equal(&lhs, &rhs))),
         And | Or => match (lhs, rhs) {
-            (Value::Bool(a), Value::Bool(b)) => Ok(Value::Bool(if op == And { a && b } else { a || b })),
+            (Value::Bool(a), Value::Bool(b)) => {
+                Ok(Value::Bool(if op == And { a && b } else { a || b }))
+            }
             (a, b) => Err(format!(
                 "operator {} needs two bools, found {} and {}",
                 op.as_str(),

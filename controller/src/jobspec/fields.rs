@@ -30,7 +30,12 @@ pub struct BlockRef {
 }
 
 impl<'b> Fields<'b> {
-    pub fn new(path: impl Into<String>, pos: Pos, body: &'b Body, schema: &'static BlockSchema) -> Self {
+    pub fn new(
+        path: impl Into<String>,
+        pos: Pos,
+        body: &'b Body,
+        schema: &'static BlockSchema,
+    ) -> Self {
         Fields {
             path: path.into(),
             pos,
@@ -110,7 +115,12 @@ impl<'b> Fields<'b> {
             ValueKind::String(s) if s == "true" => Some(true),
             ValueKind::String(s) if s == "false" => Some(false),
             other => {
-                d.push(type_error(v.pos, self.child(name), "a bool (true or false)", other));
+                d.push(type_error(
+                    v.pos,
+                    self.child(name),
+                    "a bool (true or false)",
+                    other,
+                ));
                 None
             }
         }
@@ -142,14 +152,21 @@ impl<'b> Fields<'b> {
     pub fn int(&mut self, d: &mut Diags, name: &str, min: i64, max: i64) -> Option<i64> {
         let (n, pos) = self.number(d, name)?;
         if n.fract() != 0.0 {
-            d.push(Diagnostic::error(pos, self.child(name), format!("expected a whole number, found {n}")));
+            d.push(Diagnostic::error(
+                pos,
+                self.child(name),
+                format!("expected a whole number, found {n}"),
+            ));
             return None;
         }
         if n < min as f64 || n > max as f64 {
             let msg = if min == 0 && n < 0.0 {
                 format!("must not be negative, found {}", format_number(n))
             } else {
-                format!("must be between {min} and {max}, found {}", format_number(n))
+                format!(
+                    "must be between {min} and {max}, found {}",
+                    format_number(n)
+                )
             };
             d.push(Diagnostic::error(pos, self.child(name), msg));
             return None;
@@ -190,7 +207,12 @@ impl<'b> Fields<'b> {
     pub fn string_list(&mut self, d: &mut Diags, name: &str) -> Option<Vec<String>> {
         let v = self.attr(d, name)?;
         let ValueKind::List(items) = &v.kind else {
-            d.push(type_error(v.pos, self.child(name), "a list of strings", &v.kind));
+            d.push(type_error(
+                v.pos,
+                self.child(name),
+                "a list of strings",
+                &v.kind,
+            ));
             return None;
         };
         let mut out = Vec::with_capacity(items.len());
@@ -200,7 +222,12 @@ impl<'b> Fields<'b> {
                 ValueKind::Number(n) => out.push(format_number(*n)),
                 ValueKind::Bool(b) => out.push(b.to_string()),
                 other => {
-                    d.push(type_error(item.pos, format!("{}[{i}]", self.child(name)), "a string", other));
+                    d.push(type_error(
+                        item.pos,
+                        format!("{}[{i}]", self.child(name)),
+                        "a string",
+                        other,
+                    ));
                     return None;
                 }
             }
@@ -216,7 +243,12 @@ impl<'b> Fields<'b> {
                 Some(s) => {
                     out.insert(key, s);
                 }
-                None => d.push(type_error(pos, format!("{} > {key}", self.child(name)), "a string", &v.kind)),
+                None => d.push(type_error(
+                    pos,
+                    format!("{} > {key}", self.child(name)),
+                    "a string",
+                    &v.kind,
+                )),
             }
         }
         out
@@ -227,11 +259,19 @@ impl<'b> Fields<'b> {
         let mut out = BTreeMap::new();
         for (key, pos, v) in self.map_entries(d, name) {
             let list = match &v.kind {
-                ValueKind::List(items) => items.iter().filter_map(|i| scalar_string(&i.kind)).collect(),
+                ValueKind::List(items) => items
+                    .iter()
+                    .filter_map(|i| scalar_string(&i.kind))
+                    .collect(),
                 other => match scalar_string(other) {
                     Some(s) => vec![s],
                     None => {
-                        d.push(type_error(pos, format!("{} > {key}", self.child(name)), "a list of strings", other));
+                        d.push(type_error(
+                            pos,
+                            format!("{} > {key}", self.child(name)),
+                            "a list of strings",
+                            other,
+                        ));
                         continue;
                     }
                 },
@@ -246,18 +286,34 @@ impl<'b> Fields<'b> {
         let mut out = Vec::new();
         for item in self.take(name) {
             match &item.kind {
-                ItemKind::Attr(Value { kind: ValueKind::Map(entries), .. }) => {
-                    out.extend(entries.iter().map(|e| (e.key.clone(), e.pos, e.value.clone())));
+                ItemKind::Attr(Value {
+                    kind: ValueKind::Map(entries),
+                    ..
+                }) => {
+                    out.extend(
+                        entries
+                            .iter()
+                            .map(|e| (e.key.clone(), e.pos, e.value.clone())),
+                    );
                 }
-                ItemKind::Attr(Value { kind: ValueKind::Null, .. }) => {}
+                ItemKind::Attr(Value {
+                    kind: ValueKind::Null,
+                    ..
+                }) => {}
                 ItemKind::Attr(v) => d.push(type_error(v.pos, self.child(name), "a map", &v.kind)),
                 ItemKind::Block(b) => {
                     if !b.labels.is_empty() {
-                        d.push(Diagnostic::error(item.pos, self.child(name), format!("a {name} block takes no labels")));
+                        d.push(Diagnostic::error(
+                            item.pos,
+                            self.child(name),
+                            format!("a {name} block takes no labels"),
+                        ));
                     }
                     for inner in &b.body.items {
                         match &inner.kind {
-                            ItemKind::Attr(v) => out.push((inner.key.clone(), inner.pos, v.clone())),
+                            ItemKind::Attr(v) => {
+                                out.push((inner.key.clone(), inner.pos, v.clone()))
+                            }
                             ItemKind::Block(_) => d.push(Diagnostic::error(
                                 inner.pos,
                                 format!("{} > {}", self.child(name), inner.key),
@@ -298,7 +354,15 @@ impl<'b> Fields<'b> {
     }
 
     /// HCL-JSON block form: `{"group": {"web": {…}}}`, or a list of such objects.
-    fn json_blocks(&self, d: &mut Diags, name: &str, v: &Value, labels: usize, prefix: Vec<Label>, out: &mut Vec<BlockRef>) {
+    fn json_blocks(
+        &self,
+        d: &mut Diags,
+        name: &str,
+        v: &Value,
+        labels: usize,
+        prefix: Vec<Label>,
+        out: &mut Vec<BlockRef>,
+    ) {
         match &v.kind {
             ValueKind::List(items) => {
                 for item in items {
@@ -324,7 +388,11 @@ impl<'b> Fields<'b> {
             other => d.push(type_error(
                 v.pos,
                 self.child(name),
-                if labels == 0 { "a block (a mapping)" } else { "a block (a mapping of names to blocks)" },
+                if labels == 0 {
+                    "a block (a mapping)"
+                } else {
+                    "a block (a mapping of names to blocks)"
+                },
                 other,
             )),
         }
@@ -340,7 +408,11 @@ impl<'b> Fields<'b> {
                 format!("only one {name} block is allowed here"),
             ));
         }
-        if blocks.is_empty() { None } else { Some(blocks.swap_remove(0)) }
+        if blocks.is_empty() {
+            None
+        } else {
+            Some(blocks.swap_remove(0))
+        }
     }
 
     /// Marks `name` as read without decoding it (values decoded elsewhere, or deliberately dropped).
@@ -361,8 +433,14 @@ impl<'b> Fields<'b> {
             let name = item.key.as_str();
             let field = self.child(name);
             if let Some((_, why)) = self.schema.ignored.iter().find(|(n, _)| *n == name) {
-                d.push(Diagnostic::warning(item.pos, field, format!("{name} is accepted and ignored: {why}")));
-            } else if let Some((_, feature)) = self.schema.unsupported.iter().find(|(n, _)| *n == name) {
+                d.push(Diagnostic::warning(
+                    item.pos,
+                    field,
+                    format!("{name} is accepted and ignored: {why}"),
+                ));
+            } else if let Some((_, feature)) =
+                self.schema.unsupported.iter().find(|(n, _)| *n == name)
+            {
                 d.push(Diagnostic::error(
                     item.pos,
                     field,
@@ -387,7 +465,9 @@ impl<'b> Fields<'b> {
 fn label_count_message(name: &str, want: usize, got: usize) -> String {
     match want {
         0 => format!("a {name} block takes no labels, found {got}"),
-        1 => format!("a {name} block takes one label, its name: {name} \"name\" {{ … }}; found {got}"),
+        1 => format!(
+            "a {name} block takes one label, its name: {name} \"name\" {{ … }}; found {got}"
+        ),
         n => format!("a {name} block takes {n} labels, found {got}"),
     }
 }
@@ -435,7 +515,11 @@ pub fn format_number(n: f64) -> String {
 
 /// Go's `time.ParseDuration` syntax: `300ms`, `1.5h`, `2h45m`; units ns us µs ms s m h.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?}: expected a number and a unit, like \"30s\", \"5m\" or \"1h30m\" (units: ns, us, ms, s, m, h)");
+    let bad = || {
+        format!(
+            "invalid duration {s:?}: expected a number and a unit, like \"30s\", \"5m\" or \"1h30m\" (units: ns, us, ms, s, m, h)"
+        )
+    };
     let t = s.trim();
     if t == "0" {
         return Ok(Duration::ZERO);
@@ -446,13 +530,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total = 0f64;
     let mut rest = t.strip_prefix('+').unwrap_or(t);
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return Err(bad());
         }
         let n: f64 = rest[..num_len].parse().map_err(|_| bad())?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let secs = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" | "µs" | "μs" => 1e-6,

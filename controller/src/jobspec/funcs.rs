@@ -19,13 +19,60 @@ const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Names of every function, for "did you mean".
 pub const NAMES: &[&str] = &[
-    "abs", "base64decode", "base64encode", "ceil", "chomp", "coalesce", "coalescelist", "compact",
-    "concat", "contains", "distinct", "element", "file", "fileexists", "flatten", "floor",
-    "format", "formatlist", "indent", "index", "join", "jsondecode", "jsonencode", "keys",
-    "length", "lookup", "lower", "max", "merge", "min", "range", "regex_replace", "replace",
-    "reverse", "slice", "sort", "split", "strlen", "strrev", "substr", "title", "tobool",
-    "tolist", "tomap", "tonumber", "toset", "tostring", "trim", "trimprefix", "trimspace",
-    "trimsuffix", "upper", "values", "zipmap",
+    "abs",
+    "base64decode",
+    "base64encode",
+    "ceil",
+    "chomp",
+    "coalesce",
+    "coalescelist",
+    "compact",
+    "concat",
+    "contains",
+    "distinct",
+    "element",
+    "file",
+    "fileexists",
+    "flatten",
+    "floor",
+    "format",
+    "formatlist",
+    "indent",
+    "index",
+    "join",
+    "jsondecode",
+    "jsonencode",
+    "keys",
+    "length",
+    "lookup",
+    "lower",
+    "max",
+    "merge",
+    "min",
+    "range",
+    "regex_replace",
+    "replace",
+    "reverse",
+    "slice",
+    "sort",
+    "split",
+    "strlen",
+    "strrev",
+    "substr",
+    "title",
+    "tobool",
+    "tolist",
+    "tomap",
+    "tonumber",
+    "toset",
+    "tostring",
+    "trim",
+    "trimprefix",
+    "trimspace",
+    "trimsuffix",
+    "upper",
+    "values",
+    "zipmap",
 ];
 
 pub fn call(name: &str, args: &[Value], ctx: &CallContext) -> Result<Value, String> {
@@ -41,7 +88,9 @@ pub fn call(name: &str, args: &[Value], ctx: &CallContext) -> Result<Value, Stri
         "trim" => {
             f.arity(2)?;
             let cut: Vec<char> = f.str(1)?.chars().collect();
-            Ok(Value::String(f.str(0)?.trim_matches(cut.as_slice()).to_string()))
+            Ok(Value::String(
+                f.str(0)?.trim_matches(cut.as_slice()).to_string(),
+            ))
         }
         "trimprefix" => {
             f.arity(2)?;
@@ -53,7 +102,9 @@ pub fn call(name: &str, args: &[Value], ctx: &CallContext) -> Result<Value, Stri
             let (s, p) = (f.str(0)?, f.str(1)?);
             Ok(Value::String(s.strip_suffix(p).unwrap_or(s).to_string()))
         }
-        "chomp" => Ok(Value::String(f.str(0)?.trim_end_matches(['\n', '\r']).to_string())),
+        "chomp" => Ok(Value::String(
+            f.str(0)?.trim_end_matches(['\n', '\r']).to_string(),
+        )),
         "strrev" => Ok(Value::String(f.str(0)?.chars().rev().collect())),
         "strlen" => Ok(Value::from(f.str(0)?.chars().count())),
         "indent" => {
@@ -67,8 +118,16 @@ pub fn call(name: &str, args: &[Value], ctx: &CallContext) -> Result<Value, Stri
             let s: Vec<char> = f.str(0)?.chars().collect();
             let offset = f.int(1)?;
             let len = f.int(2)?;
-            let start = if offset < 0 { (s.len() as i64 + offset).max(0) } else { offset.min(s.len() as i64) } as usize;
-            let end = if len < 0 { s.len() } else { (start + len as usize).min(s.len()) };
+            let start = if offset < 0 {
+                (s.len() as i64 + offset).max(0)
+            } else {
+                offset.min(s.len() as i64)
+            } as usize;
+            let end = if len < 0 {
+                s.len()
+            } else {
+                (start + len as usize).min(s.len())
+            };
             Ok(Value::String(s[start..end].iter().collect()))
         }
         "replace" => {
@@ -80,7 +139,11 @@ pub fn call(name: &str, args: &[Value], ctx: &CallContext) -> Result<Value, Stri
         "join" => {
             f.arity(2)?;
             let sep = f.str(0)?;
-            let parts = f.list(1)?.iter().map(template_string).collect::<Result<Vec<_>, _>>()?;
+            let parts = f
+                .list(1)?
+                .iter()
+                .map(template_string)
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(Value::String(parts.join(sep)))
         }
         "split" => {
@@ -89,7 +152,9 @@ pub fn call(name: &str, args: &[Value], ctx: &CallContext) -> Result<Value, Stri
             if s.is_empty() {
                 return Ok(Value::Array(vec![Value::String(String::new())]));
             }
-            Ok(Value::Array(s.split(sep).map(|p| Value::String(p.to_string())).collect()))
+            Ok(Value::Array(
+                s.split(sep).map(|p| Value::String(p.to_string())).collect(),
+            ))
         }
         "concat" => {
             let mut out = Vec::new();
@@ -118,10 +183,17 @@ pub fn call(name: &str, args: &[Value], ctx: &CallContext) -> Result<Value, Stri
             match (m.get(k), args.get(2)) {
                 (Some(v), _) => Ok(v.clone()),
                 (None, Some(d)) => Ok(d.clone()),
-                (None, None) => Err(format!("lookup: no key {k:?} in the map and no default given")),
+                (None, None) => Err(format!(
+                    "lookup: no key {k:?} in the map and no default given"
+                )),
             }
         }
-        "keys" => Ok(Value::Array(f.object(0)?.keys().map(|k| Value::String(k.clone())).collect())),
+        "keys" => Ok(Value::Array(
+            f.object(0)?
+                .keys()
+                .map(|k| Value::String(k.clone()))
+                .collect(),
+        )),
         "values" => Ok(Value::Array(f.object(0)?.values().cloned().collect())),
         "length" => {
             f.arity(1)?;
@@ -150,7 +222,9 @@ pub fn call(name: &str, args: &[Value], ctx: &CallContext) -> Result<Value, Stri
         }
         "contains" => {
             f.arity(2)?;
-            Ok(Value::Bool(f.list(0)?.iter().any(|v| values_equal(v, &args[1]))))
+            Ok(Value::Bool(
+                f.list(0)?.iter().any(|v| values_equal(v, &args[1])),
+            ))
         }
         "distinct" | "toset" => {
             f.arity(1)?;
@@ -186,7 +260,11 @@ pub fn call(name: &str, args: &[Value], ctx: &CallContext) -> Result<Value, Stri
         }
         "reverse" => Ok(Value::Array(f.list(0)?.iter().rev().cloned().collect())),
         "sort" => {
-            let mut items = f.list(0)?.iter().map(template_string).collect::<Result<Vec<_>, _>>()?;
+            let mut items = f
+                .list(0)?
+                .iter()
+                .map(template_string)
+                .collect::<Result<Vec<_>, _>>()?;
             items.sort();
             Ok(Value::Array(items.into_iter().map(Value::String).collect()))
         }
@@ -195,7 +273,10 @@ pub fn call(name: &str, args: &[Value], ctx: &CallContext) -> Result<Value, Stri
             let l = f.list(0)?;
             let (a, b) = (f.uint(1)?, f.uint(2)?);
             if a > b || b > l.len() {
-                return Err(format!("slice: indexes {a}..{b} are out of range for a list of {}", l.len()));
+                return Err(format!(
+                    "slice: indexes {a}..{b} are out of range for a list of {}",
+                    l.len()
+                ));
             }
             Ok(Value::Array(l[a..b].to_vec()))
         }
@@ -219,7 +300,9 @@ pub fn call(name: &str, args: &[Value], ctx: &CallContext) -> Result<Value, Stri
                 _ => return Err("range takes 1 to 3 arguments".into()),
             };
             if step == 0.0 || (end - start) / step > 1024.0 {
-                return Err("range: the step must not be zero and the range at most 1024 long".into());
+                return Err(
+                    "range: the step must not be zero and the range at most 1024 long".into(),
+                );
             }
             let mut out = Vec::new();
             let mut x = start;
@@ -243,8 +326,12 @@ pub fn call(name: &str, args: &[Value], ctx: &CallContext) -> Result<Value, Stri
             if args.is_empty() {
                 return Err(format!("{name} needs at least one number"));
             }
-            let nums = (0..args.len()).map(|i| f.num(i)).collect::<Result<Vec<_>, _>>()?;
-            let r = nums.into_iter().reduce(|a, b| if (name == "min") == (a < b) { a } else { b });
+            let nums = (0..args.len())
+                .map(|i| f.num(i))
+                .collect::<Result<Vec<_>, _>>()?;
+            let r = nums
+                .into_iter()
+                .reduce(|a, b| if (name == "min") == (a < b) { a } else { b });
             Ok(number(r.unwrap_or(0.0)))
         }
         "abs" => Ok(number(f.num(0)?.abs())),
@@ -268,29 +355,36 @@ pub fn call(name: &str, args: &[Value], ctx: &CallContext) -> Result<Value, Stri
         },
         "jsonencode" => {
             f.arity(1)?;
-            serde_json::to_string(&args[0]).map(Value::String).map_err(|e| e.to_string())
+            serde_json::to_string(&args[0])
+                .map(Value::String)
+                .map_err(|e| e.to_string())
         }
         "jsondecode" => serde_json::from_str(f.str(0)?).map_err(|e| format!("jsondecode: {e}")),
         "base64encode" => Ok(Value::String(base64_encode(f.str(0)?.as_bytes()))),
         "base64decode" => {
-            let bytes = base64_decode(f.str(0)?).ok_or("base64decode: the argument is not valid base64")?;
+            let bytes =
+                base64_decode(f.str(0)?).ok_or("base64decode: the argument is not valid base64")?;
             String::from_utf8(bytes)
                 .map(Value::String)
                 .map_err(|_| "base64decode: the decoded bytes are not UTF-8".to_string())
         }
-        "regex_replace" => Err("regex_replace is not available in drover yet; use replace()".into()),
+        "regex_replace" => {
+            Err("regex_replace is not available in drover yet; use replace()".into())
+        }
         "file" | "fileexists" => {
             let rel = f.str(0)?;
-            let base = ctx
-                .base_dir
-                .ok_or_else(|| format!("{name}() is not available here: the job was not read from a file"))?;
+            let base = ctx.base_dir.ok_or_else(|| {
+                format!("{name}() is not available here: the job was not read from a file")
+            })?;
             let path = contained_path(base, rel)?;
             if name == "fileexists" {
                 return Ok(Value::Bool(path.is_file()));
             }
             let meta = std::fs::metadata(&path).map_err(|e| format!("file({rel:?}): {e}"))?;
             if meta.len() > MAX_FILE_BYTES {
-                return Err(format!("file({rel:?}): the file is larger than {MAX_FILE_BYTES} bytes"));
+                return Err(format!(
+                    "file({rel:?}): the file is larger than {MAX_FILE_BYTES} bytes"
+                ));
             }
             let bytes = std::fs::read(&path).map_err(|e| format!("file({rel:?}): {e}"))?;
             String::from_utf8(bytes)
@@ -314,11 +408,15 @@ fn contained_path(base: &Path, rel: &str) -> Result<std::path::PathBuf, String> 
             Component::CurDir => {}
             Component::ParentDir => depth -= 1,
             Component::RootDir | Component::Prefix(_) => {
-                return Err(format!("file({rel:?}): the path must be relative to the job file"));
+                return Err(format!(
+                    "file({rel:?}): the path must be relative to the job file"
+                ));
             }
         }
         if depth < 0 {
-            return Err(format!("file({rel:?}): the path leaves the job file's directory"));
+            return Err(format!(
+                "file({rel:?}): the path leaves the job file's directory"
+            ));
         }
     }
     Ok(base.join(p))
@@ -334,7 +432,12 @@ impl<'a> Args<'a> {
         if self.args.len() == n {
             Ok(())
         } else {
-            Err(format!("{}() takes {n} argument{}, got {}", self.name, if n == 1 { "" } else { "s" }, self.args.len()))
+            Err(format!(
+                "{}() takes {n} argument{}, got {}",
+                self.name,
+                if n == 1 { "" } else { "s" },
+                self.args.len()
+            ))
         }
     }
 
@@ -345,7 +448,12 @@ impl<'a> Args<'a> {
     }
 
     fn type_err(&self, i: usize, want: &str, got: &Value) -> String {
-        format!("{}(): argument {} must be a {want}, found {}", self.name, i + 1, type_name(got))
+        format!(
+            "{}(): argument {} must be a {want}, found {}",
+            self.name,
+            i + 1,
+            type_name(got)
+        )
     }
 
     fn str(&self, i: usize) -> Result<&'a str, String> {
@@ -363,13 +471,18 @@ impl<'a> Args<'a> {
     fn int(&self, i: usize) -> Result<i64, String> {
         let n = self.num(i)?;
         if n.fract() != 0.0 {
-            return Err(format!("{}(): argument {} must be a whole number", self.name, i + 1));
+            return Err(format!(
+                "{}(): argument {} must be a whole number",
+                self.name,
+                i + 1
+            ));
         }
         Ok(n as i64)
     }
 
     fn uint(&self, i: usize) -> Result<usize, String> {
-        usize::try_from(self.int(i)?).map_err(|_| format!("{}(): argument {} must not be negative", self.name, i + 1))
+        usize::try_from(self.int(i)?)
+            .map_err(|_| format!("{}(): argument {} must not be negative", self.name, i + 1))
     }
 
     fn list(&self, i: usize) -> Result<&'a [Value], String> {
@@ -445,7 +558,9 @@ fn format(f: &Args) -> Result<String, String> {
                 break;
             }
         }
-        let verb = chars.next().ok_or("format: the format string ends in the middle of a verb")?;
+        let verb = chars
+            .next()
+            .ok_or("format: the format string ends in the middle of a verb")?;
         if verb == '%' {
             out.push('%');
             continue;
@@ -461,21 +576,38 @@ fn format(f: &Args) -> Result<String, String> {
         };
         let s = match verb {
             's' | 'v' => match arg {
-                Value::Array(_) | Value::Object(_) => serde_json::to_string(arg).map_err(|e| e.to_string())?,
+                Value::Array(_) | Value::Object(_) => {
+                    serde_json::to_string(arg).map_err(|e| e.to_string())?
+                }
                 other => template_string(other)?,
             },
             'q' => serde_json::to_string(&template_string(arg)?).map_err(|e| e.to_string())?,
             'd' => match to_f64(arg) {
                 Some(n) if n.fract() == 0.0 => format!("{}", n as i64),
-                _ => return Err(format!("format: %d needs a whole number, found {}", type_name(arg))),
+                _ => {
+                    return Err(format!(
+                        "format: %d needs a whole number, found {}",
+                        type_name(arg)
+                    ));
+                }
             },
             'f' => match to_f64(arg) {
                 Some(n) => format!("{:.*}", precision.unwrap_or(6), n),
-                None => return Err(format!("format: %f needs a number, found {}", type_name(arg))),
+                None => {
+                    return Err(format!(
+                        "format: %f needs a number, found {}",
+                        type_name(arg)
+                    ));
+                }
             },
             't' => match arg {
                 Value::Bool(b) => b.to_string(),
-                other => return Err(format!("format: %t needs a bool, found {}", type_name(other))),
+                other => {
+                    return Err(format!(
+                        "format: %t needs a bool, found {}",
+                        type_name(other)
+                    ));
+                }
             },
             other => return Err(format!("format: unsupported verb %{other}")),
         };
@@ -489,7 +621,10 @@ fn format(f: &Args) -> Result<String, String> {
         }
     }
     if next < f.args.len() {
-        return Err(format!("format: {} argument(s) left unused", f.args.len() - next));
+        return Err(format!(
+            "format: {} argument(s) left unused",
+            f.args.len() - next
+        ));
     }
     Ok(out)
 }
@@ -511,7 +646,10 @@ fn formatlist(f: &Args) -> Result<Value, String> {
                 other => other.clone(),
             })
             .collect();
-        out.push(Value::String(format(&Args { name: "formatlist", args: &row })?));
+        out.push(Value::String(format(&Args {
+            name: "formatlist",
+            args: &row,
+        })?));
     }
     Ok(Value::Array(out))
 }
@@ -521,7 +659,11 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 fn base64_encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -564,31 +706,74 @@ mod tests {
     #[test]
     fn strings() {
         assert_eq!(c("upper", vec![json!("web")]).unwrap(), json!("WEB"));
-        assert_eq!(c("format", vec![json!("%s-%03d|%-4s|%.2f"), json!("a"), json!(7), json!("b"), json!(1.5)]).unwrap(), json!("a-  7|b   |1.50"));
-        assert_eq!(c("join", vec![json!(","), json!(["a", 1])]).unwrap(), json!("a,1"));
-        assert_eq!(c("split", vec![json!(","), json!("a,b")]).unwrap(), json!(["a", "b"]));
-        assert_eq!(c("substr", vec![json!("hello"), json!(1), json!(3)]).unwrap(), json!("ell"));
-        assert_eq!(c("title", vec![json!("hello world")]).unwrap(), json!("Hello World"));
+        assert_eq!(
+            c(
+                "format",
+                vec![
+                    json!("%s-%03d|%-4s|%.2f"),
+                    json!("a"),
+                    json!(7),
+                    json!("b"),
+                    json!(1.5)
+                ]
+            )
+            .unwrap(),
+            json!("a-  7|b   |1.50")
+        );
+        assert_eq!(
+            c("join", vec![json!(","), json!(["a", 1])]).unwrap(),
+            json!("a,1")
+        );
+        assert_eq!(
+            c("split", vec![json!(","), json!("a,b")]).unwrap(),
+            json!(["a", "b"])
+        );
+        assert_eq!(
+            c("substr", vec![json!("hello"), json!(1), json!(3)]).unwrap(),
+            json!("ell")
+        );
+        assert_eq!(
+            c("title", vec![json!("hello world")]).unwrap(),
+            json!("Hello World")
+        );
     }
 
     #[test]
     fn collections() {
-        assert_eq!(c("concat", vec![json!([1]), json!([2, 3])]).unwrap(), json!([1, 2, 3]));
-        assert_eq!(c("merge", vec![json!({"a": 1}), json!({"a": 2, "b": 3})]).unwrap(), json!({"a": 2, "b": 3}));
-        assert_eq!(c("lookup", vec![json!({"a": 1}), json!("b"), json!(9)]).unwrap(), json!(9));
+        assert_eq!(
+            c("concat", vec![json!([1]), json!([2, 3])]).unwrap(),
+            json!([1, 2, 3])
+        );
+        assert_eq!(
+            c("merge", vec![json!({"a": 1}), json!({"a": 2, "b": 3})]).unwrap(),
+            json!({"a": 2, "b": 3})
+        );
+        assert_eq!(
+            c("lookup", vec![json!({"a": 1}), json!("b"), json!(9)]).unwrap(),
+            json!(9)
+        );
         assert!(c("lookup", vec![json!({"a": 1}), json!("b")]).is_err());
-        assert_eq!(c("flatten", vec![json!([[1], [2, [3]]])]).unwrap(), json!([1, 2, 3]));
+        assert_eq!(
+            c("flatten", vec![json!([[1], [2, [3]]])]).unwrap(),
+            json!([1, 2, 3])
+        );
         assert_eq!(c("range", vec![json!(3)]).unwrap(), json!([0, 1, 2]));
     }
 
     #[test]
     fn encodings() {
-        assert_eq!(c("jsonencode", vec![json!({"a": [1, "x"]})]).unwrap(), json!(r#"{"a":[1,"x"]}"#));
+        assert_eq!(
+            c("jsonencode", vec![json!({"a": [1, "x"]})]).unwrap(),
+            json!(r#"{"a":[1,"x"]}"#)
+        );
         for s in ["", "f", "fo", "foo", "foob", "fooba", "foobar"] {
             let enc = c("base64encode", vec![json!(s)]).unwrap();
             assert_eq!(c("base64decode", vec![enc]).unwrap(), json!(s));
         }
-        assert_eq!(c("base64encode", vec![json!("foobar")]).unwrap(), json!("Zm9vYmFy"));
+        assert_eq!(
+            c("base64encode", vec![json!("foobar")]).unwrap(),
+            json!("Zm9vYmFy")
+        );
     }
 
     #[test]
@@ -601,9 +786,19 @@ mod tests {
     fn file_stays_below_base() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("x.txt"), "hi").unwrap();
-        let ctx = CallContext { base_dir: Some(dir.path()) };
+        let ctx = CallContext {
+            base_dir: Some(dir.path()),
+        };
         assert_eq!(call("file", &[json!("x.txt")], &ctx).unwrap(), json!("hi"));
-        assert!(call("file", &[json!("../x.txt")], &ctx).unwrap_err().contains("leaves"));
-        assert!(call("file", &[json!("/etc/passwd")], &ctx).unwrap_err().contains("relative"));
+        assert!(
+            call("file", &[json!("../x.txt")], &ctx)
+                .unwrap_err()
+                .contains("leaves")
+        );
+        assert!(
+            call("file", &[json!("/etc/passwd")], &ctx)
+                .unwrap_err()
+                .contains("relative")
+        );
     }
 }

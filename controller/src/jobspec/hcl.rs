@@ -71,7 +71,11 @@ pub fn read(src: &str, base_dir: Option<&Path>, inputs: &VarInputs) -> HclFile {
 
 fn syntax_message(m: &str) -> String {
     let m = m.trim();
-    if m.is_empty() { "unexpected input".into() } else { m.to_string() }
+    if m.is_empty() {
+        "unexpected input".into()
+    } else {
+        m.to_string()
+    }
 }
 
 /// A declared `variable` block.
@@ -200,7 +204,11 @@ impl<'a> Reader<'a> {
                 Structure::Attribute(a) => match a.key.value().as_str() {
                     "default" => d.default = Some(&a.value),
                     "type" => {
-                        d.type_src = a.value.span().and_then(|s| self.src.get(s)).map(|s| s.trim().to_string())
+                        d.type_src = a
+                            .value
+                            .span()
+                            .and_then(|s| self.src.get(s))
+                            .map(|s| s.trim().to_string())
                     }
                     "description" | "sensitive" | "nullable" => {}
                     other => self.diags.push(Diagnostic::error(
@@ -273,7 +281,11 @@ impl<'a> Reader<'a> {
                 match convert_cli_var(raw, d.type_src.as_deref()) {
                     Ok(v) => Some(v),
                     Err(m) => {
-                        self.diags.push(Diagnostic::error(d.pos, &field, format!("-var {}: {m}", d.name)));
+                        self.diags.push(Diagnostic::error(
+                            d.pos,
+                            &field,
+                            format!("-var {}: {m}", d.name),
+                        ));
                         continue;
                     }
                 }
@@ -487,7 +499,11 @@ impl<'a> Reader<'a> {
             }
         }
         let (Some(for_each), Some(content)) = (for_each, content) else {
-            self.diags.push(Diagnostic::error(pos, &field, "a dynamic block needs for_each and a content block"));
+            self.diags.push(Diagnostic::error(
+                pos,
+                &field,
+                "a dynamic block needs for_each and a content block",
+            ));
             return;
         };
         let collection = match scope.eval(for_each) {
@@ -495,13 +511,20 @@ impl<'a> Reader<'a> {
             Err(e) => return self.eval_error(&field, e),
         };
         let pairs: Vec<(Value, Value)> = match collection {
-            Value::Array(a) => a.into_iter().enumerate().map(|(i, v)| (Value::from(i), v)).collect(),
+            Value::Array(a) => a
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| (Value::from(i), v))
+                .collect(),
             Value::Object(m) => m.into_iter().map(|(k, v)| (Value::String(k), v)).collect(),
             other => {
                 self.diags.push(Diagnostic::error(
                     self.pos(for_each.span()),
                     &field,
-                    format!("for_each must be a list or an object, found {}", type_name(&other)),
+                    format!(
+                        "for_each must be a list or an object, found {}",
+                        type_name(&other)
+                    ),
                 ));
                 return;
             }
@@ -562,7 +585,11 @@ fn read_var_file(path: &str, content: &str) -> Result<BTreeMap<String, Value>, D
     if path.ends_with(".json") {
         return match serde_json::from_str::<Value>(content) {
             Ok(Value::Object(m)) => Ok(m.into_iter().collect()),
-            Ok(_) => Err(Diagnostic::error(Pos::new(1, 1), format!("-var-file {path}"), "expected a JSON object")),
+            Ok(_) => Err(Diagnostic::error(
+                Pos::new(1, 1),
+                format!("-var-file {path}"),
+                "expected a JSON object",
+            )),
             Err(e) => Err(Diagnostic::error(
                 Pos::new(e.line() as u32, e.column() as u32),
                 format!("-var-file {path}"),
@@ -582,18 +609,22 @@ fn read_var_file(path: &str, content: &str) -> Result<BTreeMap<String, Value>, D
     for s in body.iter() {
         match s {
             Structure::Attribute(a) => {
-                let v = Scope::new(content, &empty, &empty, None).eval(&a.value).map_err(|e| {
-                    Diagnostic::error(
-                        e.span.map_or(Pos::new(1, 1), |s| Pos::of_offset(content, s.start)),
-                        format!("-var-file {path} > {}", a.key.value().as_str()),
-                        e.message,
-                    )
-                })?;
+                let v = Scope::new(content, &empty, &empty, None)
+                    .eval(&a.value)
+                    .map_err(|e| {
+                        Diagnostic::error(
+                            e.span
+                                .map_or(Pos::new(1, 1), |s| Pos::of_offset(content, s.start)),
+                            format!("-var-file {path} > {}", a.key.value().as_str()),
+                            e.message,
+                        )
+                    })?;
                 out.insert(a.key.value().to_string(), v);
             }
             Structure::Block(b) => {
                 return Err(Diagnostic::error(
-                    b.span().map_or(Pos::new(1, 1), |s| Pos::of_offset(content, s.start)),
+                    b.span()
+                        .map_or(Pos::new(1, 1), |s| Pos::of_offset(content, s.start)),
                     format!("-var-file {path}"),
                     "a variables file holds only `name = value` attributes",
                 ));
@@ -619,9 +650,12 @@ fn convert_cli_var(raw: &str, type_src: Option<&str>) -> Result<Value, String> {
             _ => Err(format!("{raw:?} is not a bool (true or false)")),
         },
         _ => {
-            let expr = hcl_edit::parser::parse_expr(raw).map_err(|e| format!("{raw:?} is not a valid HCL value: {}", e.message()))?;
+            let expr = hcl_edit::parser::parse_expr(raw)
+                .map_err(|e| format!("{raw:?} is not a valid HCL value: {}", e.message()))?;
             let empty = Map::new();
-            Scope::new(raw, &empty, &empty, None).eval(&expr).map_err(|e| e.message)
+            Scope::new(raw, &empty, &empty, None)
+                .eval(&expr)
+                .map_err(|e| e.message)
         }
     }
 }
@@ -633,9 +667,16 @@ fn check_type(v: &Value, type_src: Option<&str>) -> Option<String> {
         "string" => v.is_string() || v.is_number() || v.is_boolean(),
         "number" => v.is_number(),
         "bool" => v.is_boolean(),
-        t if t.starts_with("list(") || t.starts_with("set(") || t.starts_with("tuple(") => v.is_array(),
+        t if t.starts_with("list(") || t.starts_with("set(") || t.starts_with("tuple(") => {
+            v.is_array()
+        }
         t if t.starts_with("map(") || t.starts_with("object(") => v.is_object(),
         _ => true,
     };
-    (!ok && !v.is_null()).then(|| format!("the value is a {}, but the variable's type is {ty}", type_name(v)))
+    (!ok && !v.is_null()).then(|| {
+        format!(
+            "the value is a {}, but the variable's type is {ty}",
+            type_name(v)
+        )
+    })
 }

@@ -68,13 +68,25 @@ pub struct Parsed {
 
 /// Reads and parses a job file from disk.
 pub fn parse_file(path: &Path, opts: &ParseOptions) -> Result<Parsed, JobspecError> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| JobspecError::single(path, Pos::new(1, 1), "", format!("failed to read the job file: {e}")))?;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        JobspecError::single(
+            path,
+            Pos::new(1, 1),
+            "",
+            format!("failed to read the job file: {e}"),
+        )
+    })?;
     if meta.len() > MAX_FILE_BYTES as u64 {
         return Err(too_large(path, meta.len() as usize));
     }
-    let bytes = std::fs::read(path)
-        .map_err(|e| JobspecError::single(path, Pos::new(1, 1), "", format!("failed to read the job file: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        JobspecError::single(
+            path,
+            Pos::new(1, 1),
+            "",
+            format!("failed to read the job file: {e}"),
+        )
+    })?;
     parse(path, &bytes, opts)
 }
 
@@ -83,7 +95,9 @@ fn too_large(path: &Path, len: usize) -> JobspecError {
         path,
         Pos::new(1, 1),
         "",
-        format!("the file is {len} bytes, larger than the {MAX_FILE_BYTES}-byte limit for a job file"),
+        format!(
+            "the file is {len} bytes, larger than the {MAX_FILE_BYTES}-byte limit for a job file"
+        ),
     )
 }
 
@@ -101,7 +115,10 @@ pub fn parse(path: &Path, bytes: &[u8], opts: &ParseOptions) -> Result<Parsed, J
                 path,
                 pos,
                 "",
-                format!("the file is not UTF-8 text: invalid byte 0x{:02x}", bytes[e.valid_up_to()]),
+                format!(
+                    "the file is not UTF-8 text: invalid byte 0x{:02x}",
+                    bytes[e.valid_up_to()]
+                ),
             ));
         }
     };
@@ -124,7 +141,13 @@ pub fn parse(path: &Path, bytes: &[u8], opts: &ParseOptions) -> Result<Parsed, J
     let mut diags = Vec::new();
     let body = match Format::of_path(path) {
         Format::Hcl => {
-            let base_dir = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
+            let base_dir = path.parent().map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            });
             let file = hcl::read(src, base_dir, &opts.vars);
             diags.extend(file.diagnostics);
             Some(file.body)
@@ -136,11 +159,22 @@ pub fn parse(path: &Path, bytes: &[u8], opts: &ParseOptions) -> Result<Parsed, J
                 None
             }
         },
-        Format::Json => return Err(JobspecError::single(path, Pos::new(1, 1), "", "Nomad API JSON job files are not read yet")),
+        Format::Json => {
+            return Err(JobspecError::single(
+                path,
+                Pos::new(1, 1),
+                "",
+                "Nomad API JSON job files are not read yet",
+            ));
+        }
     };
     // A syntax error leaves nothing to decode; the decoder would only add noise.
     let job = match body {
-        Some(body) if !diags.iter().any(|d| d.is_error() && d.message.starts_with("invalid HCL syntax")) => {
+        Some(body)
+            if !diags
+                .iter()
+                .any(|d| d.is_error() && d.message.starts_with("invalid HCL syntax")) =>
+        {
             decode::decode_file(&body, &mut diags)
         }
         _ => None,
@@ -148,7 +182,10 @@ pub fn parse(path: &Path, bytes: &[u8], opts: &ParseOptions) -> Result<Parsed, J
     match job {
         Some(job) if !diags.iter().any(Diagnostic::is_error) => {
             diags.sort_by_key(|d| d.pos);
-            Ok(Parsed { job, warnings: diags })
+            Ok(Parsed {
+                job,
+                warnings: diags,
+            })
         }
         _ => Err(JobspecError::new(path, diags)),
     }

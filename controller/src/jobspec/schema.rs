@@ -31,7 +31,12 @@ impl BlockSchema {
 pub fn did_you_mean(name: &str, candidates: &[&str]) -> String {
     let best = candidates
         .iter()
-        .map(|c| (strsim::damerau_levenshtein(&name.to_lowercase(), &c.to_lowercase()), *c))
+        .map(|c| {
+            (
+                strsim::damerau_levenshtein(&name.to_lowercase(), &c.to_lowercase()),
+                *c,
+            )
+        })
         .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(1) + 1 && *d < c.len().max(2))
         .min();
     match best {
@@ -49,7 +54,14 @@ pub const FILE: BlockSchema = BlockSchema {
 
 pub const VARIABLE: BlockSchema = BlockSchema {
     block: "variable",
-    supported: &["default", "type", "description", "validation", "sensitive", "nullable"],
+    supported: &[
+        "default",
+        "type",
+        "description",
+        "validation",
+        "sensitive",
+        "nullable",
+    ],
     ignored: &[],
     unsupported: &[],
 };
@@ -57,37 +69,99 @@ pub const VARIABLE: BlockSchema = BlockSchema {
 pub const JOB: BlockSchema = BlockSchema {
     block: "job",
     supported: &[
-        "id", "name", "namespace", "region", "type", "priority", "all_at_once", "datacenters",
-        "node_pool", "constraint", "affinity", "spread", "update", "reschedule", "meta", "group",
+        "id",
+        "name",
+        "namespace",
+        "region",
+        "type",
+        "priority",
+        "all_at_once",
+        "datacenters",
+        "node_pool",
+        "constraint",
+        "affinity",
+        "spread",
+        "update",
+        "reschedule",
+        "meta",
+        "group",
     ],
     ignored: &[
-        ("ui", "display hints for Nomad's web UI; drover's status page shows the job's own fields"),
-        ("consul_token", "deprecated in Nomad; drover needs no Consul"),
-        ("vault_token", "deprecated in Nomad; Vault is not integrated"),
-        ("migrate", "drain migration uses drover's defaults (max_parallel 1)"),
-        ("vault", "only a default for the groups' vault blocks, which drover refuses where they are used"),
-        ("consul", "selects a Consul cluster or namespace; drover's own catalog serves services"),
+        (
+            "ui",
+            "display hints for Nomad's web UI; drover's status page shows the job's own fields",
+        ),
+        (
+            "consul_token",
+            "deprecated in Nomad; drover needs no Consul",
+        ),
+        (
+            "vault_token",
+            "deprecated in Nomad; Vault is not integrated",
+        ),
+        (
+            "migrate",
+            "drain migration uses drover's defaults (max_parallel 1)",
+        ),
+        (
+            "vault",
+            "only a default for the groups' vault blocks, which drover refuses where they are used",
+        ),
+        (
+            "consul",
+            "selects a Consul cluster or namespace; drover's own catalog serves services",
+        ),
     ],
     unsupported: &[
         ("periodic", "periodic (cron) jobs"),
         ("parameterized", "parameterized (dispatch) jobs"),
-        ("multiregion", "multi-region deployments, a Nomad Enterprise feature"),
+        (
+            "multiregion",
+            "multi-region deployments, a Nomad Enterprise feature",
+        ),
     ],
 };
 
 pub const GROUP: BlockSchema = BlockSchema {
     block: "group",
     supported: &[
-        "count", "constraint", "affinity", "spread", "network", "service", "restart", "reschedule",
-        "update", "ephemeral_disk", "meta", "shutdown_delay", "stop_after_client_disconnect",
-        "max_client_disconnect", "task",
+        "count",
+        "constraint",
+        "affinity",
+        "spread",
+        "network",
+        "service",
+        "restart",
+        "reschedule",
+        "update",
+        "ephemeral_disk",
+        "meta",
+        "shutdown_delay",
+        "stop_after_client_disconnect",
+        "max_client_disconnect",
+        "task",
     ],
     ignored: &[
-        ("scaling", "autoscaler policy, read by the Nomad Autoscaler, not by the scheduler"),
-        ("migrate", "drain migration uses drover's defaults (max_parallel 1)"),
-        ("consul", "selects a Consul cluster or namespace; drover's own catalog serves services"),
-        ("disconnect", "drover applies its own heartbeat rules to disconnected clients"),
-        ("prevent_reschedule_on_lost", "lost allocations are rescheduled by the reschedule policy"),
+        (
+            "scaling",
+            "autoscaler policy, read by the Nomad Autoscaler, not by the scheduler",
+        ),
+        (
+            "migrate",
+            "drain migration uses drover's defaults (max_parallel 1)",
+        ),
+        (
+            "consul",
+            "selects a Consul cluster or namespace; drover's own catalog serves services",
+        ),
+        (
+            "disconnect",
+            "drover applies its own heartbeat rules to disconnected clients",
+        ),
+        (
+            "prevent_reschedule_on_lost",
+            "lost allocations are rescheduled by the reschedule policy",
+        ),
     ],
     unsupported: &[
         ("volume", "host and CSI volumes requested by the group"),
@@ -98,25 +172,56 @@ pub const GROUP: BlockSchema = BlockSchema {
 pub const TASK: BlockSchema = BlockSchema {
     block: "task",
     supported: &[
-        "driver", "config", "env", "meta", "resources", "restart", "service", "artifact",
-        "constraint", "affinity", "kill_timeout", "kill_signal", "shutdown_delay", "user",
-        "leader", "logs",
+        "driver",
+        "config",
+        "env",
+        "meta",
+        "resources",
+        "restart",
+        "service",
+        "artifact",
+        "constraint",
+        "affinity",
+        "kill_timeout",
+        "kill_signal",
+        "shutdown_delay",
+        "user",
+        "leader",
+        "logs",
     ],
     ignored: &[
-        ("identity", "workload identity tokens; nothing in drover consumes them"),
-        ("scaling", "autoscaler policy, read by the Nomad Autoscaler, not by the scheduler"),
-        ("consul", "selects a Consul cluster or namespace; drover's own catalog serves services"),
+        (
+            "identity",
+            "workload identity tokens; nothing in drover consumes them",
+        ),
+        (
+            "scaling",
+            "autoscaler policy, read by the Nomad Autoscaler, not by the scheduler",
+        ),
+        (
+            "consul",
+            "selects a Consul cluster or namespace; drover's own catalog serves services",
+        ),
         ("kind", "set by Nomad itself for Connect sidecars"),
-        ("action", "named commands run on demand with `nomad action`; they do not change what runs"),
+        (
+            "action",
+            "named commands run on demand with `nomad action`; they do not change what runs",
+        ),
     ],
     unsupported: &[
-        ("template", "templates rendered into the task (consul-template)"),
+        (
+            "template",
+            "templates rendered into the task (consul-template)",
+        ),
         ("vault", "Vault secrets"),
         ("lifecycle", "prestart, poststart and poststop task hooks"),
         ("volume_mount", "mounting a group volume into the task"),
         ("dispatch_payload", "the payload of a parameterized job"),
         ("csi_plugin", "running the task as a CSI plugin"),
-        ("schedule", "time-based task execution, a Nomad Enterprise feature"),
+        (
+            "schedule",
+            "time-based task execution, a Nomad Enterprise feature",
+        ),
         ("secret", "secrets fetched from a secrets provider"),
     ],
 };
@@ -126,7 +231,10 @@ pub const RESOURCES: BlockSchema = BlockSchema {
     supported: &["cpu", "cores", "memory", "memory_max", "network"],
     ignored: &[
         ("iops", "removed from Nomad; never enforced"),
-        ("disk", "moved to ephemeral_disk in Nomad; never enforced at task level"),
+        (
+            "disk",
+            "moved to ephemeral_disk in Nomad; never enforced at task level",
+        ),
     ],
     unsupported: &[
         ("device", "device plugins (GPUs, FPGAs)"),
@@ -159,16 +267,44 @@ pub const DNS: BlockSchema = BlockSchema {
 pub const SERVICE: BlockSchema = BlockSchema {
     block: "service",
     supported: &[
-        "name", "port", "tags", "canary_tags", "address_mode", "address", "provider", "task",
-        "meta", "check", "check_restart", "on_update",
+        "name",
+        "port",
+        "tags",
+        "canary_tags",
+        "address_mode",
+        "address",
+        "provider",
+        "task",
+        "meta",
+        "check",
+        "check_restart",
+        "on_update",
     ],
     ignored: &[
-        ("enable_tag_override", "a Consul anti-entropy setting; drover's catalog is its own"),
-        ("canary_meta", "canary deployments are not run yet; the service's meta applies"),
-        ("tagged_addresses", "Consul tagged addresses; drover answers with the service address"),
-        ("weights", "Consul DNS SRV weights; drover gives every instance weight 1"),
-        ("cluster", "selects a Consul cluster; drover's own catalog serves services"),
-        ("identity", "workload identity tokens; nothing in drover consumes them"),
+        (
+            "enable_tag_override",
+            "a Consul anti-entropy setting; drover's catalog is its own",
+        ),
+        (
+            "canary_meta",
+            "canary deployments are not run yet; the service's meta applies",
+        ),
+        (
+            "tagged_addresses",
+            "Consul tagged addresses; drover answers with the service address",
+        ),
+        (
+            "weights",
+            "Consul DNS SRV weights; drover gives every instance weight 1",
+        ),
+        (
+            "cluster",
+            "selects a Consul cluster; drover's own catalog serves services",
+        ),
+        (
+            "identity",
+            "workload identity tokens; nothing in drover consumes them",
+        ),
         ("kind", "a Consul service kind for gateways"),
     ],
     unsupported: &[("connect", "Consul Connect service mesh")],
@@ -177,17 +313,49 @@ pub const SERVICE: BlockSchema = BlockSchema {
 pub const CHECK: BlockSchema = BlockSchema {
     block: "check",
     supported: &[
-        "name", "type", "port", "path", "method", "protocol", "body", "header", "interval",
-        "timeout", "address_mode", "command", "args", "task", "tls_skip_verify", "initial_status",
-        "success_before_passing", "failures_before_critical", "check_restart", "on_update",
+        "name",
+        "type",
+        "port",
+        "path",
+        "method",
+        "protocol",
+        "body",
+        "header",
+        "interval",
+        "timeout",
+        "address_mode",
+        "command",
+        "args",
+        "task",
+        "tls_skip_verify",
+        "initial_status",
+        "success_before_passing",
+        "failures_before_critical",
+        "check_restart",
+        "on_update",
     ],
     ignored: &[
-        ("tls_server_name", "drover's HTTP checks do not verify certificates beyond tls_skip_verify"),
-        ("failures_before_warning", "drover reports passing or critical, never warning"),
+        (
+            "tls_server_name",
+            "drover's HTTP checks do not verify certificates beyond tls_skip_verify",
+        ),
+        (
+            "failures_before_warning",
+            "drover reports passing or critical, never warning",
+        ),
         ("notes", "free text shown by Consul"),
-        ("expose", "exposes a check through Consul Connect, which drover does not run"),
-        ("grpc_service", "gRPC checks are refused by type; kept only with them"),
-        ("grpc_use_tls", "gRPC checks are refused by type; kept only with them"),
+        (
+            "expose",
+            "exposes a check through Consul Connect, which drover does not run",
+        ),
+        (
+            "grpc_service",
+            "gRPC checks are refused by type; kept only with them",
+        ),
+        (
+            "grpc_use_tls",
+            "gRPC checks are refused by type; kept only with them",
+        ),
     ],
     unsupported: &[],
 };
@@ -201,7 +369,14 @@ pub const CHECK_RESTART: BlockSchema = BlockSchema {
 
 pub const ARTIFACT: BlockSchema = BlockSchema {
     block: "artifact",
-    supported: &["source", "destination", "mode", "options", "headers", "chown"],
+    supported: &[
+        "source",
+        "destination",
+        "mode",
+        "options",
+        "headers",
+        "chown",
+    ],
     ignored: &[],
     unsupported: &[],
 };
@@ -215,7 +390,14 @@ pub const RESTART: BlockSchema = BlockSchema {
 
 pub const RESCHEDULE: BlockSchema = BlockSchema {
     block: "reschedule",
-    supported: &["attempts", "interval", "delay", "delay_function", "max_delay", "unlimited"],
+    supported: &[
+        "attempts",
+        "interval",
+        "delay",
+        "delay_function",
+        "max_delay",
+        "unlimited",
+    ],
     ignored: &[],
     unsupported: &[],
 };
@@ -223,8 +405,15 @@ pub const RESCHEDULE: BlockSchema = BlockSchema {
 pub const UPDATE: BlockSchema = BlockSchema {
     block: "update",
     supported: &[
-        "max_parallel", "health_check", "min_healthy_time", "healthy_deadline",
-        "progress_deadline", "auto_revert", "auto_promote", "canary", "stagger",
+        "max_parallel",
+        "health_check",
+        "min_healthy_time",
+        "healthy_deadline",
+        "progress_deadline",
+        "auto_revert",
+        "auto_promote",
+        "canary",
+        "stagger",
     ],
     ignored: &[],
     unsupported: &[],
@@ -233,8 +422,17 @@ pub const UPDATE: BlockSchema = BlockSchema {
 pub const CONSTRAINT: BlockSchema = BlockSchema {
     block: "constraint",
     supported: &[
-        "attribute", "operator", "value", "distinct_hosts", "distinct_property", "regexp",
-        "version", "semver", "set_contains", "set_contains_any", "set_contains_all",
+        "attribute",
+        "operator",
+        "value",
+        "distinct_hosts",
+        "distinct_property",
+        "regexp",
+        "version",
+        "semver",
+        "set_contains",
+        "set_contains_any",
+        "set_contains_all",
     ],
     ignored: &[],
     unsupported: &[],
@@ -243,8 +441,15 @@ pub const CONSTRAINT: BlockSchema = BlockSchema {
 pub const AFFINITY: BlockSchema = BlockSchema {
     block: "affinity",
     supported: &[
-        "attribute", "operator", "value", "weight", "regexp", "version", "semver",
-        "set_contains_any", "set_contains_all",
+        "attribute",
+        "operator",
+        "value",
+        "weight",
+        "regexp",
+        "version",
+        "semver",
+        "set_contains_any",
+        "set_contains_all",
     ],
     ignored: &[],
     unsupported: &[],
@@ -281,24 +486,69 @@ pub const LOGS: BlockSchema = BlockSchema {
 pub const DOCKER_CONFIG: BlockSchema = BlockSchema {
     block: "config (docker)",
     supported: &[
-        "image", "command", "args", "entrypoint", "ports", "port_map", "dns_servers",
-        "dns_search_domains", "dns_options", "volumes", "labels", "network_mode", "hostname",
-        "extra_hosts", "work_dir", "privileged", "cap_add", "cap_drop", "init", "interactive",
-        "tty", "force_pull",
+        "image",
+        "command",
+        "args",
+        "entrypoint",
+        "ports",
+        "port_map",
+        "dns_servers",
+        "dns_search_domains",
+        "dns_options",
+        "volumes",
+        "labels",
+        "network_mode",
+        "hostname",
+        "extra_hosts",
+        "work_dir",
+        "privileged",
+        "cap_add",
+        "cap_drop",
+        "init",
+        "interactive",
+        "tty",
+        "force_pull",
     ],
     ignored: &[
-        ("auth", "registry credentials; drover uses images already on the node"),
-        ("auth_soft_fail", "registry credentials; drover uses images already on the node"),
+        (
+            "auth",
+            "registry credentials; drover uses images already on the node",
+        ),
+        (
+            "auth_soft_fail",
+            "registry credentials; drover uses images already on the node",
+        ),
         ("image_pull_timeout", "pulls use the engine's own timeout"),
-        ("logging", "container logs always go through the engine's json-file driver for `alloc logs`"),
-        ("healthchecks", "Docker's own HEALTHCHECK; drover runs the service checks"),
-        ("network_aliases", "aliases on user-defined networks; drover uses the network_mode as given"),
-        ("advertise_ipv6_address", "service addresses are IPv4 in drover"),
-        ("load", "loading an image from an artifact tarball; load it on the node instead"),
+        (
+            "logging",
+            "container logs always go through the engine's json-file driver for `alloc logs`",
+        ),
+        (
+            "healthchecks",
+            "Docker's own HEALTHCHECK; drover runs the service checks",
+        ),
+        (
+            "network_aliases",
+            "aliases on user-defined networks; drover uses the network_mode as given",
+        ),
+        (
+            "advertise_ipv6_address",
+            "service addresses are IPv4 in drover",
+        ),
+        (
+            "load",
+            "loading an image from an artifact tarball; load it on the node instead",
+        ),
     ],
     unsupported: &[
-        ("mount", "typed bind, volume and tmpfs mounts (use `volumes`)"),
-        ("mounts", "typed bind, volume and tmpfs mounts (use `volumes`)"),
+        (
+            "mount",
+            "typed bind, volume and tmpfs mounts (use `volumes`)",
+        ),
+        (
+            "mounts",
+            "typed bind, volume and tmpfs mounts (use `volumes`)",
+        ),
         ("devices", "host devices passed into the container"),
         ("security_opt", "Docker security options"),
         ("sysctl", "kernel parameters set in the container"),
@@ -307,8 +557,14 @@ pub const DOCKER_CONFIG: BlockSchema = BlockSchema {
         ("pid_mode", "the container's PID namespace"),
         ("uts_mode", "the container's UTS namespace"),
         ("userns_mode", "the container's user namespace"),
-        ("ipv4_address", "a fixed container address on a user-defined network"),
-        ("ipv6_address", "a fixed container address on a user-defined network"),
+        (
+            "ipv4_address",
+            "a fixed container address on a user-defined network",
+        ),
+        (
+            "ipv6_address",
+            "a fixed container address on a user-defined network",
+        ),
         ("mac_address", "a fixed container MAC address"),
         ("shm_size", "the size of /dev/shm"),
         ("storage_opt", "storage driver options"),
@@ -317,13 +573,19 @@ pub const DOCKER_CONFIG: BlockSchema = BlockSchema {
         ("pids_limit", "a limit on the container's processes"),
         ("isolation", "Windows container isolation"),
         ("volume_driver", "Docker volume plugins"),
-        ("memory_hard_limit", "the legacy hard memory limit (use resources.memory_max)"),
+        (
+            "memory_hard_limit",
+            "the legacy hard memory limit (use resources.memory_max)",
+        ),
         ("cpu_hard_limit", "CFS-quota CPU limits"),
         ("cpu_cfs_period", "CFS-quota CPU limits"),
         ("cpuset_cpus", "pinning the container to CPUs"),
         ("group_add", "extra groups for the container's user"),
         ("oom_score_adj", "the container's OOM score"),
-        ("container_exists_attempts", "attempts to reuse a container of the same name"),
+        (
+            "container_exists_attempts",
+            "attempts to reuse a container of the same name",
+        ),
     ],
 };
 
@@ -331,12 +593,21 @@ pub const RAW_EXEC_CONFIG: BlockSchema = BlockSchema {
     block: "config (raw_exec)",
     supported: &["command", "args", "work_dir"],
     ignored: &[
-        ("cgroup_v2_override", "drover does not place raw_exec tasks in custom cgroups"),
-        ("cgroup_v1_override", "drover does not place raw_exec tasks in custom cgroups"),
+        (
+            "cgroup_v2_override",
+            "drover does not place raw_exec tasks in custom cgroups",
+        ),
+        (
+            "cgroup_v1_override",
+            "drover does not place raw_exec tasks in custom cgroups",
+        ),
     ],
     unsupported: &[
         ("oom_score_adj", "the task's OOM score"),
-        ("denied_envvars", "environment variables withheld from the task"),
+        (
+            "denied_envvars",
+            "environment variables withheld from the task",
+        ),
     ],
 };
 
@@ -345,16 +616,53 @@ pub const DRIVERS: &[&str] = &["docker", "raw_exec"];
 
 /// Task drivers that exist for Nomad but not in drover.
 pub const UNSUPPORTED_DRIVERS: &[&str] = &[
-    "exec", "exec2", "java", "qemu", "podman", "containerd-driver", "nspawn", "lxc", "singularity",
-    "rkt", "firecracker-task-driver", "iis", "win_iis", "jail-task-driver", "pot", "virt",
-    "nomad-driver-podman", "nomad-pot-driver", "raw_exec2",
+    "exec",
+    "exec2",
+    "java",
+    "qemu",
+    "podman",
+    "containerd-driver",
+    "nspawn",
+    "lxc",
+    "singularity",
+    "rkt",
+    "firecracker-task-driver",
+    "iis",
+    "win_iis",
+    "jail-task-driver",
+    "pot",
+    "virt",
+    "nomad-driver-podman",
+    "nomad-pot-driver",
+    "raw_exec2",
 ];
 
 /// Every block schema, for the docs table and its test.
 pub const ALL: &[&BlockSchema] = &[
-    &FILE, &VARIABLE, &JOB, &GROUP, &TASK, &RESOURCES, &NETWORK, &PORT, &DNS, &SERVICE, &CHECK,
-    &CHECK_RESTART, &ARTIFACT, &RESTART, &RESCHEDULE, &UPDATE, &CONSTRAINT, &AFFINITY, &SPREAD,
-    &SPREAD_TARGET, &EPHEMERAL_DISK, &LOGS, &DOCKER_CONFIG, &RAW_EXEC_CONFIG,
+    &FILE,
+    &VARIABLE,
+    &JOB,
+    &GROUP,
+    &TASK,
+    &RESOURCES,
+    &NETWORK,
+    &PORT,
+    &DNS,
+    &SERVICE,
+    &CHECK,
+    &CHECK_RESTART,
+    &ARTIFACT,
+    &RESTART,
+    &RESCHEDULE,
+    &UPDATE,
+    &CONSTRAINT,
+    &AFFINITY,
+    &SPREAD,
+    &SPREAD_TARGET,
+    &EPHEMERAL_DISK,
+    &LOGS,
+    &DOCKER_CONFIG,
+    &RAW_EXEC_CONFIG,
 ];
 
 /// The table in `docs/jobspec.md`, generated from the schema so the two cannot drift.
@@ -365,10 +673,16 @@ pub fn markdown_table() -> String {
             out.push_str(&format!("| {} | `{n}` | supported |\n", s.block));
         }
         for (n, why) in s.ignored {
-            out.push_str(&format!("| {} | `{n}` | accepted, ignored: {why} |\n", s.block));
+            out.push_str(&format!(
+                "| {} | `{n}` | accepted, ignored: {why} |\n",
+                s.block
+            ));
         }
         for (n, what) in s.unsupported {
-            out.push_str(&format!("| {} | `{n}` | **unsupported**: {what} |\n", s.block));
+            out.push_str(&format!(
+                "| {} | `{n}` | **unsupported**: {what} |\n",
+                s.block
+            ));
         }
     }
     out
@@ -380,8 +694,14 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("cout", &["count", "constraint"]), "; did you mean \"count\"?");
-        assert_eq!(did_you_mean("datacenter", JOB.supported), "; did you mean \"datacenters\"?");
+        assert_eq!(
+            did_you_mean("cout", &["count", "constraint"]),
+            "; did you mean \"count\"?"
+        );
+        assert_eq!(
+            did_you_mean("datacenter", JOB.supported),
+            "; did you mean \"datacenters\"?"
+        );
         assert_eq!(did_you_mean("zzzzzz", &["count"]), "");
     }
 
@@ -398,8 +718,9 @@ mod tests {
 
     #[test]
     fn docs_table_is_current() {
-        let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/jobspec.md"))
-            .expect("docs/jobspec.md exists");
+        let docs =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/jobspec.md"))
+                .expect("docs/jobspec.md exists");
         assert!(
             docs.contains(&markdown_table()),
             "docs/jobspec.md is out of date: regenerate its table with `drover job schema-table`"

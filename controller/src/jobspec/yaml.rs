@@ -114,10 +114,17 @@ fn to_value(n: Spanned<Node>) -> Value {
 /// Reads a YAML job file into the tree; the top level is a mapping with one `job` key.
 pub fn read(src: &str) -> Result<Body, Diagnostic> {
     let root: Spanned<Node> = serde_saphyr::from_str(src).map_err(|e| {
-        let pos = e.location().map_or(Pos::new(1, 1), |l| Pos::new(l.line().max(1) as u32, l.column().max(1) as u32));
+        let pos = e.location().map_or(Pos::new(1, 1), |l| {
+            Pos::new(l.line().max(1) as u32, l.column().max(1) as u32)
+        });
         let msg = e.to_string();
         // The first line holds the reason; the rest repeats the source around it.
-        let first = msg.lines().next().unwrap_or("invalid YAML").trim().to_string();
+        let first = msg
+            .lines()
+            .next()
+            .unwrap_or("invalid YAML")
+            .trim()
+            .to_string();
         Diagnostic::error(pos, "", format!("invalid YAML: {first}"))
     })?;
     let pos = pos_of(&root);
@@ -199,7 +206,12 @@ pub(crate) fn encode_job(job: &Job) -> Json {
     Json::Object(m)
 }
 
-fn encode_placement(m: &mut Map<String, Json>, cs: &[Constraint], afs: &[Affinity], sps: &[Spread]) {
+fn encode_placement(
+    m: &mut Map<String, Json>,
+    cs: &[Constraint],
+    afs: &[Affinity],
+    sps: &[Spread],
+) {
     if !cs.is_empty() {
         let list: Vec<Json> = cs
             .iter()
@@ -220,7 +232,10 @@ fn encode_placement(m: &mut Map<String, Json>, cs: &[Constraint], afs: &[Affinit
             .map(|s| {
                 let mut targets = Map::new();
                 for t in &s.targets {
-                    targets.insert(t.value.clone(), json!({"value": t.value, "percent": t.percent}));
+                    targets.insert(
+                        t.value.clone(),
+                        json!({"value": t.value, "percent": t.percent}),
+                    );
                 }
                 let mut o = Map::new();
                 o.insert("attribute".into(), json!(s.attribute));
@@ -267,7 +282,10 @@ fn encode_group(g: &TaskGroup) -> Json {
         m.insert("network".into(), encode_network(n));
     }
     if !g.services.is_empty() {
-        m.insert("service".into(), Json::Array(g.services.iter().map(encode_service).collect()));
+        m.insert(
+            "service".into(),
+            Json::Array(g.services.iter().map(encode_service).collect()),
+        );
     }
     m.insert("restart".into(), encode_restart(&g.restart));
     let r = &g.reschedule;
@@ -308,7 +326,10 @@ fn encode_network(n: &NetworkResource) -> Json {
     m.insert("mode".into(), json!(n.mode));
     put_opt(&mut m, "hostname", &n.hostname);
     if let Some(dns) = &n.dns {
-        m.insert("dns".into(), json!({"servers": dns.servers, "searches": dns.searches, "options": dns.options}));
+        m.insert(
+            "dns".into(),
+            json!({"servers": dns.servers, "searches": dns.searches, "options": dns.options}),
+        );
     }
     let mut ports = Map::new();
     for (p, is_static) in n
@@ -379,8 +400,14 @@ fn encode_service(s: &Service) -> Json {
                 put_opt(&mut o, "task", &c.task);
                 o.insert("tls_skip_verify".into(), json!(c.tls_skip_verify));
                 put_opt(&mut o, "initial_status", &c.initial_status);
-                o.insert("success_before_passing".into(), json!(c.success_before_passing));
-                o.insert("failures_before_critical".into(), json!(c.failures_before_critical));
+                o.insert(
+                    "success_before_passing".into(),
+                    json!(c.success_before_passing),
+                );
+                o.insert(
+                    "failures_before_critical".into(),
+                    json!(c.failures_before_critical),
+                );
                 if let Some(cr) = &c.check_restart {
                     o.insert("check_restart".into(), encode_check_restart(cr));
                 }
@@ -415,7 +442,10 @@ fn encode_task(t: &Task) -> Json {
         m.insert("restart".into(), encode_restart(rp));
     }
     if !t.services.is_empty() {
-        m.insert("service".into(), Json::Array(t.services.iter().map(encode_service).collect()));
+        m.insert(
+            "service".into(),
+            Json::Array(t.services.iter().map(encode_service).collect()),
+        );
     }
     if !t.artifacts.is_empty() {
         let arts: Vec<Json> = t
