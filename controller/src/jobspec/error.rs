@@ -79,7 +79,7 @@ pub struct JobspecError {
 
 impl JobspecError {
     pub fn new(path: &Path, mut diagnostics: Vec<Diagnostic>) -> Self {
-        diagnostics.sort_by(|a, b| (a.severity, a.pos).cmp(&(b.severity, b.pos)));
+        diagnostics.sort_by_key(|d| (d.severity, d.pos));
         JobspecError {
             path: path.to_path_buf(),
             diagnostics,
