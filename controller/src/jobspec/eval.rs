@@ -22,13 +22,17 @@ use super::funcs;
 pub struct EvalError {
     pub span: Option<Range<usize>>,
     pub message: String,
+    /// The expression refers to a variable or local whose own evaluation failed: that failure
+    /// was already reported where it happened, so this one is not worth a second message.
+    pub cascade: bool,
 }
 
 impl EvalError {
-    fn new(span: Option<Range<usize>>, message: impl Into<String>) -> Self {
+    pub fn new(span: Option<Range<usize>>, message: impl Into<String>) -> Self {
         EvalError {
             span,
             message: message.into(),
+            cascade: false,
         }
     }
 }
@@ -45,6 +49,9 @@ pub struct Scope<'a> {
     pub locals: &'a Map<String, Value>,
     /// The directory `file()` paths are relative to; `None` disables `file()`.
     pub base_dir: Option<&'a Path>,
+    /// Declared variables and locals that have no value because evaluating them failed.
+    failed_vars: &'a [String],
+    failed_locals: &'a [String],
     /// Iteration variables of enclosing `for` expressions, innermost last.
     iter: Vec<(String, Value)>,
 }
@@ -61,8 +68,55 @@ impl<'a> Scope<'a> {
             vars,
             locals,
             base_dir,
+            failed_vars: &[],
+            failed_locals: &[],
             iter: Vec::new(),
         }
+    }
+
+    /// Names whose evaluation already failed: a reference to one is a [`EvalError::cascade`].
+    pub fn with_failed(mut self, vars: &'a [String], locals: &'a [String]) -> Self {
+        self.failed_vars = vars;
+        self.failed_locals = locals;
+        self
+    }
+
+    fn is_iter(&self, name: &str) -> bool {
+        self.iter.iter().any(|(n, _)| n == name)
+    }
+
+    /// `var.NAME` or `local.NAME`, read by name rather than by cloning the whole map.
+    fn named_value(&self, root: &str, name: &str, span: Option<Range<usize>>) -> EvalResult<Value> {
+        let (map, failed) = match root {
+            "var" => (self.vars, self.failed_vars),
+            _ => (self.locals, self.failed_locals),
+        };
+        if let Some(v) = map.get(name) {
+            return Ok(v.clone());
+        }
+        if failed.iter().any(|f| f == name) {
+            return Err(EvalError {
+                span,
+                message: format!("{root}.{name} has no value: evaluating it failed"),
+                cascade: true,
+            });
+        }
+        let known: Vec<&str> = map
+            .keys()
+            .map(String::as_str)
+            .chain(failed.iter().map(String::as_str))
+            .collect();
+        let hint = super::schema::did_you_mean(name, &known);
+        Err(EvalError::new(
+            span,
+            if root == "var" {
+                format!(
+                    "undeclared variable var.{name}: declare it with variable {name:?} {{ … }}{hint}"
+                )
+            } else {
+                format!("unknown local value local.{name}: no locals block defines it{hint}")
+            },
+        ))
     }
 
     /// Binds an iteration variable (a `dynamic` block's iterator) until [`Scope::pop_iter`].
@@ -127,7 +181,7 @@ impl<'a> Scope<'a> {
             Expression::Variable(v) => {
                 let name = v.value().as_str();
                 self.lookup(name)
-                    .ok_or_else(|| unknown_variable(v.span(), name))
+                    .ok_or_else(|| unknown_variable(v.span(), name, name))
             }
             Expression::Conditional(c) => match self.eval(&c.cond_expr)? {
                 Value::Bool(true) => self.eval(&c.true_expr),
@@ -139,8 +193,27 @@ impl<'a> Scope<'a> {
             },
             Expression::FuncCall(f) => self.call(f),
             Expression::Traversal(t) => {
-                let mut value = self.eval(&t.expr)?;
-                for op in &t.operators {
+                let mut ops = t.operators.iter().peekable();
+                let mut value = match (&t.expr, ops.peek().map(|o| o.value())) {
+                    (Expression::Variable(v), Some(TraversalOperator::GetAttr(name)))
+                        if matches!(v.value().as_str(), "var" | "local")
+                            && !self.is_iter(v.value()) =>
+                    {
+                        let value = self.named_value(v.value(), name.value(), t.span())?;
+                        ops.next();
+                        value
+                    }
+                    // Show the whole reference, `attr.kernel.name`, not only its root.
+                    (Expression::Variable(v), _) if !self.knows(v.value()) => {
+                        let text = t
+                            .span()
+                            .and_then(|s| self.src.get(s))
+                            .unwrap_or(v.value().as_str());
+                        return Err(unknown_variable(t.span(), v.value(), text));
+                    }
+                    _ => self.eval(&t.expr)?,
+                };
+                for op in ops {
                     value = self.traverse(value, op.value(), op.span())?;
                 }
                 Ok(value)
@@ -427,12 +500,13 @@ impl<'a> Scope<'a> {
     }
 }
 
-fn unknown_variable(span: Option<Range<usize>>, name: &str) -> EvalError {
+fn unknown_variable(span: Option<Range<usize>>, name: &str, text: &str) -> EvalError {
     EvalError::new(
         span,
         format!(
             "unknown variable {name:?}: only var.<name> and local.<name> are known when the file is read; \
-             runtime values (attr.*, node.*, meta.*, NOMAD_*) must be written inside a string, like \"${{{name}}}\""
+             runtime values (attr.*, node.*, meta.*, NOMAD_*) must be written inside a string, like \"${{{}}}\"",
+            text.trim()
         ),
     )
 }

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::error::Diagnostic;
 use super::eval::{EvalError, Scope, type_name};
 use super::schema;
-use super::tree::{Block, Body, Item, ItemKind, Label, Pos, Value as TreeValue};
+use super::tree::{Block, Body, Item, ItemKind, Label, Pos, Value as TreeValue, ValueKind};
 
 /// Variable values given from outside the file: `-var-file` files (in order) and `-var k=v`.
 #[derive(Debug, Clone, Default)]
@@ -48,10 +48,19 @@ pub fn read(src: &str, base_dir: Option<&Path>, inputs: &VarInputs) -> HclFile {
         Ok(b) => b,
         Err(e) => {
             let loc = e.location();
+            let at = Pos::new(loc.line().max(1) as u32, loc.column().max(1) as u32);
+            let (pos, message) = match bracket_hint(src) {
+                Some(hint) => hint,
+                None => (
+                    at,
+                    redefined_attribute(src, at, e.message())
+                        .unwrap_or_else(|| syntax_message(e.message())),
+                ),
+            };
             r.diags.push(Diagnostic::error(
-                Pos::new(loc.line() as u32, loc.column() as u32),
+                pos,
                 "",
-                format!("invalid HCL syntax: {}", syntax_message(e.message())),
+                format!("invalid HCL syntax: {message}"),
             ));
             return HclFile {
                 body: Body {
@@ -69,6 +78,189 @@ pub fn read(src: &str, base_dir: Option<&Path>, inputs: &VarInputs) -> HclFile {
     }
 }
 
+/// hcl-edit refuses a repeated attribute without saying which: name it.
+fn redefined_attribute(src: &str, at: Pos, message: &str) -> Option<String> {
+    if !message.contains("redefined attribute") {
+        return None;
+    }
+    let line = src.lines().nth(at.line as usize - 1)?;
+    let rest: String = line.chars().skip(at.col as usize - 1).collect();
+    let key: String = rest
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    (!key.is_empty()).then(|| format!("attribute {key:?} is set more than once in this block"))
+}
+
+/// What the parser's own message says least well about a file that failed to parse: a
+/// bracket never closed (it reports only the end of the file), closed by the wrong kind, or
+/// closed when nothing is open, and a string or heredoc left open. Found by a light scan that
+/// knows strings, heredocs, interpolations and comments; used only once the parser has failed,
+/// so a file it misjudges is still read by the real parser.
+fn bracket_hint(src: &str) -> Option<(Pos, String)> {
+    enum Ctx<'s> {
+        Open(u8, usize),
+        Str(usize),
+        Interp(usize),
+        Heredoc(&'s str, usize),
+    }
+    let b = src.as_bytes();
+    let at = |i: usize| Pos::of_offset(src, i);
+    let mut stack: Vec<Ctx> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let next = b.get(i + 1).copied();
+        match stack.last() {
+            Some(Ctx::Str(start)) => {
+                let start = *start;
+                match (c, next) {
+                    (b'\\', _) => i += 1,
+                    (b'"', _) => {
+                        stack.pop();
+                    }
+                    (b'\n', _) => {
+                        // `"${var.x"`: the quote read as opening a string closes the string
+                        // around an interpolation whose `}` is missing.
+                        if let [.., Ctx::Interp(open), Ctx::Str(_)] = stack.as_slice() {
+                            return Some((at(*open), "this interpolation is not closed: expected `}` before the string ends".into()));
+                        }
+                        return Some((
+                            at(start),
+                            "this string is not closed: a quoted string ends on the line it starts"
+                                .into(),
+                        ));
+                    }
+                    (b'$' | b'%', Some(b'$' | b'%')) if b.get(i + 2) == Some(&b'{') => i += 2,
+                    (b'$' | b'%', Some(b'{')) => {
+                        stack.push(Ctx::Interp(i));
+                        i += 1;
+                    }
+                    _ => {}
+                }
+            }
+            Some(Ctx::Heredoc(marker, start)) => {
+                let (marker, start) = (*marker, *start);
+                if i == 0 || b[i - 1] == b'\n' {
+                    let end = src[i..].find('\n').map_or(src.len(), |n| i + n);
+                    if src[i..end].trim() == marker {
+                        stack.pop();
+                        i = end;
+                        continue;
+                    }
+                }
+                match (c, next) {
+                    (b'$' | b'%', Some(b'$' | b'%')) if b.get(i + 2) == Some(&b'{') => i += 2,
+                    (b'$' | b'%', Some(b'{')) => {
+                        stack.push(Ctx::Interp(i));
+                        i += 1;
+                    }
+                    _ => {}
+                }
+                if i + 1 >= b.len() {
+                    return Some((
+                        at(start),
+                        format!(
+                            "this heredoc is not closed: expected a line holding only {marker} before the end of the file"
+                        ),
+                    ));
+                }
+            }
+            _ => match (c, next) {
+                (b'#', _) | (b'/', Some(b'/')) => {
+                    i = src[i..].find('\n').map_or(b.len(), |n| i + n);
+                    continue;
+                }
+                (b'/', Some(b'*')) => match src[i + 2..].find("*/") {
+                    Some(n) => i += n + 3,
+                    None => return Some((at(i), "this comment is not closed: expected */".into())),
+                },
+                (b'"', _) => stack.push(Ctx::Str(i)),
+                (b'<', Some(b'<')) => {
+                    let rest = &src[i + 2..];
+                    let name_start = usize::from(rest.starts_with('-'));
+                    let line_end = rest.find('\n').unwrap_or(rest.len());
+                    let marker = rest[name_start..line_end].trim_end();
+                    if !marker.is_empty() && marker.chars().all(|c| c.is_alphanumeric() || c == '_')
+                    {
+                        stack.push(Ctx::Heredoc(marker, i));
+                        i += 2 + line_end;
+                    }
+                }
+                (b'{' | b'[' | b'(', _) => stack.push(Ctx::Open(c, i)),
+                (b'}' | b']' | b')', _) => {
+                    let want = match c {
+                        b'}' => b'{',
+                        b']' => b'[',
+                        _ => b'(',
+                    };
+                    match stack.last() {
+                        Some(Ctx::Interp(_)) if c == b'}' => {
+                            stack.pop();
+                        }
+                        Some(Ctx::Open(open, _)) if *open == want => {
+                            stack.pop();
+                        }
+                        Some(Ctx::Open(open, start)) => {
+                            let close = at(i);
+                            return Some((
+                                at(*start),
+                                format!(
+                                    "this `{}` is not closed: found `{}` at {}:{} first",
+                                    *open as char, c as char, close.line, close.col
+                                ),
+                            ));
+                        }
+                        Some(Ctx::Interp(start)) => {
+                            return Some((
+                                at(*start),
+                                format!(
+                                    "this interpolation is not closed: found `{}` first",
+                                    c as char
+                                ),
+                            ));
+                        }
+                        _ => {
+                            return Some((
+                                at(i),
+                                format!(
+                                    "unexpected `{}`: nothing is open here to close",
+                                    c as char
+                                ),
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    match stack.last()? {
+        Ctx::Open(open, start) => Some((
+            at(*start),
+            format!(
+                "this `{}` is not closed: the file ends first",
+                *open as char
+            ),
+        )),
+        Ctx::Interp(start) => Some((
+            at(*start),
+            "this interpolation is not closed: the file ends first".into(),
+        )),
+        Ctx::Str(start) => Some((
+            at(*start),
+            "this string is not closed: the file ends first".into(),
+        )),
+        Ctx::Heredoc(marker, start) => Some((
+            at(*start),
+            format!(
+                "this heredoc is not closed: expected a line holding only {marker} before the end of the file"
+            ),
+        )),
+    }
+}
+
 fn syntax_message(m: &str) -> String {
     let m = m.trim();
     if m.is_empty() {
@@ -77,6 +269,33 @@ fn syntax_message(m: &str) -> String {
         m.to_string()
     }
 }
+
+/// Top-level names of a Nomad agent configuration file.
+const AGENT_CONFIG_KEYS: &[&str] = &[
+    "client",
+    "server",
+    "data_dir",
+    "log_level",
+    "bind_addr",
+    "datacenter",
+    "advertise",
+    "ports",
+    "addresses",
+    "acl",
+    "telemetry",
+    "plugin",
+    "tls",
+    "consul",
+    "vault",
+    "autopilot",
+    "ui",
+    "name",
+    "region",
+    "leave_on_interrupt",
+    "leave_on_terminate",
+    "enable_syslog",
+    "log_file",
+];
 
 /// A declared `variable` block.
 struct VarDecl<'b> {
@@ -93,6 +312,9 @@ impl<'a> Reader<'a> {
     }
 
     fn eval_error(&mut self, field: &str, e: EvalError) {
+        if e.cascade {
+            return;
+        }
         let pos = self.pos(e.span);
         self.diags.push(Diagnostic::error(pos, field, e.message));
     }
@@ -157,8 +379,14 @@ impl<'a> Reader<'a> {
         }
 
         let vars = self.resolve_vars(&decls, inputs);
-        let locals = self.resolve_locals(&local_attrs, &vars);
-        let mut scope = Scope::new(self.src, &vars, &locals, self.base_dir);
+        let failed_vars: Vec<String> = decls
+            .iter()
+            .filter(|d| !vars.contains_key(&d.name))
+            .map(|d| d.name.clone())
+            .collect();
+        let (locals, failed_locals) = self.resolve_locals(&local_attrs, &vars, &failed_vars);
+        let mut scope = Scope::new(self.src, &vars, &locals, self.base_dir)
+            .with_failed(&failed_vars, &failed_locals);
         let items = jobs
             .into_iter()
             .map(|b| self.block_item(b, &mut scope, "job"))
@@ -170,12 +398,17 @@ impl<'a> Reader<'a> {
     }
 
     fn unknown_top(&mut self, name: &str, pos: Pos, what: &str) {
+        // Nomad's agent configuration is HCL too, and lands in job directories by mistake.
+        let hint = if AGENT_CONFIG_KEYS.contains(&name) {
+            "; this looks like a Nomad agent configuration, not a job file".to_string()
+        } else {
+            schema::did_you_mean(name, schema::FILE.supported)
+        };
         self.diags.push(Diagnostic::error(
             pos,
-            "",
+            name,
             format!(
-                "unknown top-level {what} {name:?}: a job file holds one `job` block, plus `variable`, `variables` and `locals`{}",
-                schema::did_you_mean(name, schema::FILE.supported)
+                "unknown top-level {what} {name:?}: a job file holds one `job` block, plus `variable`, `variables` and `locals`{hint}"
             ),
         ));
     }
@@ -353,11 +586,13 @@ impl<'a> Reader<'a> {
     }
 
     /// Locals may refer to each other in any order: evaluate until nothing more resolves.
+    /// Returns the locals and the names of those that failed.
     fn resolve_locals(
         &mut self,
         attrs: &[&hcl_edit::structure::Attribute],
         vars: &Map<String, Value>,
-    ) -> Map<String, Value> {
+        failed_vars: &[String],
+    ) -> (Map<String, Value>, Vec<String>) {
         let mut locals = Map::new();
         let mut pending: Vec<&hcl_edit::structure::Attribute> = Vec::new();
         for a in attrs {
@@ -374,28 +609,51 @@ impl<'a> Reader<'a> {
         loop {
             let mut progressed = false;
             let mut still = Vec::new();
-            let mut last_errors = Vec::new();
             for a in pending {
-                let mut scope = Scope::new(self.src, vars, &locals, self.base_dir);
+                let mut scope = Scope::new(self.src, vars, &locals, self.base_dir)
+                    .with_failed(failed_vars, &[]);
                 match scope.eval(&a.value) {
                     Ok(v) => {
                         locals.insert(a.key.value().to_string(), v);
                         progressed = true;
                     }
-                    Err(e) => {
-                        last_errors.push((a, e));
-                        still.push(a);
-                    }
+                    Err(_) => still.push(a),
                 }
             }
             pending = still;
             if pending.is_empty() || !progressed {
-                for (a, e) in last_errors {
-                    self.eval_error(&format!("locals > {}", a.key.value().as_str()), e);
-                }
-                return locals;
+                break;
             }
         }
+        // What is left failed on its own or because it refers to another failed local: evaluate
+        // once more knowing which, so only the root causes are reported.
+        let failed: Vec<String> = pending.iter().map(|a| a.key.value().to_string()).collect();
+        let mut errors = Vec::new();
+        for a in &pending {
+            let mut scope = Scope::new(self.src, vars, &locals, self.base_dir)
+                .with_failed(failed_vars, &failed);
+            if let Err(e) = scope.eval(&a.value) {
+                errors.push((*a, e));
+            }
+        }
+        let only_cascades = errors.iter().all(|(_, e)| e.cascade);
+        for (a, mut e) in errors {
+            if only_cascades && failed_vars.is_empty() {
+                // Nothing failed by itself: the locals refer to each other in a circle.
+                e.cascade = false;
+                e.message = format!(
+                    "local.{} cannot be computed: it depends on local values that depend on each other in a cycle ({})",
+                    a.key.value().as_str(),
+                    failed
+                        .iter()
+                        .map(|n| format!("local.{n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            self.eval_error(&format!("locals > {}", a.key.value().as_str()), e);
+        }
+        (locals, failed)
     }
 
     fn block_item(&mut self, b: &HclBlock, scope: &mut Scope, path: &str) -> Item {
@@ -427,14 +685,22 @@ impl<'a> Reader<'a> {
                     let key = a.key.value().to_string();
                     let field = format!("{path} > {key}");
                     let value_pos = self.pos(a.value.span());
-                    match scope.eval(&a.value) {
-                        Ok(v) => items.push(Item {
-                            key,
-                            pos: self.pos(a.span()),
-                            kind: ItemKind::Attr(TreeValue::from_json(value_pos, v)),
-                        }),
-                        Err(e) => self.eval_error(&field, e),
-                    }
+                    let value = match scope.eval(&a.value) {
+                        Ok(v) => TreeValue::from_json(value_pos, v),
+                        Err(e) => {
+                            self.eval_error(&field, e);
+                            // Kept, so the decoder does not also call a set attribute missing.
+                            TreeValue {
+                                pos: value_pos,
+                                kind: ValueKind::Invalid,
+                            }
+                        }
+                    };
+                    items.push(Item {
+                        key,
+                        pos: self.pos(a.span()),
+                        kind: ItemKind::Attr(value),
+                    });
                 }
                 Structure::Block(b) if b.ident.value().as_str() == "dynamic" => {
                     self.dynamic(b, scope, path, &mut items);
@@ -540,14 +806,16 @@ impl<'a> Reader<'a> {
                     .iter()
                     .map(|l| l.as_str().map(str::to_string).ok_or(()))
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(|_| EvalError {
-                        span: labels_expr.and_then(|e| e.span()),
-                        message: "labels must be a list of strings".into(),
+                    .map_err(|_| {
+                        EvalError::new(
+                            labels_expr.and_then(|e| e.span()),
+                            "labels must be a list of strings",
+                        )
                     }),
-                Some(Ok(_)) => Err(EvalError {
-                    span: labels_expr.and_then(|e| e.span()),
-                    message: "labels must be a list of strings".into(),
-                }),
+                Some(Ok(_)) => Err(EvalError::new(
+                    labels_expr.and_then(|e| e.span()),
+                    "labels must be a list of strings",
+                )),
                 Some(Err(e)) => Err(e),
             };
             match labels {

@@ -79,6 +79,9 @@ pub enum ValueKind {
     String(String),
     List(Vec<Value>),
     Map(Vec<Entry>),
+    /// An attribute whose expression failed to evaluate (already reported): it is set, but has
+    /// no value to check.
+    Invalid,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +101,7 @@ impl ValueKind {
             ValueKind::String(_) => "string",
             ValueKind::List(_) => "list",
             ValueKind::Map(_) => "object",
+            ValueKind::Invalid => "invalid value",
         }
     }
 }
