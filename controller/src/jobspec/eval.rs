@@ -5,6 +5,7 @@
 //! `${meta.x}`) cannot be known when the file is parsed: inside a string they are kept as text
 //! for the node to resolve, as Nomad does.
 
+use std::cell::Cell;
 use std::ops::Range;
 use std::path::Path;
 
@@ -52,6 +53,8 @@ pub struct Scope<'a> {
     /// Declared variables and locals that have no value because evaluating them failed.
     failed_vars: &'a [String],
     failed_locals: &'a [String],
+    /// Bytes of values this file's expressions may still build; `None` inside once spent.
+    budget: Option<&'a Cell<Option<usize>>>,
     /// Iteration variables of enclosing `for` expressions, innermost last.
     iter: Vec<(String, Value)>,
 }
@@ -70,6 +73,7 @@ impl<'a> Scope<'a> {
             base_dir,
             failed_vars: &[],
             failed_locals: &[],
+            budget: None,
             iter: Vec::new(),
         }
     }
@@ -79,6 +83,45 @@ impl<'a> Scope<'a> {
         self.failed_vars = vars;
         self.failed_locals = locals;
         self
+    }
+
+    /// Shares a budget of value bytes across every scope of one file. Without it, a few lines
+    /// can build values that double at every step (`b = "${a}${a}"`, `c = [b, b]` …) or copy
+    /// a large value many times, and exhaust memory before any error is seen.
+    pub fn with_budget(mut self, budget: &'a Cell<Option<usize>>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Spends the size of a value just built or copied from the budget.
+    fn charge(&self, v: Value, span: Option<Range<usize>>) -> EvalResult<Value> {
+        let Some(budget) = self.budget else {
+            return Ok(v);
+        };
+        let Some(left) = budget.get() else {
+            // Reported once, where it ran out; everything after would only repeat it.
+            return Err(EvalError {
+                span,
+                message: "the file's value budget is spent".into(),
+                cascade: true,
+            });
+        };
+        match left.checked_sub(value_size(&v, left)) {
+            Some(rest) => {
+                budget.set(Some(rest));
+                Ok(v)
+            }
+            None => {
+                budget.set(None);
+                Err(EvalError::new(
+                    span,
+                    format!(
+                        "the expressions in this file build more than {} MiB of values; a job file needs far less (a value that doubles at every step?)",
+                        VALUE_BUDGET >> 20
+                    ),
+                ))
+            }
+        }
     }
 
     fn is_iter(&self, name: &str) -> bool {
@@ -92,7 +135,7 @@ impl<'a> Scope<'a> {
             _ => (self.locals, self.failed_locals),
         };
         if let Some(v) = map.get(name) {
-            return Ok(v.clone());
+            return self.charge(v.clone(), span);
         }
         if failed.iter().any(|f| f == name) {
             return Err(EvalError {
@@ -144,6 +187,22 @@ impl<'a> Scope<'a> {
     }
 
     pub fn eval(&mut self, expr: &Expression) -> EvalResult<Value> {
+        let v = self.eval_inner(expr)?;
+        match expr {
+            // What can build a value larger than its source text.
+            Expression::Array(_)
+            | Expression::Object(_)
+            | Expression::StringTemplate(_)
+            | Expression::HeredocTemplate(_)
+            | Expression::FuncCall(_)
+            | Expression::ForExpr(_)
+            // A reference copies what it names, and can be repeated as often as the file likes.
+            | Expression::Variable(_) => self.charge(v, expr.span()),
+            _ => Ok(v),
+        }
+    }
+
+    fn eval_inner(&mut self, expr: &Expression) -> EvalResult<Value> {
         match expr {
             Expression::Null(_) => Ok(Value::Null),
             Expression::Bool(b) => Ok(Value::Bool(*b.value())),
@@ -498,6 +557,34 @@ impl<'a> Scope<'a> {
         let span = expr.span()?;
         self.src.get(span)
     }
+}
+
+/// How many bytes of values one file's expressions may build in all.
+pub const VALUE_BUDGET: usize = 64 << 20;
+
+/// Roughly the bytes a value holds, counting no further than `limit`.
+fn value_size(v: &Value, limit: usize) -> usize {
+    const NODE: usize = 16;
+    let mut total = 0usize;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        total = total.saturating_add(NODE);
+        match v {
+            Value::String(s) => total = total.saturating_add(s.len()),
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => {
+                for (k, v) in map {
+                    total = total.saturating_add(k.len());
+                    stack.push(v);
+                }
+            }
+            _ => {}
+        }
+        if total > limit {
+            return total;
+        }
+    }
+    total
 }
 
 fn unknown_variable(span: Option<Range<usize>>, name: &str, text: &str) -> EvalError {

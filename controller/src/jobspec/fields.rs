@@ -341,6 +341,11 @@ impl<'b> Fields<'b> {
                     }
                     for inner in &b.body.items {
                         match &inner.kind {
+                            // Failed to evaluate: reported already.
+                            ItemKind::Attr(Value {
+                                kind: ValueKind::Invalid,
+                                ..
+                            }) => {}
                             ItemKind::Attr(v) => {
                                 out.push((inner.key.clone(), inner.pos, v.clone()))
                             }
