@@ -326,6 +326,7 @@ fn seed_jobs_still_parse() {
         seed.join("todo-list-dev.nomad"),
         seed.join("todo-list-v2/todo-db.nomad"),
         seed.join("todo-list-v2/todo-web.nomad"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/fixtures/big.nomad"),
     ];
     for path in files {
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
