@@ -171,6 +171,71 @@ fn generated_cases() -> Vec<Case> {
             &["generated-long-conditional-chain.nomad:2:"],
         ),
         case(
+            "generated-4mb-of-attributes.nomad",
+            {
+                let mut s = String::from("job \"web\" {\n  meta {\n");
+                let mut i = 0;
+                while s.len() < 4 * 1024 * 1024 - 64 {
+                    s.push_str(&format!("    k{i} = \"v\"\n"));
+                    i += 1;
+                }
+                s.push_str("  }\n}\n");
+                s.into_bytes()
+            },
+            &[
+                "generated-4mb-of-attributes.nomad:2:8:",
+                "holds more than 10000 entries",
+            ],
+        ),
+        case(
+            "generated-4mb-one-line.nomad",
+            {
+                let mut s = String::from("job \"web\" { meta = { ");
+                let mut i = 0;
+                while s.len() < 4 * 1024 * 1024 - 64 {
+                    s.push_str(&format!("k{i} = \"v\", "));
+                    i += 1;
+                }
+                s.push_str("} }\n");
+                s.into_bytes()
+            },
+            &[
+                "generated-4mb-one-line.nomad:1:20:",
+                "holds more than 10000 entries",
+            ],
+        ),
+        case(
+            "generated-wide-object.nomad",
+            format!(
+                "job \"web\" {{ meta = {{ {} }} }}\n",
+                (0..9_000)
+                    .map(|i| format!("k{i} = \"v\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+            .into_bytes(),
+            &[
+                "generated-wide-object.nomad:1:1:",
+                "a job needs at least one group block",
+            ],
+        ),
+        case(
+            "generated-4mb-yaml-mapping.yaml",
+            {
+                let mut s = String::from("job:\n  web:\n    meta:\n");
+                let mut i = 0;
+                while s.len() < 4 * 1024 * 1024 - 64 {
+                    s.push_str(&format!("      k{i}: v\n"));
+                    i += 1;
+                }
+                s.into_bytes()
+            },
+            &[
+                "generated-4mb-yaml-mapping.yaml:",
+                "invalid YAML: the document is larger than a job file can be",
+            ],
+        ),
+        case(
             "generated-deep-yaml.yaml",
             format!("job: {}{}\n", "[".repeat(deep), "]".repeat(deep)).into_bytes(),
             &["generated-deep-yaml.yaml:1:", "invalid YAML"],

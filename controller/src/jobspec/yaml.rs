@@ -73,9 +73,11 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
         let mut out: Vec<(Spanned<String>, Spanned<Node>)> = Vec::new();
+        // A set, not a scan of `out`: a mapping of n keys must not cost n².
+        let mut seen = std::collections::HashSet::new();
         while let Some(k) = map.next_key::<Spanned<String>>()? {
             let v = map.next_value::<Spanned<Node>>()?;
-            if out.iter().any(|(x, _)| x.value == k.value) {
+            if !seen.insert(k.value.clone()) {
                 return Err(de::Error::custom(format!("duplicate key {:?}", k.value)));
             }
             out.push((k, v));
@@ -177,6 +179,10 @@ fn clean_yaml_message(m: &str) -> String {
     }
     if m.starts_with("budget breached: Depth") || m == "recursion limit exceeded" {
         return format!("invalid nesting depth; expected at most {MAX_DEPTH} nested levels");
+    }
+    if let Some(what) = m.strip_prefix("budget breached: ") {
+        // serde-saphyr's limits on nodes, scalar bytes, aliases…: a job file is far below them.
+        return format!("the document is larger than a job file can be ({what})");
     }
     if let Some(key) = m.strip_prefix("duplicate mapping key: ") {
         let key = key.split(", set DuplicateKeyPolicy").next().unwrap_or(key);
