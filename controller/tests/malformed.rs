@@ -131,7 +131,7 @@ fn generated_cases() -> Vec<Case> {
                 "}".repeat(deep)
             )
             .into_bytes(),
-            &["nesting depth"],
+            &["nested inside more than 10 others"],
         ),
         case(
             "generated-deep-interpolation.nomad",
@@ -233,6 +233,18 @@ fn generated_cases() -> Vec<Case> {
             &[
                 "generated-4mb-yaml-mapping.yaml:",
                 "invalid YAML: the document is larger than a job file can be",
+            ],
+        ),
+        case(
+            "generated-backtracking-objects.nomad",
+            format!(
+                "job \"web\" {{\n  meta = {}1\n}}\n",
+                "{g = a + b + ".repeat(40)
+            )
+            .into_bytes(),
+            &[
+                "generated-backtracking-objects.nomad:2:",
+                "nested inside more than 10 others",
             ],
         ),
         case(

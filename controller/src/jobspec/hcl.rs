@@ -61,11 +61,26 @@ pub fn read(src: &str, base_dir: Option<&Path>, inputs: &VarInputs) -> HclFile {
     };
     // hcl-edit keeps an object's keys in a vector and scans it on every insert: an object of
     // n keys costs n² (a 1 MiB one-line object took 68 s). Refuse crowded braces first.
-    if let Some(Finding::Crowded(pos)) = scan_brackets(src) {
+    let refused = match scan_brackets(src) {
+        Some(Finding::Crowded(pos)) => Some((
+            pos,
+            format!(
+                "this block or object holds more than {MAX_ENTRIES} entries; a job file needs far fewer"
+            ),
+        )),
+        Some(Finding::TooDeep(pos)) => Some((
+            pos,
+            format!(
+                "this object is nested inside more than {MAX_OBJECT_DEPTH} others; a job file needs far fewer"
+            ),
+        )),
+        _ => None,
+    };
+    if let Some((pos, message)) = refused {
         r.diags.push(Diagnostic::error(
             pos,
             "",
-            format!("invalid HCL syntax: this block or object holds more than {MAX_ENTRIES} entries; a job file needs far fewer"),
+            format!("invalid HCL syntax: {message}"),
         ));
         return HclFile {
             body: Body {
@@ -123,12 +138,19 @@ fn redefined_attribute(src: &str, at: Pos, message: &str) -> Option<String> {
     (!key.is_empty()).then(|| format!("attribute {key:?} is set more than once in this block"))
 }
 
+/// How deeply object literals may nest. hcl-edit backtracks through nested objects whose
+/// values are operator chains and doubles its work at each level when the innermost fails
+/// (`{g = a + b + {g = a + b + …`: 20 levels took 8.5 s; the fuzzer found it).
+const MAX_OBJECT_DEPTH: usize = 10;
+
 /// How many lines or comma-separated entries one `{ … }` may hold directly.
 const MAX_ENTRIES: usize = 10_000;
 
 enum Finding {
     /// A `{` holding more than [`MAX_ENTRIES`] entries.
     Crowded(Pos),
+    /// An object literal inside more than [`MAX_OBJECT_DEPTH`] others.
+    TooDeep(Pos),
     /// A syntax problem, said better than the parser says it.
     Problem(Pos, String),
 }
@@ -144,8 +166,9 @@ fn problem((pos, message): (Pos, String)) -> Option<Finding> {
 /// so a file it misjudges is still read by the real parser.
 fn scan_brackets(src: &str) -> Option<Finding> {
     enum Ctx<'s> {
-        /// The bracket, where it is, and how many lines or commas it holds directly.
-        Open(u8, usize, usize),
+        /// The bracket, where it is, how many lines or commas it holds directly, and whether
+        /// it opens an object literal (rather than a block body, list or parentheses).
+        Open(u8, usize, usize, bool),
         Str(usize),
         Interp(usize),
         Heredoc(&'s str, usize),
@@ -155,9 +178,17 @@ fn scan_brackets(src: &str) -> Option<Finding> {
     let at = |i: usize| lines.pos(i);
     let mut stack: Vec<Ctx> = Vec::new();
     let mut i = 0;
+    // The last significant character read as code (`\n` before any).
+    let mut last_sig = b'\n';
     while i < b.len() {
         let c = b[i];
         let next = b.get(i + 1).copied();
+        let prev = last_sig;
+        if matches!(stack.last(), None | Some(Ctx::Open(..) | Ctx::Interp(_)))
+            && !c.is_ascii_whitespace()
+        {
+            last_sig = c;
+        }
         match stack.last() {
             Some(Ctx::Str(start)) => {
                 let start = *start;
@@ -165,6 +196,7 @@ fn scan_brackets(src: &str) -> Option<Finding> {
                     (b'\\', _) => i += 1,
                     (b'"', _) => {
                         stack.pop();
+                        last_sig = b'"';
                     }
                     (b'\n', _) => {
                         // `"${var.x"`: the quote read as opening a string closes the string
@@ -237,14 +269,29 @@ fn scan_brackets(src: &str) -> Option<Finding> {
                     }
                 }
                 (b'\n' | b',', _) => {
-                    if let Some(Ctx::Open(b'{', start, n)) = stack.last_mut() {
+                    if let Some(Ctx::Open(b'{', start, n, _)) = stack.last_mut() {
                         *n += 1;
                         if *n > MAX_ENTRIES {
                             return Some(Finding::Crowded(at(*start)));
                         }
                     }
                 }
-                (b'{' | b'[' | b'(', _) => stack.push(Ctx::Open(c, i, 0)),
+                (b'{', _) => {
+                    // A block's `{` follows its name or a label; anything else opens an object.
+                    let object = !(prev.is_ascii_alphanumeric()
+                        || matches!(prev, b'_' | b'-' | b'"' | b'\n'));
+                    if object
+                        && stack
+                            .iter()
+                            .filter(|c| matches!(c, Ctx::Open(_, _, _, true)))
+                            .count()
+                            >= MAX_OBJECT_DEPTH
+                    {
+                        return Some(Finding::TooDeep(at(i)));
+                    }
+                    stack.push(Ctx::Open(c, i, 0, object));
+                }
+                (b'[' | b'(', _) => stack.push(Ctx::Open(c, i, 0, false)),
                 (b'}' | b']' | b')', _) => {
                     let want = match c {
                         b'}' => b'{',
@@ -255,10 +302,10 @@ fn scan_brackets(src: &str) -> Option<Finding> {
                         Some(Ctx::Interp(_)) if c == b'}' => {
                             stack.pop();
                         }
-                        Some(Ctx::Open(open, _, _)) if *open == want => {
+                        Some(Ctx::Open(open, _, _, _)) if *open == want => {
                             stack.pop();
                         }
-                        Some(Ctx::Open(open, start, _)) => {
+                        Some(Ctx::Open(open, start, _, _)) => {
                             let close = at(i);
                             return problem((
                                 at(*start),
@@ -294,7 +341,7 @@ fn scan_brackets(src: &str) -> Option<Finding> {
         i += 1;
     }
     match stack.last()? {
-        Ctx::Open(open, start, _) => problem((
+        Ctx::Open(open, start, _, _) => problem((
             at(*start),
             format!(
                 "this `{}` is not closed: the file ends first",
