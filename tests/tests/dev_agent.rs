@@ -126,6 +126,10 @@ fn todo_dev_runs_two_tasks_in_one_alloc_with_logs_and_stops() {
 #[test]
 fn job_run_and_stop_through_the_cli() {
     let a = TestAgent::start("127.0.0.23", &[]);
+    // The client registers its node just after the API starts answering.
+    a.wait_until(Duration::from_secs(10), "the node is ready", |a| {
+        stdout(&a.cli(&["node", "status"])).contains("ready")
+    });
     let out = a.cli(&["node", "status", "-verbose"]);
     let text = stdout(&out);
     assert!(

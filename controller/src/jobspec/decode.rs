@@ -14,6 +14,7 @@ use crate::structs::*;
 pub fn decode_file(body: &Body, d: &mut Diags) -> Option<Job> {
     let mut f = Fields::new("", body.pos, body, &schema::FILE);
     // Variables and locals were consumed by the HCL reader; YAML has none.
+    let errors_before = d.iter().filter(|x| x.is_error()).count();
     for name in ["variable", "variables", "locals"] {
         if f.has(name) {
             f.skip(name);
@@ -28,10 +29,12 @@ pub fn decode_file(body: &Body, d: &mut Diags) -> Option<Job> {
     f.finish(d);
     match jobs.len() {
         1 => jobs.into_iter().next().map(|b| decode_job(&b, d)),
+        // A `job` that is there but malformed was reported already.
+        0 if d.iter().filter(|x| x.is_error()).count() > errors_before => None,
         0 => {
             d.push(Diagnostic::error(
                 body.pos,
-                "",
+                "job",
                 "no job found: a job file holds one `job \"name\" { … }` block",
             ));
             None
@@ -125,13 +128,14 @@ fn decode_job(b: &BlockRef, d: &mut Diags) -> Job {
 
     // A task written directly in the job is, as in Nomad, a group of its own named after the
     // task, placed before the job's groups.
+    let has_group = f.has("group") || f.has("task");
     let mut groups: Vec<BlockRef> = f
         .blocks(d, "task", 1)
         .into_iter()
         .map(lone_task_group)
         .collect();
     groups.extend(f.blocks(d, "group", 1));
-    if groups.is_empty() {
+    if groups.is_empty() && !has_group {
         d.push(Diagnostic::error(
             b.pos,
             path.clone(),
@@ -248,6 +252,7 @@ fn decode_group(
         }
         None => EphemeralDisk::default(),
     };
+    let mut sites = PortSites::default();
     let mut networks: Vec<NetworkResource> = Vec::new();
     let network_blocks = f.blocks(d, "network", 0);
     if network_blocks.len() > 1 {
@@ -258,7 +263,7 @@ fn decode_group(
         ));
     }
     if let Some(n) = network_blocks.first() {
-        networks.push(decode_network(&f, n, d));
+        networks.push(decode_network(&f, n, &mut sites, d));
     }
 
     let mut group = TaskGroup {
@@ -281,13 +286,14 @@ fn decode_group(
     };
 
     let service_blocks = f.blocks(d, "service", 0);
+    let has_task = f.has("task");
     let task_blocks = f.blocks(d, "task", 1);
     // Nomad adds the task itself for a Connect gateway; the `connect` block is then refused as
     // unsupported, which says all there is to say.
     let connect_gateway = service_blocks
         .iter()
         .any(|s| s.body.items.iter().any(|i| i.key == "connect"));
-    if task_blocks.is_empty() && !connect_gateway {
+    if task_blocks.is_empty() && !has_task && !connect_gateway {
         d.push(Diagnostic::error(
             b.pos,
             f.path.clone(),
@@ -296,7 +302,7 @@ fn decode_group(
     }
     let mut legacy_nets = Vec::new();
     for t in &task_blocks {
-        let (task, legacy) = decode_task(&f, t, &group, d);
+        let (task, mut legacy) = decode_task(&f, t, &group, d);
         if group.tasks.iter().any(|x| x.name == task.name) {
             d.push(Diagnostic::error(
                 t.pos,
@@ -308,6 +314,10 @@ fn decode_group(
             ));
             continue;
         }
+        sites.task_ports.push(legacy.ports_pos.unwrap_or(t.pos));
+        sites
+            .task_services
+            .push(std::mem::take(&mut legacy.service_pos));
         legacy_nets.push(legacy);
         group.tasks.push(task);
     }
@@ -318,18 +328,38 @@ fn decode_group(
         .map(|p| p.label.clone())
         .collect();
     for (i, legacy) in legacy_nets.into_iter().enumerate() {
-        normalise_legacy_network(&f.path, &mut group, i, legacy, &group_labels, d);
+        normalise_legacy_network(&f.path, &mut group, i, legacy, &group_labels, &mut sites, d);
     }
     for s in service_blocks {
         let svc = decode_service(&f, &s, None, d);
         group.services.push(svc);
+        sites.services.push(s.pos);
     }
-    validate_group_ports(&f.path, b.pos, &group, d);
+    validate_group_ports(&f.path, b.pos, &group, &sites, d);
     f.finish(d);
     group
 }
 
-fn decode_network(parent: &Fields, b: &BlockRef, d: &mut Diags) -> NetworkResource {
+/// Where the ports of a group and the references to them were written, so the group-wide port
+/// checks can point at the line at fault rather than at the group.
+#[derive(Default)]
+struct PortSites {
+    /// Every port label declared in the group, in order, with its `port` block.
+    ports: Vec<(String, Pos)>,
+    /// Per task (in `group.tasks` order): its docker `ports` attribute, else the task block.
+    task_ports: Vec<Pos>,
+    /// Per task: its `service` blocks.
+    task_services: Vec<Vec<Pos>>,
+    /// The group's own `service` blocks.
+    services: Vec<Pos>,
+}
+
+fn decode_network(
+    parent: &Fields,
+    b: &BlockRef,
+    sites: &mut PortSites,
+    d: &mut Diags,
+) -> NetworkResource {
     let mut f = Fields::new(parent.child("network"), b.pos, &b.body, &schema::NETWORK);
     let mode = f.string_or(d, "mode", "host");
     if !matches!(mode.as_str(), "host" | "bridge" | "none") {
@@ -364,6 +394,7 @@ fn decode_network(parent: &Fields, b: &BlockRef, d: &mut Diags) -> NetworkResour
     }
     for p in f.blocks(d, "port", 1) {
         let (port, is_static) = decode_port(&f, &p, d);
+        sites.ports.push((port.label.clone(), p.pos));
         if is_static {
             net.reserved_ports.push(port);
         } else {
@@ -407,11 +438,14 @@ fn decode_port(parent: &Fields, b: &BlockRef, d: &mut Diags) -> (Port, bool) {
     (port, value.is_some())
 }
 
-/// The task-level `resources { network { … } }` of the legacy form.
+/// The task-level `resources { network { … } }` of the legacy form, and where the task refers
+/// to ports.
 struct LegacyNetwork {
     pos: Pos,
-    ports: Vec<(Port, bool)>,
+    ports: Vec<(Port, bool, Pos)>,
     port_map: Vec<(String, u16, Pos)>,
+    ports_pos: Option<Pos>,
+    service_pos: Vec<Pos>,
 }
 
 fn decode_task(
@@ -430,11 +464,13 @@ fn decode_task(
     let driver = match f.string(d, "driver") {
         Some(dr) => dr,
         None => {
-            d.push(Diagnostic::error(
-                b.pos,
-                f.path.clone(),
-                "driver is required: set driver = \"docker\" or \"raw_exec\"",
-            ));
+            if !f.failed("driver") {
+                d.push(Diagnostic::error(
+                    b.pos,
+                    f.path.clone(),
+                    "driver is required: set driver = \"docker\" or \"raw_exec\"",
+                ));
+            }
             String::new()
         }
     };
@@ -442,6 +478,8 @@ fn decode_task(
         pos: b.pos,
         ports: Vec::new(),
         port_map: Vec::new(),
+        ports_pos: None,
+        service_pos: Vec::new(),
     };
     let config = decode_config(&mut f, &driver, b.pos, &mut legacy, d);
     let resources = match f.block(d, "resources") {
@@ -505,6 +543,7 @@ fn decode_task(
     for s in f.blocks(d, "service", 0) {
         task.services
             .push(decode_service(&f, &s, Some(&task.name), d));
+        legacy.service_pos.push(s.pos);
     }
     f.finish(d);
     (task, legacy)
@@ -539,7 +578,7 @@ fn decode_config(
         "docker" => {
             let mut c = Fields::new(f.child("config"), pos, body, &schema::DOCKER_CONFIG);
             let image = c.string(d, "image").unwrap_or_default();
-            if image.trim().is_empty() {
+            if image.trim().is_empty() && !c.failed("image") {
                 d.push(Diagnostic::error(
                     pos,
                     c.path.clone(),
@@ -548,6 +587,7 @@ fn decode_config(
             }
             let command = c.string(d, "command");
             let entrypoint = c.string_list(d, "entrypoint");
+            legacy.ports_pos = c.pos_of("ports");
             for (label, pos, v) in c.map_entries(d, "port_map") {
                 match &v.kind {
                     super::tree::ValueKind::Number(n)
@@ -616,7 +656,7 @@ fn decode_config(
         "raw_exec" => {
             let mut c = Fields::new(f.child("config"), pos, body, &schema::RAW_EXEC_CONFIG);
             let command = c.string(d, "command").unwrap_or_default();
-            if command.trim().is_empty() {
+            if command.trim().is_empty() && !c.failed("command") {
                 d.push(Diagnostic::error(
                     pos,
                     c.path.clone(),
@@ -716,7 +756,8 @@ fn decode_resources(
         }
         legacy.pos = n.pos;
         for p in nf.blocks(d, "port", 1) {
-            legacy.ports.push(decode_port(&nf, &p, d));
+            let (port, is_static) = decode_port(&nf, &p, d);
+            legacy.ports.push((port, is_static, p.pos));
         }
         nf.finish(d);
     }
@@ -744,6 +785,7 @@ fn normalise_legacy_network(
     task_index: usize,
     legacy: LegacyNetwork,
     group_labels: &[String],
+    sites: &mut PortSites,
     d: &mut Diags,
 ) {
     let task_name = group.tasks[task_index].name.clone();
@@ -752,7 +794,7 @@ fn normalise_legacy_network(
         let labels: Vec<String> = legacy
             .ports
             .iter()
-            .map(|(p, _)| format!("{:?}", p.label))
+            .map(|(p, _, _)| format!("{:?}", p.label))
             .collect();
         d.push(Diagnostic::warning(
             legacy.pos,
@@ -770,7 +812,7 @@ fn normalise_legacy_network(
         }
     }
     let mut bound = Vec::new();
-    for (mut port, is_static) in legacy.ports {
+    for (mut port, is_static, port_pos) in legacy.ports {
         if group.networks[0].ports().any(|p| p.label == port.label) {
             let message = if group_labels.contains(&port.label) || bound.contains(&port.label) {
                 format!(
@@ -786,7 +828,7 @@ fn normalise_legacy_network(
                 )
             };
             d.push(Diagnostic::error(
-                legacy.pos,
+                port_pos,
                 format!("{task_path} > resources > network > port {:?}", port.label),
                 message,
             ));
@@ -796,6 +838,7 @@ fn normalise_legacy_network(
             port.to = *to;
         }
         bound.push(port.label.clone());
+        sites.ports.push((port.label.clone(), port_pos));
         let net = &mut group.networks[0];
         if is_static {
             net.reserved_ports.push(port);
@@ -847,7 +890,7 @@ fn normalise_legacy_network(
     }
 }
 
-fn validate_group_ports(path: &str, pos: Pos, group: &TaskGroup, d: &mut Diags) {
+fn validate_group_ports(path: &str, pos: Pos, group: &TaskGroup, sites: &PortSites, d: &mut Diags) {
     let labels: Vec<&str> = group
         .networks
         .iter()
@@ -855,12 +898,12 @@ fn validate_group_ports(path: &str, pos: Pos, group: &TaskGroup, d: &mut Diags) 
         .map(|p| p.label.as_str())
         .collect();
     let mut seen: Vec<&str> = Vec::new();
-    for l in &labels {
-        if seen.contains(l) {
+    for (l, at) in &sites.ports {
+        if seen.contains(&l.as_str()) {
             d.push(Diagnostic::error(
-                pos,
-                format!("{path} > network"),
-                format!("port label {l:?} is declared more than once"),
+                *at,
+                format!("{path} > network > port {l:?}"),
+                format!("port label {l:?} is declared more than once in the group"),
             ));
         }
         seen.push(l);
@@ -870,8 +913,15 @@ fn validate_group_ports(path: &str, pos: Pos, group: &TaskGroup, d: &mut Diags) 
         if let Some((other, _)) = statics.iter().find(|(_, v)| *v == p.value)
             && !p.ignore_collision
         {
+            // Both ports may share a label (reported above); point at the later one.
+            let at = sites
+                .ports
+                .iter()
+                .rev()
+                .find(|(l, _)| *l == p.label)
+                .map_or(pos, |(_, p)| *p);
             d.push(Diagnostic::error(
-                pos,
+                at,
                 format!("{path} > network > port {:?}", p.label),
                 format!(
                     "static port {} is also used by port {other:?} in this group",
@@ -881,13 +931,14 @@ fn validate_group_ports(path: &str, pos: Pos, group: &TaskGroup, d: &mut Diags) 
         }
         statics.push((&p.label, p.value));
     }
-    for t in &group.tasks {
+    for (i, t) in group.tasks.iter().enumerate() {
+        let task_path = format!("{path} > task {:?}", t.name);
         if let TaskConfig::Docker(cfg) = &t.config {
             for p in &cfg.ports {
                 if !labels.contains(&p.as_str()) {
                     d.push(Diagnostic::error(
-                        pos,
-                        format!("{path} > task {:?} > config > ports", t.name),
+                        sites.task_ports.get(i).copied().unwrap_or(pos),
+                        format!("{task_path} > config > ports"),
                         format!(
                             "{p:?} is not a port declared in the group network{}",
                             did_you_mean(p, &labels)
@@ -896,12 +947,20 @@ fn validate_group_ports(path: &str, pos: Pos, group: &TaskGroup, d: &mut Diags) 
                 }
             }
         }
-        for s in &t.services {
-            check_service_port(path, pos, s, &labels, d);
+        let service_pos = sites.task_services.get(i);
+        for (j, s) in t.services.iter().enumerate() {
+            let at = service_pos.and_then(|v| v.get(j)).copied().unwrap_or(pos);
+            check_service_port(&task_path, at, s, &labels, d);
         }
     }
-    for s in &group.services {
-        check_service_port(path, pos, s, &labels, d);
+    for (j, s) in group.services.iter().enumerate() {
+        check_service_port(
+            path,
+            sites.services.get(j).copied().unwrap_or(pos),
+            s,
+            &labels,
+            d,
+        );
     }
 }
 
@@ -912,7 +971,7 @@ fn check_service_port(path: &str, pos: Pos, s: &Service, labels: &[&str], d: &mu
     {
         d.push(Diagnostic::error(
             pos,
-            format!("{path} > service {:?} > port", s.name),
+            format!("{path} > service > port"),
             format!(
                 "service port {p:?} is not a port declared in the group network{}",
                 did_you_mean(p, labels)
@@ -998,6 +1057,7 @@ fn decode_check(parent: &Fields, b: &BlockRef, d: &mut Diags) -> ServiceCheck {
                 "check type {check_type:?} is unsupported in drover, which runs tcp and http checks"
             ),
         )),
+        "" if f.failed("type") => {}
         "" => d.push(Diagnostic::error(
             b.pos,
             f.path.clone(),
@@ -1014,14 +1074,14 @@ fn decode_check(parent: &Fields, b: &BlockRef, d: &mut Diags) -> ServiceCheck {
     }
     let interval = f.duration(d, "interval");
     let timeout = f.duration(d, "timeout");
-    if interval.is_none_or(|i| i.is_zero()) {
+    if interval.is_none_or(|i| i.is_zero()) && !f.failed("interval") {
         d.push(Diagnostic::error(
             b.pos,
             f.child("interval"),
             "interval is required and must be more than 0, like \"10s\"",
         ));
     }
-    if timeout.is_none_or(|t| t.is_zero()) {
+    if timeout.is_none_or(|t| t.is_zero()) && !f.failed("timeout") {
         d.push(Diagnostic::error(
             b.pos,
             f.child("timeout"),
@@ -1029,7 +1089,7 @@ fn decode_check(parent: &Fields, b: &BlockRef, d: &mut Diags) -> ServiceCheck {
         ));
     }
     let path = f.string(d, "path");
-    if check_type == "http" && path.is_none() {
+    if check_type == "http" && path.is_none() && !f.failed("path") {
         d.push(Diagnostic::error(
             b.pos,
             f.child("path"),
@@ -1099,7 +1159,7 @@ fn decode_check_restart(parent: &Fields, b: &BlockRef, d: &mut Diags) -> CheckRe
 fn decode_artifact(parent: &Fields, b: &BlockRef, d: &mut Diags) -> Artifact {
     let mut f = Fields::new(parent.child("artifact"), b.pos, &b.body, &schema::ARTIFACT);
     let source = f.string(d, "source").unwrap_or_default();
-    if source.trim().is_empty() {
+    if source.trim().is_empty() && !f.failed("source") {
         d.push(Diagnostic::error(
             b.pos,
             f.path.clone(),
@@ -1323,7 +1383,10 @@ fn decode_constraints(f: &mut Fields, d: &mut Diags) -> Vec<Constraint> {
             }
         }
         check_operator(&c, b.pos, &con.operator, d);
-        if con.attribute.is_empty() && !matches!(con.operator.as_str(), "distinct_hosts") {
+        if con.attribute.is_empty()
+            && !matches!(con.operator.as_str(), "distinct_hosts")
+            && !c.failed("attribute")
+        {
             d.push(Diagnostic::error(
                 b.pos,
                 c.path.clone(),
@@ -1374,7 +1437,7 @@ fn decode_spreads(f: &mut Fields, d: &mut Diags) -> Vec<Spread> {
     for b in f.blocks(d, "spread", 0) {
         let mut c = Fields::new(f.child("spread"), b.pos, &b.body, &schema::SPREAD);
         let attribute = c.string(d, "attribute").unwrap_or_default();
-        if attribute.is_empty() {
+        if attribute.is_empty() && !c.failed("attribute") {
             d.push(Diagnostic::error(
                 b.pos,
                 c.path.clone(),

@@ -6,6 +6,7 @@
 //! resolve, as Nomad does, whether written inside a string or bare (`address = attr.unique.x`
 //! becomes the string `"${attr.unique.x}"`).
 
+use std::cell::Cell;
 use std::ops::Range;
 use std::path::Path;
 
@@ -23,13 +24,17 @@ use super::funcs;
 pub struct EvalError {
     pub span: Option<Range<usize>>,
     pub message: String,
+    /// The expression refers to a variable or local whose own evaluation failed: that failure
+    /// was already reported where it happened, so this one is not worth a second message.
+    pub cascade: bool,
 }
 
 impl EvalError {
-    fn new(span: Option<Range<usize>>, message: impl Into<String>) -> Self {
+    pub fn new(span: Option<Range<usize>>, message: impl Into<String>) -> Self {
         EvalError {
             span,
             message: message.into(),
+            cascade: false,
         }
     }
 }
@@ -46,6 +51,11 @@ pub struct Scope<'a> {
     pub locals: &'a Map<String, Value>,
     /// The directory `file()` paths are relative to; `None` disables `file()`.
     pub base_dir: Option<&'a Path>,
+    /// Declared variables and locals that have no value because evaluating them failed.
+    failed_vars: &'a [String],
+    failed_locals: &'a [String],
+    /// Bytes of values this file's expressions may still build; `None` inside once spent.
+    budget: Option<&'a Cell<Option<usize>>>,
     /// Iteration variables of enclosing `for` expressions, innermost last.
     iter: Vec<(String, Value)>,
 }
@@ -62,8 +72,95 @@ impl<'a> Scope<'a> {
             vars,
             locals,
             base_dir,
+            failed_vars: &[],
+            failed_locals: &[],
+            budget: None,
             iter: Vec::new(),
         }
+    }
+
+    /// Names whose evaluation already failed: a reference to one is a [`EvalError::cascade`].
+    pub fn with_failed(mut self, vars: &'a [String], locals: &'a [String]) -> Self {
+        self.failed_vars = vars;
+        self.failed_locals = locals;
+        self
+    }
+
+    /// Shares a budget of value bytes across every scope of one file. Without it, a few lines
+    /// can build values that double at every step (`b = "${a}${a}"`, `c = [b, b]` …) or copy
+    /// a large value many times, and exhaust memory before any error is seen.
+    pub fn with_budget(mut self, budget: &'a Cell<Option<usize>>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Spends the size of a value just built or copied from the budget.
+    fn charge(&self, v: Value, span: Option<Range<usize>>) -> EvalResult<Value> {
+        let Some(budget) = self.budget else {
+            return Ok(v);
+        };
+        let Some(left) = budget.get() else {
+            // Reported once, where it ran out; everything after would only repeat it.
+            return Err(EvalError {
+                span,
+                message: "the file's value budget is spent".into(),
+                cascade: true,
+            });
+        };
+        match left.checked_sub(value_size(&v, left)) {
+            Some(rest) => {
+                budget.set(Some(rest));
+                Ok(v)
+            }
+            None => {
+                budget.set(None);
+                Err(EvalError::new(
+                    span,
+                    format!(
+                        "the expressions in this file build more than {} MiB of values; a job file needs far less (a value that doubles at every step?)",
+                        VALUE_BUDGET >> 20
+                    ),
+                ))
+            }
+        }
+    }
+
+    fn is_iter(&self, name: &str) -> bool {
+        self.iter.iter().any(|(n, _)| n == name)
+    }
+
+    /// `var.NAME` or `local.NAME`, read by name rather than by cloning the whole map.
+    fn named_value(&self, root: &str, name: &str, span: Option<Range<usize>>) -> EvalResult<Value> {
+        let (map, failed) = match root {
+            "var" => (self.vars, self.failed_vars),
+            _ => (self.locals, self.failed_locals),
+        };
+        if let Some(v) = map.get(name) {
+            return self.charge(v.clone(), span);
+        }
+        if failed.iter().any(|f| f == name) {
+            return Err(EvalError {
+                span,
+                message: format!("{root}.{name} has no value: evaluating it failed"),
+                cascade: true,
+            });
+        }
+        let known: Vec<&str> = map
+            .keys()
+            .map(String::as_str)
+            .chain(failed.iter().map(String::as_str))
+            .collect();
+        let hint = super::schema::did_you_mean(name, &known);
+        Err(EvalError::new(
+            span,
+            if root == "var" {
+                format!(
+                    "undeclared variable var.{name}: declare it with variable {name:?} {{ … }}{hint}"
+                )
+            } else {
+                format!("unknown local value local.{name}: no locals block defines it{hint}")
+            },
+        ))
     }
 
     /// Binds an iteration variable (a `dynamic` block's iterator) until [`Scope::pop_iter`].
@@ -91,6 +188,22 @@ impl<'a> Scope<'a> {
     }
 
     pub fn eval(&mut self, expr: &Expression) -> EvalResult<Value> {
+        let v = self.eval_inner(expr)?;
+        match expr {
+            // What can build a value larger than its source text.
+            Expression::Array(_)
+            | Expression::Object(_)
+            | Expression::StringTemplate(_)
+            | Expression::HeredocTemplate(_)
+            | Expression::FuncCall(_)
+            | Expression::ForExpr(_)
+            // A reference copies what it names, and can be repeated as often as the file likes.
+            | Expression::Variable(_) => self.charge(v, expr.span()),
+            _ => Ok(v),
+        }
+    }
+
+    fn eval_inner(&mut self, expr: &Expression) -> EvalResult<Value> {
         match expr {
             Expression::Null(_) => Ok(Value::Null),
             Expression::Bool(b) => Ok(Value::Bool(*b.value())),
@@ -149,34 +262,24 @@ impl<'a> Scope<'a> {
             },
             Expression::FuncCall(f) => self.call(f),
             Expression::Traversal(t) => {
-                if let (Expression::Variable(root), Some(TraversalOperator::GetAttr(name))) =
-                    (&t.expr, t.operators.first().map(|o| o.value()))
-                {
-                    let (kind, known) = match root.value().as_str() {
-                        "var" => ("variable", self.vars),
-                        "local" => ("local value", self.locals),
-                        _ => ("", self.vars),
-                    };
-                    let name = name.value().as_str();
-                    if !kind.is_empty() && !known.contains_key(name) {
-                        let names: Vec<&str> = known.keys().map(String::as_str).collect();
-                        return Err(EvalError::new(
-                            t.span(),
-                            format!(
-                                "unresolvable variable {}.{name}: no {kind} {name:?} is declared{}",
-                                root.value().as_str(),
-                                super::schema::did_you_mean(name, &names)
-                            ),
-                        ));
+                let mut ops = t.operators.iter().peekable();
+                let mut value = match (&t.expr, ops.peek().map(|o| o.value())) {
+                    (Expression::Variable(v), Some(TraversalOperator::GetAttr(name)))
+                        if matches!(v.value().as_str(), "var" | "local")
+                            && !self.is_iter(v.value()) =>
+                    {
+                        let value = self.named_value(v.value(), name.value(), t.span())?;
+                        ops.next();
+                        value
                     }
-                }
-                if let Expression::Variable(root) = &t.expr
-                    && !self.knows(root.value().as_str())
-                {
-                    return Ok(self.runtime_value(expr));
-                }
-                let mut value = self.eval(&t.expr)?;
-                for op in &t.operators {
+                    // A name the file does not define is a runtime value (`attr.kernel.name`):
+                    // like Nomad, keep it as the text `${…}` for the node.
+                    (Expression::Variable(v), _) if !self.knows(v.value()) => {
+                        return Ok(self.runtime_value(expr));
+                    }
+                    _ => self.eval(&t.expr)?,
+                };
+                for op in ops {
                     value = self.traverse(value, op.value(), op.span())?;
                 }
                 Ok(value)
@@ -455,6 +558,37 @@ impl<'a> Scope<'a> {
         let span = expr.span()?;
         self.src.get(span)
     }
+}
+
+/// How many bytes of values one file's expressions may build in all.
+pub const VALUE_BUDGET: usize = 32 << 20;
+
+/// Roughly the bytes a value holds, counting no further than `limit`.
+fn value_size(v: &Value, limit: usize) -> usize {
+    // What a node really costs once built: a serde_json value, then the tree's copy with its
+    // position, then allocator overhead. Counting less let the fuzzer's nested dynamic
+    // blocks reach 870 MB while "64 MiB" of values were charged.
+    const NODE: usize = 96;
+    let mut total = 0usize;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        total = total.saturating_add(NODE);
+        match v {
+            Value::String(s) => total = total.saturating_add(s.len()),
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => {
+                for (k, v) in map {
+                    total = total.saturating_add(k.len());
+                    stack.push(v);
+                }
+            }
+            _ => {}
+        }
+        if total > limit {
+            return total;
+        }
+    }
+    total
 }
 
 /// The root variable names an expression refers to (`var`, `local`, `attr`, `NOMAD_PORT_http` …).

@@ -54,11 +54,7 @@ impl<'b> Fields<'b> {
     }
 
     pub fn child_labeled(&self, name: &str, label: &str) -> String {
-        if self.path.is_empty() {
-            format!("{name} {label:?}")
-        } else {
-            format!("{} > {name} {label:?}", self.path)
-        }
+        format!("{} {label:?}", self.child(name))
     }
 
     fn take(&mut self, name: &str) -> Vec<&'b Item> {
@@ -70,6 +66,17 @@ impl<'b> Fields<'b> {
             }
         }
         out
+    }
+
+    /// Where the value of attribute `name` is written, if it is set.
+    pub fn pos_of(&self, name: &str) -> Option<Pos> {
+        self.items
+            .iter()
+            .find(|i| i.key == name)
+            .map(|i| match &i.kind {
+                ItemKind::Attr(v) => v.pos,
+                ItemKind::Block(_) => i.pos,
+            })
     }
 
     /// Whether the block sets `name` at all (without reading it).
@@ -96,7 +103,22 @@ impl<'b> Fields<'b> {
                 )),
             }
         }
-        found.filter(|v| !matches!(v.kind, ValueKind::Null))
+        found.filter(|v| !matches!(v.kind, ValueKind::Null | ValueKind::Invalid))
+    }
+
+    /// Whether `name` is set to an expression that failed to evaluate (already reported), so
+    /// a check that it is required would only repeat that error.
+    pub fn failed(&self, name: &str) -> bool {
+        self.items.iter().any(|i| {
+            i.key == name
+                && matches!(
+                    i.kind,
+                    ItemKind::Attr(Value {
+                        kind: ValueKind::Invalid,
+                        ..
+                    })
+                )
+        })
     }
 
     pub fn string(&mut self, d: &mut Diags, name: &str) -> Option<String> {
@@ -305,7 +327,7 @@ impl<'b> Fields<'b> {
                     );
                 }
                 ItemKind::Attr(Value {
-                    kind: ValueKind::Null,
+                    kind: ValueKind::Null | ValueKind::Invalid,
                     ..
                 }) => {}
                 ItemKind::Attr(v) => d.push(type_error(v.pos, self.child(name), "a map", &v.kind)),
@@ -319,6 +341,11 @@ impl<'b> Fields<'b> {
                     }
                     for inner in &b.body.items {
                         match &inner.kind {
+                            // Failed to evaluate: reported already.
+                            ItemKind::Attr(Value {
+                                kind: ValueKind::Invalid,
+                                ..
+                            }) => {}
                             ItemKind::Attr(v) => {
                                 out.push((inner.key.clone(), inner.pos, v.clone()))
                             }
@@ -392,7 +419,7 @@ impl<'b> Fields<'b> {
                     self.json_blocks(d, name, &e.value, labels, labels_so_far, out);
                 }
             }
-            ValueKind::Null => {}
+            ValueKind::Null | ValueKind::Invalid => {}
             other => d.push(type_error(
                 v.pos,
                 self.child(name),
@@ -434,9 +461,14 @@ impl<'b> Fields<'b> {
             if *used {
                 continue;
             }
-            let what = match item.kind {
+            let what = match &item.kind {
+                // In YAML and HCL-JSON a block is a key whose value is a mapping.
+                ItemKind::Attr(Value {
+                    kind: ValueKind::Map(_),
+                    ..
+                })
+                | ItemKind::Block(_) => "block",
                 ItemKind::Attr(_) => "attribute",
-                ItemKind::Block(_) => "block",
             };
             let name = item.key.as_str();
             let field = self.child(name);
@@ -458,7 +490,12 @@ impl<'b> Fields<'b> {
                 let known: Vec<&str> = self.schema.all_names().collect();
                 d.push(Diagnostic::error(
                     item.pos,
-                    self.path.clone(),
+                    // At the top of a file there is no enclosing block to name: name the key.
+                    if self.path.is_empty() {
+                        name.to_string()
+                    } else {
+                        self.path.clone()
+                    },
                     format!(
                         "unknown {what} {name:?} in {}{}",
                         self.schema.block,

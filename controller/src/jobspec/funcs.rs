@@ -14,6 +14,10 @@ pub struct CallContext<'a> {
     pub base_dir: Option<&'a Path>,
 }
 
+/// The widest padding `indent()` and `format()` write (and `%f` precision): a width of 1e12
+/// would otherwise allocate a terabyte before anything could refuse it.
+const MAX_PAD: usize = 4096;
+
 /// Largest file `file()` reads, so a job file cannot pull a disk image into the job.
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -150,7 +154,11 @@ pub fn call(name: &str, args: &[Value], ctx: &CallContext) -> Result<Value, Stri
         "strlen" => Ok(Value::from(f.str(0)?.chars().count())),
         "indent" => {
             f.arity(2)?;
-            let pad = " ".repeat(f.uint(0)?);
+            let n = f.uint(0)?;
+            if n > MAX_PAD {
+                return Err(format!("indent(): at most {MAX_PAD} spaces, found {n}"));
+            }
+            let pad = " ".repeat(n);
             let s = f.str(1)?;
             Ok(Value::String(s.replace('\n', &format!("\n{pad}"))))
         }
@@ -345,13 +353,11 @@ pub fn call(name: &str, args: &[Value], ctx: &CallContext) -> Result<Value, Stri
                     "range: the step must not be zero and the range at most 1024 long".into(),
                 );
             }
-            let mut out = Vec::new();
-            let mut x = start;
-            while (step > 0.0 && x < end) || (step < 0.0 && x > end) {
-                out.push(number(x));
-                x += step;
-            }
-            Ok(Value::Array(out))
+            // Counted, not stepped: at 1e16 adding 1 leaves x unchanged and the loop never ends.
+            let n = ((end - start) / step).ceil().clamp(0.0, 1024.0) as usize;
+            Ok(Value::Array(
+                (0..n).map(|i| number(start + i as f64 * step)).collect(),
+            ))
         }
         "coalesce" => args
             .iter()
@@ -618,6 +624,9 @@ fn format(f: &Args) -> Result<String, String> {
             Some((w, p)) => (w.parse::<usize>().ok(), p.parse::<usize>().ok()),
             None => (flags.trim_start_matches('-').parse::<usize>().ok(), None),
         };
+        if width.unwrap_or(0).max(precision.unwrap_or(0)) > MAX_PAD {
+            return Err(format!("format: a width or precision is at most {MAX_PAD}"));
+        }
         let s = match verb {
             's' | 'v' => match arg {
                 Value::Array(_) | Value::Object(_) => {

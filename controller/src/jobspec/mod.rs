@@ -183,6 +183,11 @@ pub fn parse(path: &Path, bytes: &[u8], opts: &ParseOptions) -> Result<Parsed, J
                 warnings: diags,
             })
         }
-        _ => Err(JobspecError::new(path, diags)),
+        _ => {
+            // A mistake inside a dynamic block's content is found once per generated block.
+            let mut seen = std::collections::HashSet::new();
+            diags.retain(|d| seen.insert((d.pos, d.field.clone(), d.message.clone())));
+            Err(JobspecError::new(path, diags))
+        }
     }
 }

@@ -73,9 +73,11 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
         let mut out: Vec<(Spanned<String>, Spanned<Node>)> = Vec::new();
+        // A set, not a scan of `out`: a mapping of n keys must not cost n².
+        let mut seen = std::collections::HashSet::new();
         while let Some(k) = map.next_key::<Spanned<String>>()? {
             let v = map.next_value::<Spanned<Node>>()?;
-            if out.iter().any(|(x, _)| x.value == k.value) {
+            if !seen.insert(k.value.clone()) {
                 return Err(de::Error::custom(format!("duplicate key {:?}", k.value)));
             }
             out.push((k, v));
@@ -111,21 +113,30 @@ fn to_value(n: Spanned<Node>) -> Value {
     Value { pos, kind }
 }
 
+/// How deeply a YAML job file may nest mappings and lists.
+const MAX_DEPTH: usize = 24;
+
 /// Reads a YAML job file into the tree; the top level is a mapping with one `job` key.
 pub fn read(src: &str) -> Result<Body, Diagnostic> {
-    let root: Spanned<Node> = serde_saphyr::from_str(src).map_err(|e| {
+    // Each level of nesting costs serde-saphyr's deserializer a deep stack of frames (about
+    // 40 KiB in a debug build); its default limit of 64 levels overflows a 2 MiB thread stack
+    // first. No job file nests half this deep.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    let root: Spanned<Node> = serde_saphyr::from_str_with_options(src, options).map_err(|e| {
         let pos = e.location().map_or(Pos::new(1, 1), |l| {
             Pos::new(l.line().max(1) as u32, l.column().max(1) as u32)
         });
         let msg = e.to_string();
         // The first line holds the reason; the rest repeats the source around it.
-        let first = msg
-            .lines()
-            .next()
-            .unwrap_or("invalid YAML")
-            .trim()
-            .to_string();
-        Diagnostic::error(pos, "", format!("invalid YAML: {first}"))
+        let first = msg.lines().next().unwrap_or("invalid YAML").trim();
+        Diagnostic::error(
+            pos,
+            "",
+            format!("invalid YAML: {}", clean_yaml_message(first)),
+        )
     })?;
     let pos = pos_of(&root);
     match to_value(root) {
@@ -151,6 +162,36 @@ pub fn read(src: &str) -> Result<Body, Diagnostic> {
                 other.kind.type_name()
             ),
         )),
+    }
+}
+
+/// serde-saphyr's messages repeat the position the diagnostic already shows and can end with
+/// advice about its own API; keep only the reason.
+fn clean_yaml_message(m: &str) -> String {
+    let mut m = m.strip_prefix("error: ").unwrap_or(m);
+    if let Some(rest) = m.strip_prefix("line ")
+        && let Some((loc, reason)) = rest.split_once(": ")
+        && loc
+            .split(" column ")
+            .all(|n| n.chars().all(|c| c.is_ascii_digit()))
+    {
+        m = reason;
+    }
+    if m.starts_with("budget breached: Depth") || m == "recursion limit exceeded" {
+        return format!("invalid nesting depth; expected at most {MAX_DEPTH} nested levels");
+    }
+    if let Some(what) = m.strip_prefix("budget breached: ") {
+        // serde-saphyr's limits on nodes, scalar bytes, aliases…: a job file is far below them.
+        return format!("the document is larger than a job file can be ({what})");
+    }
+    if let Some(key) = m.strip_prefix("duplicate mapping key: ") {
+        let key = key.split(", set DuplicateKeyPolicy").next().unwrap_or(key);
+        return format!("duplicate key {key:?}: a key may appear once in a mapping");
+    }
+    if m.is_empty() {
+        "unexpected input".into()
+    } else {
+        m.to_string()
     }
 }
 

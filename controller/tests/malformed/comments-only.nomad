@@ -1,0 +1,2 @@
+# a job file that is only a comment
+// and another

@@ -1,0 +1,11 @@
+job "web" {
+  group "web" {
+    task "api" {
+      driver = "docker"
+      config {
+        image   = "traefik/whoami"
+        volumes = ["/srv/data"]
+      }
+    }
+  }
+}

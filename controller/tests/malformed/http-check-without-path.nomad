@@ -1,0 +1,23 @@
+job "web" {
+  group "web" {
+    network {
+      port "http" { to = 80 }
+    }
+    service {
+      name = "web"
+      port = "http"
+      check {
+        type     = "http"
+        interval = "10s"
+        timeout  = "2s"
+      }
+    }
+    task "api" {
+      driver = "docker"
+      config {
+        image = "traefik/whoami"
+        ports = ["http"]
+      }
+    }
+  }
+}

@@ -1,0 +1,8 @@
+job "my web" {
+  group "web" {
+    task "api" {
+      driver = "docker"
+      config { image = "traefik/whoami" }
+    }
+  }
+}

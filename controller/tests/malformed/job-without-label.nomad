@@ -1,0 +1,8 @@
+job {
+  group "web" {
+    task "api" {
+      driver = "docker"
+      config { image = "traefik/whoami" }
+    }
+  }
+}

@@ -1,0 +1,7 @@
+job "web" {
+  group "web" {
+    task "api" {
+      config { image = "traefik/whoami" }
+    }
+  }
+}

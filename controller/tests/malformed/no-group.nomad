@@ -1,0 +1,4 @@
+job "lonely" {
+  datacenters = ["dc1"]
+  type        = "service"
+}

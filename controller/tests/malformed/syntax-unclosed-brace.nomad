@@ -1,0 +1,9 @@
+job "web" {
+  datacenters = ["dc1"]
+  group "web" {
+    task "api" {
+      driver = "docker"
+      config {
+        image = "traefik/whoami"
+      }
+    }

@@ -1,0 +1,12 @@
+job "web" {
+  group "web" {
+    task "api" {
+      driver = "docker"
+      config {
+        image = "traefik/whoami"
+        command = <<EOT
+/bin/sh -c 'echo hi'
+      }
+    }
+  }
+}

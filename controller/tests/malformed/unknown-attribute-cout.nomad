@@ -1,0 +1,9 @@
+job "web" {
+  group "web" {
+    cout = 2
+    task "api" {
+      driver = "docker"
+      config { image = "traefik/whoami" }
+    }
+  }
+}

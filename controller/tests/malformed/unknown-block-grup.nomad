@@ -1,0 +1,8 @@
+job "web" {
+  grup "web" {
+    task "api" {
+      driver = "docker"
+      config { image = "traefik/whoami" }
+    }
+  }
+}

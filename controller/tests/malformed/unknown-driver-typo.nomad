@@ -1,0 +1,8 @@
+job "web" {
+  group "web" {
+    task "api" {
+      driver = "dokcer"
+      config { image = "traefik/whoami" }
+    }
+  }
+}

@@ -1,0 +1,10 @@
+job "web" {
+  group "web" {
+    task "api" {
+      driver = "exec"
+      config {
+        command = "/bin/whoami"
+      }
+    }
+  }
+}

@@ -1,0 +1,13 @@
+job "db" {
+  group "db" {
+    volume "data" {
+      type      = "host"
+      source    = "pgdata"
+      read_only = false
+    }
+    task "db" {
+      driver = "docker"
+      config { image = "postgres:16" }
+    }
+  }
+}

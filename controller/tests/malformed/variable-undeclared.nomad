@@ -1,0 +1,10 @@
+job "web" {
+  group "web" {
+    task "api" {
+      driver = "docker"
+      config {
+        image = "traefik/whoami:${var.missing}"
+      }
+    }
+  }
+}
