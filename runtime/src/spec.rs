@@ -46,8 +46,6 @@ pub struct Task {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "driver", rename_all = "snake_case")]
-// Nearly every task is docker, so boxing the large variant would only add an allocation.
-#[allow(clippy::large_enum_variant)]
 pub enum TaskConfig {
     Docker(DockerConfig),
     RawExec(RawExecConfig),
