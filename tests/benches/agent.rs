@@ -378,9 +378,16 @@ fn replace(rt: &tokio::runtime::Runtime, docker: &Docker) {
     // The engine's own share: the same container created, started and answering, with no
     // drover and nothing to remove first. What drover adds is the difference.
     let floor: Vec<Duration> = (1..=TRIALS)
-        .map(|trial| rt.block_on(direct_answer(docker, trial)))
+        .map(|trial| rt.block_on(direct_answer(docker, trial, false)))
         .collect();
     print_trials("engine alone: create + start to answering", &floor);
+    let serial: Vec<Duration> = (1..=TRIALS)
+        .map(|trial| rt.block_on(direct_answer(docker, trial, true)))
+        .collect();
+    print_trials(
+        "engine alone: rm -f, then create + start, to answering",
+        &serial,
+    );
     println!("load average: {}", load_average());
 }
 
@@ -402,7 +409,7 @@ fn print_trials(what: &str, times: &[Duration]) {
 
 /// Creates and starts whoami's container straight through the Engine API and returns the time
 /// until it answers HTTP; removed again before the next trial.
-async fn direct_answer(docker: &Docker, trial: usize) -> Duration {
+async fn direct_answer(docker: &Docker, trial: usize, replace_first: bool) -> Duration {
     let run = format!("bench-{}-floor-{trial}", std::process::id());
     let _cleanup = Cleanup(format!("drover.bench={run}"));
     let mut bindings = HashMap::new();
@@ -430,31 +437,49 @@ async fn direct_answer(docker: &Docker, trial: usize) -> Duration {
         }),
         ..ContainerCreateBody::default()
     };
-    let t0 = Instant::now();
-    let opts = CreateContainerOptionsBuilder::default().name(&run).build();
-    let id = docker
-        .create_container(Some(opts), body)
-        .await
-        .expect("the engine creates the container")
-        .id;
-    docker
-        .start_container(&id, None)
-        .await
-        .expect("the engine starts the container");
-    let deadline = t0 + Duration::from_secs(10);
-    loop {
-        let answered = tokio::task::spawn_blocking(|| probe(REPLACE_IP, 8080).is_some())
-            .await
-            .unwrap_or(false);
-        if answered {
-            break t0.elapsed();
+    let create_start_answer = |name: String, t0: Instant| {
+        let body = body.clone();
+        async move {
+            let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+            let id = docker
+                .create_container(Some(opts), body)
+                .await
+                .expect("the engine creates the container")
+                .id;
+            docker
+                .start_container(&id, None)
+                .await
+                .expect("the engine starts the container");
+            let deadline = t0 + Duration::from_secs(10);
+            loop {
+                let answered = tokio::task::spawn_blocking(|| probe(REPLACE_IP, 8080).is_some())
+                    .await
+                    .unwrap_or(false);
+                if answered {
+                    break (id, t0.elapsed());
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "trial {trial}: no answer in 10 s"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
         }
-        assert!(
-            Instant::now() < deadline,
-            "trial {trial}: no answer in 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    if !replace_first {
+        return create_start_answer(run.clone(), Instant::now()).await.1;
     }
+    // What a supervisor without drover's overlap does: remove the old container (the engine
+    // answers once it is gone and its port is free), then create and start the new one.
+    let (old, _) = create_start_answer(format!("{run}-old"), Instant::now()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    let opts = RemoveContainerOptionsBuilder::default().force(true).build();
+    docker
+        .remove_container(&old, Some(opts))
+        .await
+        .expect("the engine removes the container");
+    create_start_answer(run.clone(), t0).await.1
 }
 
 /// One HTTP GET as a health checker does it: 100 ms to connect, 500 ms to answer, never
