@@ -81,6 +81,11 @@ impl TestAgent {
         a
     }
 
+    /// The agent process's id while it runs (benchmarks read its /proc status).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     pub fn addr(&self) -> String {
         format!("http://{}:4646", self.ip)
     }
