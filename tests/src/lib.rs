@@ -236,6 +236,11 @@ impl TestAgent {
         }
     }
 
+    /// Starts the agent again after [`TestAgent::stop`], on the same data dir.
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
     pub fn restart(&mut self) {
         self.stop(false);
         self.spawn();

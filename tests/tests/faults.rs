@@ -146,9 +146,13 @@ fn wait_ok(
 
 #[test]
 fn kill_9_during_convergence_20_times_leaves_no_duplicates_or_orphans() {
-    // The seed makes the kill points reproducible; change it to explore others.
-    const SEED: u64 = 0x5EED_D0E5_2026_1125;
-    let mut rng = Rng(SEED);
+    // The seed makes the kill points reproducible; DROVER_FAULTS_SEED explores others.
+    let seed: u64 = std::env::var("DROVER_FAULTS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5EED_D0E5_2026_1125);
+    eprintln!("seed {seed:#x}");
+    let mut rng = Rng(seed);
     let mut a = TestAgent::start("127.0.0.40", &[]);
     a.drop_job("crash.nomad", &sleeper("crash", 10));
     for i in 0..20 {
@@ -185,14 +189,76 @@ fn kill_9_during_convergence_20_times_leaves_no_duplicates_or_orphans() {
     wait_ok(
         &a,
         Duration::from_secs(60),
-        &format!("10 running containers, one per running allocation, no orphans (seed {SEED:#x})"),
+        &format!("10 running containers, one per running allocation, no orphans (seed {seed:#x})"),
         || converged(&a, "crash", 10),
     );
     // And it stays so: nothing left over is started or removed late.
     std::thread::sleep(Duration::from_secs(2));
     if let Err(e) = converged(&a, "crash", 10) {
-        panic!("seed {SEED:#x}: {e}\n--- agent log ---\n{}", a.log());
+        panic!("seed {seed:#x}: {e}\n--- agent log ---\n{}", a.log());
     }
+}
+
+#[test]
+fn a_container_created_but_never_started_is_started_at_once_after_a_crash() {
+    // kill -9 between the engine's create and start leaves a `created` container under the
+    // allocation's name. It never ran, so it did not crash: no restart counted, no delay.
+    let mut a = TestAgent::start("127.0.0.47", &[]);
+    a.drop_job("created.nomad", &sleeper("created", 1));
+    a.wait_until(Duration::from_secs(30), "the job runs", |a| {
+        running(a, "created") == 1
+    });
+    let before = a.container_infos();
+    assert_eq!(before.len(), 1, "{before:?}");
+    a.stop(true);
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .expect("the docker CLI runs");
+        assert!(out.status.success(), "docker {args:?}: {}", stderr(&out));
+        stdout(&out).trim().to_string()
+    };
+    let name = docker(&["inspect", "--format", "{{.Name}}", &before[0].id]);
+    let labels: BTreeMap<String, String> = serde_json::from_str(&docker(&[
+        "inspect",
+        "--format",
+        "{{json .Config.Labels}}",
+        &before[0].id,
+    ]))
+    .expect("labels");
+    docker(&["rm", "-f", &before[0].id]);
+    let mut create = vec![
+        "create".to_string(),
+        "--name".into(),
+        name.trim_start_matches('/').to_string(),
+    ];
+    for (k, v) in &labels {
+        create.push("--label".into());
+        create.push(format!("{k}={v}"));
+    }
+    create.extend([IMAGE.to_string(), "sleep".into(), "3600".into()]);
+    let created = docker(&create.iter().map(String::as_str).collect::<Vec<_>>());
+
+    a.start_again();
+    // The default service restart delay is 15 s: within 8 s only an immediate start passes.
+    a.wait_until(Duration::from_secs(8), "the task runs again", |a| {
+        let infos = a.container_infos();
+        infos.len() == 1 && infos[0].state == "running" && infos[0].id != created
+    });
+    a.wait_until(Duration::from_secs(5), "the allocation is running", |a| {
+        running(a, "created") == 1
+    });
+    let allocs = a.allocs("created");
+    assert_eq!(allocs.len(), 1, "{allocs:?}");
+    let t = &allocs[0]["TaskStates"]["t"];
+    assert_eq!(t["Restarts"], 0, "{allocs:?}");
+    assert!(
+        t["Events"]
+            .as_array()
+            .is_some_and(|e| e.iter().all(|e| e["Type"] != "Terminated")),
+        "not reported as an exit: {allocs:?}"
+    );
 }
 
 #[test]
