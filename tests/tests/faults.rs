@@ -583,7 +583,7 @@ fn pipe(from: &UnixStream, to: &UnixStream) {
 }
 
 #[test]
-fn a_dead_engine_keeps_raw_exec_running_and_docker_jobs_wait_until_it_is_back() {
+fn a_dead_engine_keeps_raw_exec_running_and_docker_jobs_converge_when_it_is_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sock = dir.path().join("docker.sock");
     let host = format!("unix://{}", sock.display());
@@ -627,5 +627,38 @@ fn a_dead_engine_keeps_raw_exec_running_and_docker_jobs_wait_until_it_is_back() 
         |a| running(a, "box") == 1 && a.containers().len() == 1,
     );
     assert_eq!(running(&a, "proc"), 1);
+
+    // The engine goes away under a running container: nothing is restarted on a guess, the
+    // driver turns unhealthy, and a container removed meanwhile is replaced once it is back.
+    let before = a.containers();
+    proxy.stop();
+    a.wait_until(
+        Duration::from_secs(30),
+        "the node shows docker unhealthy",
+        |a| {
+            a.get(&format!("/v1/node/{}", a.node_id))
+                .is_ok_and(|n| n["Drivers"]["docker"]["Healthy"] == false)
+        },
+    );
+    assert_eq!(a.containers(), before, "the container keeps running");
+    assert_eq!(running(&a, "box"), 1);
+    let out = std::process::Command::new("docker")
+        .args(["rm", "-f", &before[0]])
+        .output()
+        .expect("docker rm");
+    assert!(out.status.success());
+    proxy.start();
+    a.wait_until(
+        Duration::from_secs(40),
+        "a new container runs once the engine is back",
+        |a| {
+            let infos = a.container_infos();
+            running(a, "box") == 1
+                && infos.len() == 1
+                && infos[0].state == "running"
+                && infos[0].id != before[0]
+        },
+    );
+    assert_eq!(a.allocs("box").len(), 1, "replaced in its allocation");
     drop(proxy);
 }
