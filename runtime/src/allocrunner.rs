@@ -23,6 +23,9 @@ pub struct AllocRunnerArgs {
     pub data_dir: PathBuf,
     /// Handles found by `recover_tasks`, by task name: re-attached, not restarted.
     pub restored: HashMap<String, TaskHandle>,
+    /// The tasks' last reported states, when restoring after an agent restart: their events
+    /// and restart counts carry on instead of starting over (Nomad restores them too).
+    pub prior: BTreeMap<String, TaskState>,
     pub updates: mpsc::UnboundedSender<AllocUpdate>,
     pub shutdown: watch::Receiver<bool>,
     /// Seeds the restart jitter; `None` seeds from the OS.
@@ -66,7 +69,6 @@ impl AllocRunner {
                 states.insert(task.name.clone(), st);
                 continue;
             };
-            states.insert(task.name.clone(), TaskState::default());
             let jitter = match args.jitter_seed {
                 Some(seed) => SplitMix64::new(seed.wrapping_add(i as u64)),
                 None => SplitMix64::from_entropy(),
@@ -77,10 +79,23 @@ impl AllocRunner {
                 Box::new(jitter),
             );
             let restored_handle = restored.remove(&task.name);
-            let restored_state = restored_handle.as_ref().map(|_| TaskState {
-                state: TaskStateKind::Running,
-                ..TaskState::default()
-            });
+            let prior = args.prior.get(&task.name).cloned();
+            let restored_state = match (&restored_handle, prior) {
+                (Some(_), prior) => Some(TaskState {
+                    state: TaskStateKind::Running,
+                    ..prior.unwrap_or_default()
+                }),
+                // Nothing left to re-attach: the runner starts it again.
+                (None, Some(prior)) => Some(TaskState {
+                    state: TaskStateKind::Pending,
+                    ..prior
+                }),
+                (None, None) => None,
+            };
+            states.insert(
+                task.name.clone(),
+                restored_state.clone().unwrap_or_default(),
+            );
             let runner = TaskRunner::new(TaskRunnerArgs {
                 ctx: TaskCtx {
                     alloc: alloc.clone(),

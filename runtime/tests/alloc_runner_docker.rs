@@ -43,6 +43,7 @@ fn spawn(t: &Cleanup, alloc: &AllocSpec, restored: HashMap<String, TaskHandle>) 
         node: Arc::new(t.node()),
         data_dir: t.data_path().to_path_buf(),
         restored,
+        prior: Default::default(),
         updates: tx,
         shutdown: shutdown_rx,
         jitter_seed: Some(7),

@@ -463,6 +463,62 @@ fn raw_exec_logs_readoption_and_stop() {
 }
 
 #[test]
+fn a_restarted_agent_keeps_its_tasks_restart_count_and_events() {
+    let mut a = TestAgent::start("127.0.0.48", &[]);
+    // Fails once, then runs: one restart to remember.
+    let job = raw_exec(
+        "once-failed",
+        "if [ -e $NOMAD_ALLOC_DIR/failed ]; then exec sleep 3600; fi; touch $NOMAD_ALLOC_DIR/failed; exit 1",
+    )
+    .replace(
+        "    task \"t\" {",
+        "    restart {\n      attempts = 2\n      interval = \"1m\"\n      delay = \"1s\"\n      mode = \"fail\"\n    }\n    task \"t\" {",
+    );
+    a.drop_job("once-failed.nomad", &job);
+    let state = |a: &TestAgent| {
+        a.allocs("once-failed")
+            .first()
+            .map(|x| x["TaskStates"]["t"].clone())
+    };
+    a.wait_until(
+        Duration::from_secs(20),
+        "the task runs after one restart",
+        |a| {
+            running(a, "once-failed") == 1
+                && state(a).is_some_and(|t| t["Restarts"] == 1 && t["State"] == "running")
+        },
+    );
+    let before = state(&a).expect("task state");
+    let kept = |t: &serde_json::Value| {
+        t["Restarts"] == 1
+            && t["Events"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["Type"] == "Terminated"))
+    };
+    for (restores, kill9) in [false, true].into_iter().enumerate() {
+        if kill9 {
+            a.restart_after_kill9();
+        } else {
+            a.restart();
+        }
+        // The old report stays on the server until the restored runner reports: wait for the
+        // restore, then the state must hold all through a window its report falls in.
+        a.wait_until(Duration::from_secs(10), "the allocation is restored", |a| {
+            a.log().matches("restoring allocation").count() == restores + 1
+        });
+        let until = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < until {
+            let after = state(&a).unwrap_or_default();
+            assert!(
+                after["State"] == "running" && kept(&after),
+                "kill -9: {kill9}; the restart count and events survive:\nbefore {before}\nafter {after}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
 fn a_second_file_with_the_same_job_id_is_refused_naming_the_first() {
     let a = TestAgent::start("127.0.0.46", &[]);
     a.drop_job("first.nomad", &sleeper("twin", 1));
