@@ -536,9 +536,13 @@ fn a_second_file_with_the_same_job_id_is_refused_naming_the_first() {
             out.contains("second.nomad")
         },
     );
+    let error = out
+        .lines()
+        .find(|l| l.contains("second.nomad:"))
+        .unwrap_or_default();
     assert!(
-        out.contains("first.nomad"),
-        "the error names the first file: {out}"
+        error.contains("first.nomad"),
+        "second.nomad's error names the first file: {out}"
     );
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(a.containers(), before, "the running job is undisturbed");
