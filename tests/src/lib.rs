@@ -115,9 +115,34 @@ impl TestAgent {
             .stdout(log)
             .stderr(err);
         self.child = Some(cmd.spawn().expect("the drover agent starts"));
-        self.wait_until(Duration::from_secs(20), "the agent's API answers", |a| {
-            a.get("/v1/agent/self").is_ok()
-        });
+        // The API that answers must be this agent's (its node id is in this data dir): another
+        // agent on the same address would answer for it, and this one would then drive (and
+        // on drop clean up) the wrong node.
+        let node_id_file = data.join("client").join("client").join("node-id");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mine = std::fs::read_to_string(&node_id_file).unwrap_or_default();
+            let answers = self.get("/v1/agent/self").ok().and_then(|me| {
+                me["stats"]["client"]["node_id"]
+                    .as_str()
+                    .map(str::to_string)
+            });
+            if answers.is_some_and(|id| !mine.trim().is_empty() && id == mine.trim()) {
+                break;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() > deadline {
+                panic!(
+                    "the agent on {} did not come up ({exited:?}); is another one using the address?\n--- agent log ---\n{}",
+                    self.ip,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let me = self.get("/v1/agent/self").unwrap_or_default();
         self.node_id = me["stats"]["client"]["node_id"]
             .as_str()
