@@ -1,8 +1,9 @@
 //! Faults against a real `drover agent -dev` and the real Docker engine: `kill -9` at random
-//! points of a convergence, a dead engine that comes back, an image that does not exist, batch
-//! jobs that finish, a crash loop, raw_exec processes across agent restarts, and two files
-//! claiming one job id. Each test's agent binds its own loopback address (127.0.0.40–59), so
-//! the tests run in parallel with each other and with `dev_agent.rs`.
+//! points of a convergence (and between a container's create and start), an engine that is
+//! down at start or goes away and comes back, an image that does not exist, a batch job that
+//! finishes, a crash loop, raw_exec processes and task histories across agent restarts, and
+//! two files claiming one job id. Each test's agent binds its own loopback address
+//! (127.0.0.40–59), so the tests run in parallel with each other and with `dev_agent.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
