@@ -23,13 +23,13 @@ pub struct AllocRunnerArgs {
     pub data_dir: PathBuf,
     /// Handles found by `recover_tasks`, by task name: re-attached, not restarted.
     pub restored: HashMap<String, TaskHandle>,
+    /// The tasks' last reported states, when restoring after an agent restart: their events
+    /// and restart counts carry on instead of starting over (Nomad restores them too).
+    pub prior: BTreeMap<String, TaskState>,
     pub updates: mpsc::UnboundedSender<AllocUpdate>,
     pub shutdown: watch::Receiver<bool>,
     /// Seeds the restart jitter; `None` seeds from the OS.
     pub jitter_seed: Option<u64>,
-    /// What was last reported before the agent restarted: restored tasks keep their events
-    /// and restart counts.
-    pub last_reported: Option<AllocUpdate>,
 }
 
 /// A running allocation, as the client holds it.
@@ -79,19 +79,19 @@ impl AllocRunner {
                 Box::new(jitter),
             );
             let restored_handle = restored.remove(&task.name);
-            let restored_state = restored_handle.as_ref().map(|_| {
-                let before = args
-                    .last_reported
-                    .as_ref()
-                    .and_then(|u| u.task_states.get(&task.name))
-                    .cloned()
-                    .unwrap_or_default();
-                TaskState {
+            let prior = args.prior.get(&task.name).cloned();
+            let restored_state = match (&restored_handle, prior) {
+                (Some(_), prior) => Some(TaskState {
                     state: TaskStateKind::Running,
-                    ..before
-                }
-            });
-            // Report what is known from the start: a restored task is running, not pending.
+                    ..prior.unwrap_or_default()
+                }),
+                // Nothing left to re-attach: the runner starts it again.
+                (None, Some(prior)) => Some(TaskState {
+                    state: TaskStateKind::Pending,
+                    ..prior
+                }),
+                (None, None) => None,
+            };
             states.insert(
                 task.name.clone(),
                 restored_state.clone().unwrap_or_default(),

@@ -43,10 +43,10 @@ fn spawn(t: &Cleanup, alloc: &AllocSpec, restored: HashMap<String, TaskHandle>) 
         node: Arc::new(t.node()),
         data_dir: t.data_path().to_path_buf(),
         restored,
+        prior: Default::default(),
         updates: tx,
         shutdown: shutdown_rx,
         jitter_seed: Some(7),
-        last_reported: None,
     });
     let runner = Arc::new(runner);
     // What the client does: engine events only wake the runner that owns the container.

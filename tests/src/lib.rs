@@ -61,11 +61,19 @@ pub struct TestAgent {
     /// The node's id, known once the agent answers; its containers carry it as `drover.node`.
     pub node_id: String,
     extra_args: Vec<String>,
+    /// Set in the agent's environment on every (re)start, e.g. `DOCKER_HOST`.
+    envs: Vec<(String, String)>,
 }
 
 impl TestAgent {
     /// Starts a dev agent bound to `ip` (e.g. "127.0.0.12") and waits until its API answers.
     pub fn start(ip: &str, extra_args: &[&str]) -> TestAgent {
+        TestAgent::start_with_env(ip, extra_args, &[])
+    }
+
+    /// Like [`TestAgent::start`], with `envs` added to the agent's environment (kept for
+    /// restarts).
+    pub fn start_with_env(ip: &str, extra_args: &[&str], envs: &[(&str, &str)]) -> TestAgent {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let manifests = data_dir.path().join("manifests");
         std::fs::create_dir(&manifests).expect("mkdir manifests");
@@ -76,6 +84,10 @@ impl TestAgent {
             manifests,
             node_id: String::new(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         a.spawn();
         a
@@ -104,12 +116,38 @@ impl TestAgent {
             .arg("-manifests")
             .arg(&self.manifests)
             .args(&self.extra_args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdout(log)
             .stderr(err);
         self.child = Some(cmd.spawn().expect("the drover agent starts"));
-        self.wait_until(Duration::from_secs(20), "the agent's API answers", |a| {
-            a.get("/v1/agent/self").is_ok()
-        });
+        // The API that answers must be this agent's (its node id is in this data dir): another
+        // agent on the same address would answer for it, and this one would then drive (and
+        // on drop clean up) the wrong node.
+        let node_id_file = data.join("client").join("client").join("node-id");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mine = std::fs::read_to_string(&node_id_file).unwrap_or_default();
+            let answers = self.get("/v1/agent/self").ok().and_then(|me| {
+                me["stats"]["client"]["node_id"]
+                    .as_str()
+                    .map(str::to_string)
+            });
+            if answers.is_some_and(|id| !mine.trim().is_empty() && id == mine.trim()) {
+                break;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() > deadline {
+                panic!(
+                    "the agent on {} did not come up ({exited:?}); is another one using the address?\n--- agent log ---\n{}",
+                    self.ip,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let me = self.get("/v1/agent/self").unwrap_or_default();
         self.node_id = me["stats"]["client"]["node_id"]
             .as_str()
@@ -128,6 +166,38 @@ impl TestAgent {
     /// The containers this agent's node runs (by the `drover.node` label).
     pub fn containers(&self) -> Vec<String> {
         containers(&format!("drover.node={}", self.node_id))
+    }
+
+    /// The containers of this agent's node with their state and allocation.
+    pub fn container_infos(&self) -> Vec<ContainerInfo> {
+        container_infos(&format!("drover.node={}", self.node_id))
+    }
+
+    /// The pids of this agent's raw_exec tasks, from the driver's pid files in the data dir.
+    pub fn raw_exec_pids(&self) -> Vec<i32> {
+        fn find(dir: &Path, out: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    find(&p, out);
+                } else if p.parent().is_some_and(|d| d.ends_with("raw_exec"))
+                    && p.extension().is_some_and(|x| x == "json")
+                {
+                    out.push(p);
+                }
+            }
+        }
+        let mut files = vec![];
+        find(&self.data_dir.path().join("data"), &mut files);
+        files.sort();
+        files
+            .iter()
+            .filter_map(|f| {
+                let v: serde_json::Value = serde_json::from_slice(&std::fs::read(f).ok()?).ok()?;
+                v["pid"].as_i64().and_then(|p| i32::try_from(p).ok())
+            })
+            .filter(|p| *p > 1)
+            .collect()
     }
 
     /// The allocations of a job, as the API lists them.
@@ -191,6 +261,11 @@ impl TestAgent {
         }
     }
 
+    /// Starts the agent again after [`TestAgent::stop`], on the same data dir.
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
     pub fn restart(&mut self) {
         self.stop(false);
         self.spawn();
@@ -207,6 +282,12 @@ impl Drop for TestAgent {
         self.stop(true);
         if !self.node_id.is_empty() {
             remove_containers(&format!("drover.node={}", self.node_id));
+        }
+        // raw_exec tasks run in their own process groups and outlive the agent by design.
+        for pid in self.raw_exec_pids() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .output();
         }
     }
 }
@@ -238,6 +319,43 @@ pub fn containers(label: &str) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .map(str::to_string)
+        .collect()
+}
+
+/// One container as `docker ps -a` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    /// `running`, `exited`, `created` …
+    pub state: String,
+    /// Its `drover.alloc` label (empty when it has none).
+    pub alloc: String,
+}
+
+/// The containers (running or not) carrying `label`, with their state and allocation.
+pub fn container_infos(label: &str) -> Vec<ContainerInfo> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--filter",
+            &format!("label={label}"),
+            "--format",
+            "{{.ID}} {{.State}} {{.Label \"drover.alloc\"}}",
+        ])
+        .output()
+        .expect("the docker CLI runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some(ContainerInfo {
+                id: f.next()?.to_string(),
+                state: f.next()?.to_string(),
+                alloc: f.next().unwrap_or_default().to_string(),
+            })
+        })
         .collect()
 }
 

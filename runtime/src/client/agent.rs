@@ -356,7 +356,8 @@ impl Client {
             }
             let restored = orphans.remove(&spec.id).unwrap_or_default();
             tracing::info!(alloc_id = %spec.id, tasks = restored.len(), "restoring allocation");
-            let runner = self.spawn_runner(spec, restored, last, &node, &updates_tx, &stop_rx);
+            let prior = last.map(|u| u.task_states).unwrap_or_default();
+            let runner = self.spawn_runner(spec, restored, prior, &node, &updates_tx, &stop_rx);
             slots
                 .lock()
                 .expect("slots lock poisoned")
@@ -530,7 +531,7 @@ impl Client {
         &self,
         spec: AllocSpec,
         restored: HashMap<String, TaskHandle>,
-        last: Option<AllocUpdate>,
+        prior: BTreeMap<String, crate::spec::TaskState>,
         node: &Arc<NodeEnv>,
         updates: &mpsc::UnboundedSender<AllocUpdate>,
         stop: &watch::Receiver<bool>,
@@ -541,10 +542,10 @@ impl Client {
             node: node.clone(),
             data_dir: self.config.data_dir.clone(),
             restored,
+            prior,
             updates: updates.clone(),
             shutdown: stop.clone(),
             jitter_seed: None,
-            last_reported: last,
         }))
     }
 
@@ -604,7 +605,7 @@ impl Client {
         for spec in diff.start {
             save_alloc(state_dir, &spec);
             let restored = orphans.remove(&spec.id).unwrap_or_default();
-            let runner = self.spawn_runner(spec, restored, None, node, updates, stop);
+            let runner = self.spawn_runner(spec, restored, BTreeMap::new(), node, updates, stop);
             slots
                 .lock()
                 .expect("slots lock poisoned")

@@ -745,6 +745,7 @@ impl Driver for DockerDriver {
                     return Err(not_found());
                 }
                 Some(ContainerSummaryStateEnum::RUNNING) => return Ok(TaskStatus::Running),
+                Some(ContainerSummaryStateEnum::CREATED) => return Ok(TaskStatus::Created),
                 _ => {}
             },
         }

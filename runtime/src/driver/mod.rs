@@ -141,6 +141,8 @@ pub struct TaskHandle {
 pub enum TaskStatus {
     Running,
     Exited(ExitResult),
+    /// Created but never started: an agent killed between the engine's create and start.
+    Created,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -216,6 +216,14 @@ impl TaskRunner {
             self.event(event::TASK_SETUP, "Building Task Directory");
         }
         let mut next = restored;
+        // It never ran, so it did not exit: starting it is finishing the interrupted start,
+        // not a restart. (The engine's wait on it returns at once with exit code 0.)
+        if let Some(h) = &next
+            && matches!(self.driver.inspect_task(h).await, Ok(TaskStatus::Created))
+        {
+            tracing::info!(alloc_id = %h.alloc_id, task = %h.task, id = %h.id, "found the task created but never started; starting it");
+            self.last = next.take();
+        }
         if let Some(h) = &next {
             tracing::info!(alloc_id = %h.alloc_id, task = %h.task, id = %h.id, "re-attached to running task");
             self.tracker
@@ -452,7 +460,7 @@ impl TaskRunner {
     async fn look_after_event(&self, h: &TaskHandle) -> Option<Result<ExitResult, DriverError>> {
         for _ in 0..EVENT_LOOKS {
             match self.driver.inspect_task(h).await {
-                Ok(TaskStatus::Running) => {
+                Ok(TaskStatus::Running | TaskStatus::Created) => {
                     tokio::time::sleep(EVENT_LOOK_INTERVAL).await;
                 }
                 Ok(TaskStatus::Exited(exit)) => return Some(Ok(exit)),

@@ -45,10 +45,10 @@ fn rig_with(alloc: AllocSpec, mock: Arc<MockDriver>, restored: HashMap<String, T
         }),
         data_dir: dir.path().to_path_buf(),
         restored,
+        prior: Default::default(),
         updates: tx,
         shutdown,
         jitter_seed: Some(1),
-        last_reported: None,
     });
     Rig {
         mock,
