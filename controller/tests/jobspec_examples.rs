@@ -1,48 +1,14 @@
 //! Golden and round-trip tests over the seed's job files (`tests/fixtures/seed/`, copied verbatim
 //! from the tutorial) and the examples in `manifests/` and `examples/`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use drover::jobspec::{self, ParseOptions, Parsed};
 use drover::structs::*;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn job_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            // The tutorial's configs/ holds an app config file, not jobs.
-            if !p.ends_with("configs") {
-                job_files(&p, out);
-            }
-        } else if jobspec::Format::is_job_file(&p)
-            && !p.ends_with("client.hcl")
-            && !p.ends_with("server.hcl")
-        {
-            out.push(p);
-        }
-    }
-}
-
-fn all_examples() -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    job_files(&repo().join("tests/fixtures/seed"), &mut files);
-    job_files(&repo().join("manifests"), &mut files);
-    job_files(&repo().join("examples"), &mut files);
-    assert!(
-        files.len() >= 10,
-        "expected the seed jobs and the manifests, found {files:?}"
-    );
-    files
-}
+mod common;
+use common::{all_examples, repo};
 
 fn parse(path: &Path) -> Parsed {
     jobspec::parse_file(path, &ParseOptions::default()).unwrap_or_else(|e| panic!("{e}"))

@@ -2,46 +2,15 @@
 //! survives HCL → model → API JSON → model unchanged, Nomad's nulls mean defaults, and JSON
 //! mistakes are reported with API field paths and the line and column they are on.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use drover::jobspec::{self, Diagnostic, JobspecError, ParseOptions, Parsed};
 use drover::structs::*;
 use serde_json::json;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn job_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut paths: Vec<PathBuf> = entries.map(|e| e.expect("dir entry").path()).collect();
-    paths.sort();
-    for p in paths {
-        if p.is_dir() {
-            // The tutorial's configs/ holds an app's config file, not jobs.
-            if !p.ends_with("configs") {
-                job_files(&p, out);
-            }
-        } else if jobspec::Format::is_job_file(&p)
-            && !p.ends_with("client.hcl")
-            && !p.ends_with("server.hcl")
-        {
-            out.push(p);
-        }
-    }
-}
-
-fn seed_and_examples() -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    job_files(&repo().join("tests/fixtures/seed"), &mut files);
-    job_files(&repo().join("manifests"), &mut files);
-    job_files(&repo().join("examples"), &mut files);
-    assert!(files.len() >= 5, "expected the seed jobs, found {files:?}");
-    files
-}
+mod common;
+use common::{all_examples as seed_and_examples, repo};
 
 fn parse_file(path: &Path) -> Parsed {
     jobspec::parse_file(path, &ParseOptions::default()).unwrap_or_else(|e| panic!("{e}"))

@@ -44,6 +44,15 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The table, or `empty` (Nomad's "No … placed" line) when there are no rows.
+pub fn table_or(header: &[&str], rows: &[Vec<String>], empty: &str) -> String {
+    if rows.is_empty() {
+        format!("{empty}\n")
+    } else {
+        table(header, rows)
+    }
+}
+
 /// The first 8 characters of an ID, as Nomad shows them.
 pub fn short(id: &str) -> String {
     id.chars().take(8).collect()

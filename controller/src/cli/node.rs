@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use super::client::{ApiArgs, ApiClient, encode};
-use super::format::{ago, kv, nanos, or_none, s, short, table};
+use super::format::{ago, kv, nanos, or_none, s, short, table, table_or};
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
@@ -107,11 +107,7 @@ fn list(api: &ApiClient, json: bool, verbose: bool) -> anyhow::Result<()> {
             r
         })
         .collect();
-    if rows.is_empty() {
-        println!("No nodes registered");
-    } else {
-        print!("{}", table(&header, &rows));
-    }
+    print!("{}", table_or(&header, &rows, "No nodes registered"));
     Ok(())
 }
 
@@ -183,25 +179,22 @@ pub fn status_one(api: &ApiClient, id: &str, json: bool, verbose: bool) -> anyho
             ]
         })
         .collect();
-    if rows.is_empty() {
-        println!("No allocations placed");
-    } else {
-        print!(
-            "{}",
-            table(
-                &[
-                    "ID",
-                    "Job ID",
-                    "Task Group",
-                    "Version",
-                    "Desired",
-                    "Status",
-                    "Created"
-                ],
-                &rows
-            )
-        );
-    }
+    print!(
+        "{}",
+        table_or(
+            &[
+                "ID",
+                "Job ID",
+                "Task Group",
+                "Version",
+                "Desired",
+                "Status",
+                "Created"
+            ],
+            &rows,
+            "No allocations placed"
+        )
+    );
     if verbose {
         println!("\nAttributes");
         let mut attrs: Vec<(&String, &Value)> =

@@ -5,7 +5,7 @@ use anyhow::Context;
 use serde_json::Value;
 
 use super::client::{ApiClient, encode};
-use super::format::{ago, kv, nanos, rfc3339, s, short, table};
+use super::format::{ago, kv, nanos, rfc3339, s, short, table, table_or};
 
 /// Nomad's summary columns, in order.
 const SUMMARY: [&str; 7] = [
@@ -33,14 +33,14 @@ pub fn job_list(api: &ApiClient, json: bool) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    if rows.is_empty() {
-        println!("No running jobs");
-    } else {
-        print!(
-            "{}",
-            table(&["ID", "Type", "Priority", "Status", "Submit Date"], &rows)
-        );
-    }
+    print!(
+        "{}",
+        table_or(
+            &["ID", "Type", "Priority", "Status", "Submit Date"],
+            &rows,
+            "No running jobs"
+        )
+    );
     print_manifest_problems(&manifests);
     Ok(())
 }
@@ -158,26 +158,23 @@ pub fn job_status(api: &ApiClient, id: &str, json: bool, verbose: bool) -> anyho
             ]
         })
         .collect();
-    if rows.is_empty() {
-        println!("No allocations placed");
-    } else {
-        print!(
-            "{}",
-            table(
-                &[
-                    "ID",
-                    "Node ID",
-                    "Task Group",
-                    "Version",
-                    "Desired",
-                    "Status",
-                    "Created",
-                    "Modified"
-                ],
-                &rows
-            )
-        );
-    }
+    print!(
+        "{}",
+        table_or(
+            &[
+                "ID",
+                "Node ID",
+                "Task Group",
+                "Version",
+                "Desired",
+                "Status",
+                "Created",
+                "Modified"
+            ],
+            &rows,
+            "No allocations placed"
+        )
+    );
     Ok(())
 }
 
