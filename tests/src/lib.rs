@@ -74,9 +74,21 @@ impl TestAgent {
     /// Like [`TestAgent::start`], with `envs` added to the agent's environment (kept for
     /// restarts).
     pub fn start_with_env(ip: &str, extra_args: &[&str], envs: &[(&str, &str)]) -> TestAgent {
+        TestAgent::start_prepared(ip, extra_args, envs, |_| {})
+    }
+
+    /// Like [`TestAgent::start_with_env`], once `prepare` has been given the path of the
+    /// agent's `-data-dir` (not created yet), e.g. to put it on a filesystem of its own.
+    pub fn start_prepared(
+        ip: &str,
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+    ) -> TestAgent {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let manifests = data_dir.path().join("manifests");
         std::fs::create_dir(&manifests).expect("mkdir manifests");
+        prepare(&data_dir.path().join("data"));
         let mut a = TestAgent {
             child: None,
             ip: ip.to_string(),

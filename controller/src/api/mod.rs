@@ -124,6 +124,17 @@ impl From<ServerError> for ApiError {
     }
 }
 
+/// Runs `f` on tokio's blocking pool: `Server`'s methods run SQLite synchronously, which must
+/// not stall the async workers that serve every other request (`docs/scheduler.md`).
+async fn blocking<T: Send + 'static>(
+    st: Arc<AppState>,
+    f: impl FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(move || f(&st))
+        .await
+        .map_err(|e| internal(format!("the request's handler failed: {e}")))?
+}
+
 /// JSON with Nomad's `X-Nomad-Index` header, which blocking-query clients read.
 fn ok(state: &AppState, v: Value) -> ApiResult {
     let mut resp = Json(v).into_response();
@@ -191,23 +202,26 @@ fn namespace(q: &HashMap<String, String>) -> &str {
 }
 
 async fn jobs_list(State(st): St, Query(q): Q) -> ApiResult {
-    let prefix = prefix_filter(&q);
-    let mut out = Vec::new();
-    for rec in st.server.jobs()? {
-        if !rec.job.id.starts_with(prefix) {
-            continue;
+    blocking(st, move |st| {
+        let prefix = prefix_filter(&q);
+        let mut out = Vec::new();
+        for rec in st.server.jobs()? {
+            if !rec.job.id.starts_with(prefix) {
+                continue;
+            }
+            let allocs = st.server.allocs_by_job(&rec.job.namespace, &rec.job.id)?;
+            let queued = queued(&st.server, &rec.job.namespace, &rec.job.id)?;
+            out.push(convert::job_stub(
+                &rec.job,
+                &allocs,
+                &queued,
+                rec.submit_time,
+                rec.modify_index,
+            ));
         }
-        let allocs = st.server.allocs_by_job(&rec.job.namespace, &rec.job.id)?;
-        let queued = queued(&st.server, &rec.job.namespace, &rec.job.id)?;
-        out.push(convert::job_stub(
-            &rec.job,
-            &allocs,
-            &queued,
-            rec.submit_time,
-            rec.modify_index,
-        ));
-    }
-    ok(&st, Value::Array(out))
+        ok(st, Value::Array(out))
+    })
+    .await
 }
 
 /// Reads `{"Job": …}` (or a bare job) in Nomad's API JSON.
@@ -242,7 +256,7 @@ fn register(st: &AppState, job: crate::structs::Job) -> ApiResult {
 
 async fn jobs_register(State(st): St, body: Bytes) -> ApiResult {
     let job = job_from_body(&body)?;
-    register(&st, job)
+    blocking(st, move |st| register(st, job)).await
 }
 
 async fn job_register(State(st): St, UrlPath(id): UrlPath<String>, body: Bytes) -> ApiResult {
@@ -253,7 +267,7 @@ async fn job_register(State(st): St, UrlPath(id): UrlPath<String>, body: Bytes) 
             job.id
         )));
     }
-    register(&st, job)
+    blocking(st, move |st| register(st, job)).await
 }
 
 /// `POST /v1/jobs/parse`: `{"JobHCL": "…", "Variables": "…"}` → the job in API JSON.
@@ -292,186 +306,227 @@ fn find_job(
 }
 
 async fn job_read(State(st): St, UrlPath(id): UrlPath<String>, Query(q): Q) -> ApiResult {
-    let rec = find_job(&st, &q, &id)?;
-    let allocs = st.server.allocs_by_job(&rec.job.namespace, &rec.job.id)?;
-    let mut v = jobspec::to_api_job(&rec.job);
-    if let Some(o) = v.as_object_mut() {
-        o.insert(
-            "Status".into(),
-            json!(convert::job_status(&rec.job, &allocs)),
-        );
-        o.insert("SubmitTime".into(), json!(rec.submit_time));
-        o.insert("Stop".into(), json!(rec.job.stop));
-        o.insert("Version".into(), json!(rec.job.version));
-        o.insert("CreateIndex".into(), json!(rec.create_index));
-        o.insert("ModifyIndex".into(), json!(rec.modify_index));
-        o.insert("JobModifyIndex".into(), json!(rec.modify_index));
-        let source = match &rec.source {
-            JobSource::File(p) => p.display().to_string(),
-            JobSource::Api => "api".into(),
-        };
-        o.insert("DroverSource".into(), json!(source));
-    }
-    ok(&st, v)
+    blocking(st, move |st| {
+        let rec = find_job(st, &q, &id)?;
+        let allocs = st.server.allocs_by_job(&rec.job.namespace, &rec.job.id)?;
+        let mut v = jobspec::to_api_job(&rec.job);
+        if let Some(o) = v.as_object_mut() {
+            o.insert(
+                "Status".into(),
+                json!(convert::job_status(&rec.job, &allocs)),
+            );
+            o.insert("SubmitTime".into(), json!(rec.submit_time));
+            o.insert("Stop".into(), json!(rec.job.stop));
+            o.insert("Version".into(), json!(rec.job.version));
+            o.insert("CreateIndex".into(), json!(rec.create_index));
+            o.insert("ModifyIndex".into(), json!(rec.modify_index));
+            o.insert("JobModifyIndex".into(), json!(rec.modify_index));
+            let source = match &rec.source {
+                JobSource::File(p) => p.display().to_string(),
+                JobSource::Api => "api".into(),
+            };
+            o.insert("DroverSource".into(), json!(source));
+        }
+        ok(st, v)
+    })
+    .await
 }
 
 async fn job_deregister(State(st): St, UrlPath(id): UrlPath<String>, Query(q): Q) -> ApiResult {
     let purge = query_bool(q.get("purge"))?;
-    let rec = find_job(&st, &q, &id)?;
-    let eval = st
-        .server
-        .deregister_job(&rec.job.namespace, &id, purge, Some(&JobSource::Api))?;
-    ok(
-        &st,
-        json!({"EvalID": eval.id, "EvalCreateIndex": eval.create_index, "JobModifyIndex": eval.create_index, "Index": eval.create_index}),
-    )
+    blocking(st, move |st| {
+        let rec = find_job(st, &q, &id)?;
+        let eval =
+            st.server
+                .deregister_job(&rec.job.namespace, &id, purge, Some(&JobSource::Api))?;
+        ok(
+            st,
+            json!({"EvalID": eval.id, "EvalCreateIndex": eval.create_index, "JobModifyIndex": eval.create_index, "Index": eval.create_index}),
+        )
+    })
+    .await
 }
 
 async fn job_allocations(State(st): St, UrlPath(id): UrlPath<String>, Query(q): Q) -> ApiResult {
-    let rec = find_job(&st, &q, &id)?;
-    let allocs = st.server.allocs_by_job(&rec.job.namespace, &id)?;
-    let v = stubs(&st.server, &allocs)?;
-    ok(&st, v)
+    blocking(st, move |st| {
+        let rec = find_job(st, &q, &id)?;
+        let allocs = st.server.allocs_by_job(&rec.job.namespace, &id)?;
+        ok(st, stubs(&st.server, &allocs)?)
+    })
+    .await
 }
 
 async fn job_versions(State(st): St, UrlPath(id): UrlPath<String>, Query(q): Q) -> ApiResult {
-    let rec = find_job(&st, &q, &id)?;
-    let mut versions = st.server.job_versions(&rec.job.namespace, &id)?;
-    versions.sort_by_key(|j| std::cmp::Reverse(j.version));
-    let list: Vec<Value> = versions
-        .iter()
-        .map(|j| {
-            let mut v = jobspec::to_api_job(j);
-            if let Some(o) = v.as_object_mut() {
-                o.insert("Version".into(), json!(j.version));
-                o.insert("Stop".into(), json!(j.stop));
-            }
-            v
-        })
-        .collect();
-    ok(&st, json!({"Versions": list, "Diffs": null}))
+    blocking(st, move |st| {
+        let rec = find_job(st, &q, &id)?;
+        let mut versions = st.server.job_versions(&rec.job.namespace, &id)?;
+        versions.sort_by_key(|j| std::cmp::Reverse(j.version));
+        let list: Vec<Value> = versions
+            .iter()
+            .map(|j| {
+                let mut v = jobspec::to_api_job(j);
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("Version".into(), json!(j.version));
+                    o.insert("Stop".into(), json!(j.stop));
+                }
+                v
+            })
+            .collect();
+        ok(st, json!({"Versions": list, "Diffs": null}))
+    })
+    .await
 }
 
 async fn job_summary(State(st): St, UrlPath(id): UrlPath<String>, Query(q): Q) -> ApiResult {
-    let rec = find_job(&st, &q, &id)?;
-    let allocs = st.server.allocs_by_job(&rec.job.namespace, &id)?;
-    let queued = queued(&st.server, &rec.job.namespace, &id)?;
-    ok(&st, convert::summary(&rec.job, &allocs, &queued))
+    blocking(st, move |st| {
+        let rec = find_job(st, &q, &id)?;
+        let allocs = st.server.allocs_by_job(&rec.job.namespace, &id)?;
+        let queued = queued(&st.server, &rec.job.namespace, &id)?;
+        ok(st, convert::summary(&rec.job, &allocs, &queued))
+    })
+    .await
 }
 
 async fn job_evaluations(State(st): St, UrlPath(id): UrlPath<String>, Query(q): Q) -> ApiResult {
-    let rec = find_job(&st, &q, &id)?;
-    let evals = st.server.evals_by_job(&rec.job.namespace, &id)?;
-    ok(&st, Value::Array(evals.iter().map(convert::eval).collect()))
+    blocking(st, move |st| {
+        let rec = find_job(st, &q, &id)?;
+        let evals = st.server.evals_by_job(&rec.job.namespace, &id)?;
+        ok(st, Value::Array(evals.iter().map(convert::eval).collect()))
+    })
+    .await
 }
 
 async fn allocs_list(State(st): St, Query(q): Q) -> ApiResult {
-    let prefix = prefix_filter(&q);
-    let allocs = if prefix.is_empty() {
-        let mut all = Vec::new();
-        for rec in st.server.jobs()? {
-            all.extend(st.server.allocs_by_job(&rec.job.namespace, &rec.job.id)?);
-        }
-        all
-    } else {
-        st.server.allocs_by_id_prefix(prefix)?
-    };
-    let v = stubs(&st.server, &allocs)?;
-    ok(&st, v)
+    blocking(st, move |st| {
+        let prefix = prefix_filter(&q);
+        let allocs = if prefix.is_empty() {
+            let mut all = Vec::new();
+            for rec in st.server.jobs()? {
+                all.extend(st.server.allocs_by_job(&rec.job.namespace, &rec.job.id)?);
+            }
+            all
+        } else {
+            st.server.allocs_by_id_prefix(prefix)?
+        };
+        ok(st, stubs(&st.server, &allocs)?)
+    })
+    .await
 }
 
 async fn alloc_read(State(st): St, UrlPath(id): UrlPath<String>) -> ApiResult {
-    let a = st
-        .server
-        .alloc(&id)?
-        .ok_or_else(|| ApiError::NotFound(format!("allocation {id:?} not found")))?;
-    let job = st
-        .server
-        .job_versions(&a.namespace, &a.job_id)?
-        .into_iter()
-        .find(|j| j.version == a.job_version);
-    let node = st.server.node(&a.node_id)?;
-    ok(&st, convert::alloc_full(&a, job.as_ref(), node.as_ref()))
+    blocking(st, move |st| {
+        let a = st
+            .server
+            .alloc(&id)?
+            .ok_or_else(|| ApiError::NotFound(format!("allocation {id:?} not found")))?;
+        let job = st
+            .server
+            .job_versions(&a.namespace, &a.job_id)?
+            .into_iter()
+            .find(|j| j.version == a.job_version);
+        let node = st.server.node(&a.node_id)?;
+        ok(st, convert::alloc_full(&a, job.as_ref(), node.as_ref()))
+    })
+    .await
 }
 
 async fn evals_list(State(st): St, Query(q): Q) -> ApiResult {
-    let prefix = prefix_filter(&q);
-    let evals: Vec<Value> = st
-        .server
-        .evals()?
-        .iter()
-        .filter(|e| e.id.starts_with(prefix))
-        .map(convert::eval)
-        .collect();
-    ok(&st, Value::Array(evals))
+    blocking(st, move |st| {
+        let prefix = prefix_filter(&q);
+        let evals: Vec<Value> = st
+            .server
+            .evals()?
+            .iter()
+            .filter(|e| e.id.starts_with(prefix))
+            .map(convert::eval)
+            .collect();
+        ok(st, Value::Array(evals))
+    })
+    .await
 }
 
 async fn eval_read(State(st): St, UrlPath(id): UrlPath<String>) -> ApiResult {
-    let e = st
-        .server
-        .eval(&id)?
-        .ok_or_else(|| ApiError::NotFound(format!("evaluation {id:?} not found")))?;
-    ok(&st, convert::eval(&e))
+    blocking(st, move |st| {
+        let e = st
+            .server
+            .eval(&id)?
+            .ok_or_else(|| ApiError::NotFound(format!("evaluation {id:?} not found")))?;
+        ok(st, convert::eval(&e))
+    })
+    .await
 }
 
 async fn eval_allocations(State(st): St, UrlPath(id): UrlPath<String>) -> ApiResult {
-    let e = st
-        .server
-        .eval(&id)?
-        .ok_or_else(|| ApiError::NotFound(format!("evaluation {id:?} not found")))?;
-    let allocs: Vec<Allocation> = st
-        .server
-        .allocs_by_job(&e.namespace, &e.job_id)?
-        .into_iter()
-        .filter(|a| a.eval_id == e.id)
-        .collect();
-    let v = stubs(&st.server, &allocs)?;
-    ok(&st, v)
+    blocking(st, move |st| {
+        let e = st
+            .server
+            .eval(&id)?
+            .ok_or_else(|| ApiError::NotFound(format!("evaluation {id:?} not found")))?;
+        let allocs: Vec<Allocation> = st
+            .server
+            .allocs_by_job(&e.namespace, &e.job_id)?
+            .into_iter()
+            .filter(|a| a.eval_id == e.id)
+            .collect();
+        ok(st, stubs(&st.server, &allocs)?)
+    })
+    .await
 }
 
 async fn nodes_list(State(st): St, Query(q): Q) -> ApiResult {
-    let prefix = prefix_filter(&q);
-    let nodes: Vec<Value> = st
-        .server
-        .nodes()?
-        .iter()
-        .filter(|n| n.id.starts_with(prefix))
-        .map(convert::node_stub)
-        .collect();
-    ok(&st, Value::Array(nodes))
+    blocking(st, move |st| {
+        let prefix = prefix_filter(&q);
+        let nodes: Vec<Value> = st
+            .server
+            .nodes()?
+            .iter()
+            .filter(|n| n.id.starts_with(prefix))
+            .map(convert::node_stub)
+            .collect();
+        ok(st, Value::Array(nodes))
+    })
+    .await
 }
 
 async fn node_read(State(st): St, UrlPath(id): UrlPath<String>) -> ApiResult {
-    let n = st
-        .server
-        .node(&id)?
-        .ok_or_else(|| ApiError::NotFound(format!("node {id:?} not found")))?;
-    ok(&st, convert::node_full(&n))
+    blocking(st, move |st| {
+        let n = st
+            .server
+            .node(&id)?
+            .ok_or_else(|| ApiError::NotFound(format!("node {id:?} not found")))?;
+        ok(st, convert::node_full(&n))
+    })
+    .await
 }
 
 async fn node_allocations(State(st): St, UrlPath(id): UrlPath<String>) -> ApiResult {
-    if st.server.node(&id)?.is_none() {
-        return Err(ApiError::NotFound(format!("node {id:?} not found")));
-    }
-    let allocs = st.server.allocs_by_node(&id)?;
-    let v = stubs(&st.server, &allocs)?;
-    ok(&st, v)
+    blocking(st, move |st| {
+        if st.server.node(&id)?.is_none() {
+            return Err(ApiError::NotFound(format!("node {id:?} not found")));
+        }
+        let allocs = st.server.allocs_by_node(&id)?;
+        ok(st, stubs(&st.server, &allocs)?)
+    })
+    .await
 }
 
 /// `GET /v1/client/fs/logs/:alloc?task=&type=stdout|stderr&follow=&origin=end&offset=&plain=`.
 async fn alloc_logs(State(st): St, UrlPath(alloc): UrlPath<String>, Query(q): Q) -> ApiResult {
-    let a = st
-        .server
-        .alloc(&alloc)?
-        .ok_or_else(|| ApiError::NotFound(format!("allocation {alloc:?} not found")))?;
-    let task = q
-        .get("task")
-        .ok_or_else(|| ApiError::BadRequest("missing task name (?task=)".into()))?;
-    let Some(driver) = task_driver(&st, &a, task)? else {
-        return Err(ApiError::NotFound(format!(
-            "task {task:?} not found in allocation {alloc:?}"
-        )));
-    };
+    let task = q.get("task").cloned();
+    let (a, task, driver) = blocking(st.clone(), move |st| {
+        let a = st
+            .server
+            .alloc(&alloc)?
+            .ok_or_else(|| ApiError::NotFound(format!("allocation {alloc:?} not found")))?;
+        let task = task.ok_or_else(|| ApiError::BadRequest("missing task name (?task=)".into()))?;
+        let Some(driver) = task_driver(st, &a, &task)? else {
+            return Err(ApiError::NotFound(format!(
+                "task {task:?} not found in allocation {alloc:?}"
+            )));
+        };
+        Ok((a, task, driver))
+    })
+    .await?;
     let stderr = match q.get("type").map(String::as_str) {
         None | Some("stdout") => false,
         Some("stderr") => true,
@@ -495,7 +550,7 @@ async fn alloc_logs(State(st): St, UrlPath(alloc): UrlPath<String>, Query(q): Q)
         ));
     };
     let stream = logs
-        .logs(&a.id, task, &driver, stderr, follow, tail)
+        .logs(&a.id, &task, &driver, stderr, follow, tail)
         .await
         .map_err(ApiError::NotFound)?;
     let body = Body::from_stream(futures_util::StreamExt::map(stream, |r| {
