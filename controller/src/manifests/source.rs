@@ -31,6 +31,10 @@ pub struct FileStatus {
     /// Why the file's current contents were not applied; empty when they were.
     pub errors: Vec<Diagnostic>,
     pub warnings: Vec<Diagnostic>,
+    /// The file parsed but the registry refused it: tried again on every listing until it
+    /// goes through (a full disk clears; an ID clash is reported again, harmlessly).
+    #[serde(skip)]
+    pub refused: bool,
 }
 
 /// The manifests source's state, served by the API and counted by the metrics.
@@ -83,6 +87,20 @@ pub fn apply(
             }
         }
     }
+    let retries: Vec<PathBuf> = status
+        .files
+        .iter()
+        .filter(|(p, f)| {
+            f.refused
+                && !outcome
+                    .events
+                    .contains(&ManifestEvent::Changed((*p).clone()))
+        })
+        .map(|(p, _)| p.clone())
+        .collect();
+    for path in retries {
+        changed(&path, registry, status, opts);
+    }
     if outcome.held.is_none() {
         status.last_successful_sync = now_unix;
     }
@@ -101,6 +119,7 @@ fn changed(
                 warn!(path = %path.display(), "{}", d.display(path));
             }
             warn!(path = %path.display(), job_id = ?entry.job_id, "job file failed to parse; the last good version keeps running");
+            entry.refused = false;
             entry.errors = e
                 .diagnostics
                 .into_iter()
@@ -112,6 +131,7 @@ fn changed(
             match registry.register_from_file(path, &parsed) {
                 Ok(()) => {
                     info!(path = %path.display(), job_id = %parsed.job.id, "job file applied");
+                    entry.refused = false;
                     entry.errors.clear();
                     entry.warnings.clone_from(&parsed.warnings);
                     entry.job_id = Some(parsed.job.id.clone());
@@ -124,6 +144,7 @@ fn changed(
                 }
                 Err(reason) => {
                     warn!(path = %path.display(), job_id = %parsed.job.id, error = %reason, "job file refused");
+                    entry.refused = true;
                     entry.errors = vec![Diagnostic::error(
                         jobspec::Pos::new(1, 1),
                         format!("job {:?}", parsed.job.id),
@@ -287,6 +308,31 @@ mod tests {
                 .contains("already defined by a.nomad")
         );
         assert_eq!(st.files[&f].job_id, None);
+    }
+
+    #[test]
+    fn a_refused_file_is_retried_on_the_next_listing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("a.nomad");
+        std::fs::write(&f, job("a")).expect("write");
+        let mut reg = Recorder {
+            refuse: Some("the database or its disk is full".into()),
+            ..Default::default()
+        };
+        let mut st = ManifestsStatus::default();
+        apply(
+            &outcome(vec![ManifestEvent::Changed(f.clone())]),
+            &reg,
+            &mut st,
+            &ParseOptions::default(),
+            1,
+        );
+        assert!(st.files[&f].refused && !st.files[&f].errors.is_empty());
+        reg.refuse = None;
+        // A resync with nothing changed on disk.
+        apply(&outcome(vec![]), &reg, &mut st, &ParseOptions::default(), 2);
+        assert_eq!(*reg.calls.borrow(), ["register a from a.nomad"]);
+        assert!(!st.files[&f].refused && st.files[&f].errors.is_empty());
     }
 
     #[test]

@@ -118,11 +118,14 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
+        let resync = tokio::select! {
             _ = &mut shutdown => return,
-            _ = tick.tick() => debug!(dir = %cfg.dir.display(), "manifests resync"),
-            Some(()) = wake_rx.recv() => {}
-        }
+            _ = tick.tick() => {
+                debug!(dir = %cfg.dir.display(), "manifests resync");
+                true
+            }
+            Some(()) = wake_rx.recv() => false,
+        };
         watch.refresh(&cfg);
         let dir = cfg.dir.clone();
         let listing = match tokio::task::spawn_blocking(move || list(&dir)).await {
@@ -130,7 +133,10 @@ pub async fn run(
             Err(e) => Listing::Unreadable(format!("failed to list the manifests directory: {e}")),
         };
         let outcome = scanner.step(tokio::time::Instant::now().into_std(), listing);
-        if outcome.events.is_empty() && outcome.held.is_none() && outcome.error.is_none() {
+        // A resync is always passed on, even with nothing changed: files whose registration
+        // was refused for a reason that may have cleared (a full disk) are retried then.
+        if !resync && outcome.events.is_empty() && outcome.held.is_none() && outcome.error.is_none()
+        {
             continue;
         }
         if tx.send(outcome).await.is_err() {
