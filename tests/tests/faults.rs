@@ -1,8 +1,9 @@
 //! Faults against a real `drover agent -dev` and the real Docker engine: `kill -9` at random
 //! points of a convergence (and between a container's create and start), an engine that is
 //! down at start or goes away and comes back, an image that does not exist, a batch job that
-//! finishes, a crash loop, raw_exec processes and task histories across agent restarts, and
-//! two files claiming one job id. Each test's agent binds its own loopback address
+//! finishes, a crash loop, raw_exec processes and task histories across agent restarts,
+//! two files claiming one job id, and containers stopped while the agent could not reach the
+//! engine being removed once it is back. Each test's agent binds its own loopback address
 //! (127.0.0.40–59), so the tests run in parallel with each other and with `dev_agent.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -717,5 +718,150 @@ fn a_dead_engine_keeps_raw_exec_running_and_docker_jobs_converge_when_it_is_back
         },
     );
     assert_eq!(a.allocs("box").len(), 1, "replaced in its allocation");
+    drop(proxy);
+}
+
+#[test]
+fn a_container_stopped_while_the_engine_was_down_at_start_is_removed_when_it_is_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("docker.sock");
+    let host = format!("unix://{}", sock.display());
+    let mut proxy = EngineProxy::new(sock.clone());
+    proxy.start();
+    // A 1 s fingerprint: the engine's return is seen within a second, not 15.
+    let mut a = TestAgent::start_with_env(
+        "127.0.0.49",
+        &[],
+        &[
+            ("DOCKER_HOST", &host),
+            ("DROVER_FINGERPRINT_INTERVAL_MS", "1000"),
+        ],
+    );
+    // Through the API rather than the watched dir: `job stop` is refused for a file's job.
+    let file = a.data_dir.path().join("leak.nomad");
+    std::fs::write(&file, sleeper("leak", 1)).expect("write");
+    let out = a.cli(&["job", "run", "-detach", file.to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    a.wait_until(Duration::from_secs(40), "the docker job runs", |a| {
+        running(a, "leak") == 1 && a.containers().len() == 1
+    });
+    let container = a.containers()[0].clone();
+
+    // The agent dies, and comes back while the engine does not answer: it cannot list the
+    // container, so its restored runner has no handle to it.
+    a.stop(true);
+    proxy.stop();
+    a.start_again();
+    a.wait_until(
+        Duration::from_secs(10),
+        "the node shows docker unhealthy",
+        |a| {
+            a.get(&format!("/v1/node/{}", a.node_id))
+                .is_ok_and(|n| n["Drivers"]["docker"]["Healthy"] == false)
+        },
+    );
+    let out = a.cli(&["job", "stop", "-detach", "leak"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    a.wait_until(
+        Duration::from_secs(20),
+        "the stopped allocation is no longer running",
+        |a| {
+            let allocs = a.allocs("leak");
+            !allocs.is_empty() && allocs.iter().all(|x| x["ClientStatus"] != "running")
+        },
+    );
+    assert_eq!(a.containers(), [container], "the engine was not asked");
+
+    // The engine is back: the next fingerprint lists the node's tasks again, and the
+    // container no allocation wants is stopped (kill timeout 5 s) and removed.
+    proxy.start();
+    wait_ok(
+        &a,
+        Duration::from_secs(30),
+        "the stopped allocation's container is removed",
+        || {
+            let left = a.container_infos();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("containers left: {left:?}"))
+            }
+        },
+    );
+    assert!(
+        a.allocs("leak")
+            .iter()
+            .all(|x| x["ClientStatus"] != "running"),
+        "{:?}",
+        a.allocs("leak")
+    );
+    drop(proxy);
+}
+
+/// The engine's return is seen before the restored runner (sleeping up to 8 s between looks at
+/// an engine that did not answer) adopts its container, and the allocation is stopped in that
+/// window: the runner has no handle, so the container must be removed as left over.
+#[test]
+fn a_container_stopped_before_its_runner_readopts_it_is_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("docker.sock");
+    let host = format!("unix://{}", sock.display());
+    let mut proxy = EngineProxy::new(sock.clone());
+    proxy.start();
+    let mut a = TestAgent::start_with_env(
+        "127.0.0.50",
+        &[],
+        &[
+            ("DOCKER_HOST", &host),
+            ("DROVER_FINGERPRINT_INTERVAL_MS", "1000"),
+        ],
+    );
+    let file = a.data_dir.path().join("window.nomad");
+    std::fs::write(&file, sleeper("window", 1)).expect("write");
+    let out = a.cli(&["job", "run", "-detach", file.to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    a.wait_until(Duration::from_secs(40), "the docker job runs", |a| {
+        running(a, "window") == 1 && a.containers().len() == 1
+    });
+
+    a.stop(true);
+    proxy.stop();
+    a.start_again();
+    // The runner looks again after 0.25, 0.5, 1, 2 and 4 s, then sleeps 8 s (from ~7.75 s to
+    // ~15.75 s after the start): the engine comes back inside that sleep.
+    std::thread::sleep(Duration::from_secs(9));
+    proxy.start();
+    a.wait_until(
+        Duration::from_secs(10),
+        "the node shows docker healthy",
+        |a| {
+            a.get(&format!("/v1/node/{}", a.node_id))
+                .is_ok_and(|n| n["Drivers"]["docker"]["Healthy"] == true)
+        },
+    );
+    let out = a.cli(&["job", "stop", "-detach", "window"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_ok(
+        &a,
+        Duration::from_secs(30),
+        "the stopped allocation's container is removed",
+        || {
+            let left = a.container_infos();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("containers left: {left:?}"))
+            }
+        },
+    );
+    a.wait_until(
+        Duration::from_secs(10),
+        "the allocation is not running",
+        |a| {
+            a.allocs("window")
+                .iter()
+                .all(|x| x["ClientStatus"] != "running")
+        },
+    );
     drop(proxy);
 }

@@ -82,9 +82,13 @@ pub struct ClientConfig {
     pub fingerprint_interval: Duration,
 }
 
+/// Overrides the 15 s fingerprint interval of [`ClientConfig::dev`], in milliseconds (tests).
+pub const FINGERPRINT_INTERVAL_ENV: &str = "DROVER_FINGERPRINT_INTERVAL_MS";
+
 impl ClientConfig {
     /// What `drover agent -dev` uses: docker if an engine answers, raw_exec on, ports on
-    /// 127.0.0.1, datacenter `dc1`.
+    /// 127.0.0.1, datacenter `dc1`, drivers fingerprinted every 15 s (or every
+    /// `DROVER_FINGERPRINT_INTERVAL_MS` milliseconds when it is set to a positive number).
     pub fn dev(data_dir: impl Into<PathBuf>) -> ClientConfig {
         let host = hostname();
         ClientConfig {
@@ -100,7 +104,11 @@ impl ClientConfig {
             docker: Some(DockerDriverConfig::default()),
             raw_exec: true,
             reserved_ports: vec![],
-            fingerprint_interval: Duration::from_secs(15),
+            fingerprint_interval: std::env::var(FINGERPRINT_INTERVAL_ENV)
+                .ok()
+                .and_then(|ms| ms.trim().parse::<u64>().ok())
+                .filter(|ms| *ms > 0)
+                .map_or(Duration::from_secs(15), Duration::from_millis),
         }
     }
 }
@@ -422,17 +430,15 @@ impl Client {
                 r = query => r,
                 _ = &mut shutdown => break,
                 Ok(()) = healed_rx.changed() => {
-                    // A driver came back: what it runs that no runner owns is an orphan (or a
+                    // A driver came back: what it runs that no runner holds is an orphan (or a
                     // task to re-attach); sync decides, against the last answer from the server.
+                    // That includes tasks of allocations the node still holds: a runner restored
+                    // while the driver was down has no handle, so its kill cannot stop them
+                    // (`apply` finds out which are left over).
                     let info = node_info.lock().expect("node info lock poisoned").clone();
                     let found = self.recover(&info).await;
-                    {
-                        let slots = slots.lock().expect("slots lock poisoned");
-                        for (alloc_id, tasks) in found {
-                            if !slots.contains_key(&alloc_id) {
-                                orphans.entry(alloc_id).or_default().extend(tasks);
-                            }
-                        }
+                    for (alloc_id, tasks) in found {
+                        orphans.entry(alloc_id).or_default().extend(tasks);
                     }
                     if let Some(allocs) = &last_allocs {
                         self.apply(allocs, &mut orphans, &slots, &node, &updates_tx, &stop_rx, &state_dir);
@@ -563,6 +569,24 @@ impl Client {
         let mut held: BTreeMap<String, RunningAlloc> = BTreeMap::new();
         {
             let slots = slots.lock().expect("slots lock poisoned");
+            // Tasks found for an allocation the node holds (a driver came back): those its
+            // runner holds (or adopted since) are its own; the others are left over once the
+            // runner is finished, or when only a finished allocation's record is left.
+            let mut leftover = std::collections::BTreeSet::new();
+            orphans.retain(|id, tasks| match slots.get(id) {
+                None => true,
+                Some(Slot::Done { .. }) => {
+                    leftover.insert(id.clone());
+                    true
+                }
+                Some(Slot::Live(r)) => {
+                    tasks.retain(|task, h| r.task_handle(task).is_none_or(|own| own.id != h.id));
+                    if r.is_terminal() && !tasks.is_empty() {
+                        leftover.insert(id.clone());
+                    }
+                    !tasks.is_empty()
+                }
+            });
             for (id, slot) in slots.iter() {
                 held.insert(
                     id.clone(),
@@ -572,12 +596,14 @@ impl Client {
                             has_runner: true,
                             terminal: r.is_terminal(),
                             stopping: r.is_stopping(),
+                            leftover: leftover.contains(id),
                         },
                         Slot::Done { modify_index } => RunningAlloc {
                             modify_index: *modify_index,
                             has_runner: true,
                             terminal: true,
                             stopping: false,
+                            leftover: leftover.contains(id),
                         },
                     },
                 );
@@ -589,6 +615,7 @@ impl Client {
                 has_runner: false,
                 terminal: false,
                 stopping: false,
+                leftover: false,
             });
         }
         let diff = sync(allocs, &held);

@@ -18,6 +18,9 @@ pub struct RunningAlloc {
     pub terminal: bool,
     /// A kill was already sent.
     pub stopping: bool,
+    /// Tasks of it run on the node that its finished runner does not hold (found when a
+    /// driver came back): orphans, stopped whatever the server wants.
+    pub leftover: bool,
 }
 
 /// The changes, each list sorted by allocation id.
@@ -59,9 +62,12 @@ pub fn sync(desired: &[AllocSpec], running: &BTreeMap<String, RunningAlloc>) -> 
                 if r.modify_index != alloc.modify_index {
                     diff.update.push(alloc.clone());
                 }
+                if r.leftover {
+                    diff.stop.push(alloc.id.clone());
+                }
             }
             (DesiredStatus::Stop | DesiredStatus::Evict, Some(r)) => {
-                if !r.has_runner || (!r.terminal && !r.stopping) {
+                if !r.has_runner || r.leftover || (!r.terminal && !r.stopping) {
                     diff.stop.push(alloc.id.clone());
                 }
             }
@@ -72,7 +78,7 @@ pub fn sync(desired: &[AllocSpec], running: &BTreeMap<String, RunningAlloc>) -> 
         if wanted.contains(id.as_str()) {
             continue;
         }
-        if !r.has_runner || (!r.terminal && !r.stopping) {
+        if !r.has_runner || r.leftover || (!r.terminal && !r.stopping) {
             diff.stop.push(id.clone());
         } else if r.terminal {
             diff.gc.push(id.clone());
@@ -102,6 +108,7 @@ mod tests {
             has_runner,
             terminal,
             stopping,
+            leftover: false,
         }
     }
 
@@ -182,5 +189,26 @@ mod tests {
         assert_eq!(d.stop, ["live"]);
         assert_eq!(d.gc, ["done"]);
         assert!(d.start.is_empty());
+    }
+
+    #[test]
+    fn leftover_tasks_of_a_finished_runner_are_stopped_whatever_the_server_wants() {
+        let leftover = RunningAlloc {
+            leftover: true,
+            ..held(1, true, true, false)
+        };
+        let desired = [
+            alloc("run", DesiredStatus::Run, 1),
+            alloc("stop", DesiredStatus::Stop, 1),
+        ];
+        let running = BTreeMap::from([
+            ("run".to_string(), leftover),
+            ("stop".to_string(), leftover),
+            ("forgotten".to_string(), leftover),
+        ]);
+        let d = sync(&desired, &running);
+        assert_eq!(d.stop, ["forgotten", "run", "stop"]);
+        // Not started again, and not collected before its tasks are stopped.
+        assert!(d.start.is_empty() && d.gc.is_empty(), "{d:?}");
     }
 }
