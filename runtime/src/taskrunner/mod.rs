@@ -422,13 +422,28 @@ impl TaskRunner {
                 Ok(exit) => {
                     // The wait and the event stream race: an operator's SIGKILL may already
                     // be in the inbox when the wait returns first.
-                    let pending = inbox.drain();
-                    let outside = pending.iter().filter(|e| e.id == h.id).any(|e| {
-                        e.action == "destroy"
-                            || (e.action == "kill" && is_sigkill(e.signal.as_deref()))
-                    });
-                    if killed_outside || outside {
+                    let from_outside = |events: Vec<EngineEvent>| {
+                        events.iter().filter(|e| e.id == h.id).any(|e| {
+                            e.action == "destroy"
+                                || (e.action == "kill" && is_sigkill(e.signal.as_deref()))
+                        })
+                    };
+                    if killed_outside || from_outside(inbox.drain()) {
                         return Waited::Vanished;
+                    }
+                    // Killed by SIGKILL and no event yet: under load the engine's event can
+                    // trail the wait. Give it a moment before counting a crash.
+                    let sigkilled = (exit.exit_code == 137 || exit.signal == 9) && !exit.oom_killed;
+                    if sigkilled {
+                        let deadline = tokio::time::Instant::now() + OUTSIDE_KILL_GRACE;
+                        while tokio::time::timeout_at(deadline, inbox.notify.notified())
+                            .await
+                            .is_ok()
+                        {
+                            if from_outside(inbox.drain()) {
+                                return Waited::Vanished;
+                            }
+                        }
                     }
                     return Waited::Exited(exit);
                 }
@@ -571,6 +586,10 @@ impl TaskRunner {
 }
 
 /// Engines report the signal as a number or a name.
+/// How long a task that died of SIGKILL waits for the engine's `kill` event that tells an
+/// operator's `docker kill`/`rm -f` from a crash.
+const OUTSIDE_KILL_GRACE: Duration = Duration::from_millis(500);
+
 fn is_sigkill(signal: Option<&str>) -> bool {
     matches!(signal, Some("9" | "SIGKILL" | "KILL"))
 }
