@@ -721,31 +721,38 @@ fn a_dead_engine_keeps_raw_exec_running_and_docker_jobs_converge_when_it_is_back
     drop(proxy);
 }
 
-#[test]
-fn a_container_stopped_while_the_engine_was_down_at_start_is_removed_when_it_is_back() {
+/// An agent whose engine is reached through a proxy the test can stop (1 s fingerprints, so
+/// the engine's comings and goings are seen within a second), running one sleeper `job`
+/// submitted through the API (`job stop` is refused for a file's job). Returns the proxy's
+/// directory (keep it alive), the proxy, the agent and the job's container.
+fn agent_behind_proxy(ip: &str, job: &str) -> (tempfile::TempDir, EngineProxy, TestAgent, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let sock = dir.path().join("docker.sock");
     let host = format!("unix://{}", sock.display());
     let mut proxy = EngineProxy::new(sock.clone());
     proxy.start();
-    // A 1 s fingerprint: the engine's return is seen within a second, not 15.
-    let mut a = TestAgent::start_with_env(
-        "127.0.0.49",
+    let a = TestAgent::start_with_env(
+        ip,
         &[],
         &[
             ("DOCKER_HOST", &host),
             ("DROVER_FINGERPRINT_INTERVAL_MS", "1000"),
         ],
     );
-    // Through the API rather than the watched dir: `job stop` is refused for a file's job.
-    let file = a.data_dir.path().join("leak.nomad");
-    std::fs::write(&file, sleeper("leak", 1)).expect("write");
+    let file = a.data_dir.path().join(format!("{job}.nomad"));
+    std::fs::write(&file, sleeper(job, 1)).expect("write");
     let out = a.cli(&["job", "run", "-detach", file.to_str().expect("utf-8 path")]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     a.wait_until(Duration::from_secs(40), "the docker job runs", |a| {
-        running(a, "leak") == 1 && a.containers().len() == 1
+        running(a, job) == 1 && a.containers().len() == 1
     });
     let container = a.containers()[0].clone();
+    (dir, proxy, a, container)
+}
+
+#[test]
+fn a_container_stopped_while_the_engine_was_down_at_start_is_removed_when_it_is_back() {
+    let (_dir, mut proxy, mut a, container) = agent_behind_proxy("127.0.0.49", "leak");
 
     // The agent dies, and comes back while the engine does not answer: it cannot list the
     // container, so its restored runner has no handle to it.
@@ -803,26 +810,7 @@ fn a_container_stopped_while_the_engine_was_down_at_start_is_removed_when_it_is_
 /// window: the runner has no handle, so the container must be removed as left over.
 #[test]
 fn a_container_stopped_before_its_runner_readopts_it_is_removed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sock = dir.path().join("docker.sock");
-    let host = format!("unix://{}", sock.display());
-    let mut proxy = EngineProxy::new(sock.clone());
-    proxy.start();
-    let mut a = TestAgent::start_with_env(
-        "127.0.0.50",
-        &[],
-        &[
-            ("DOCKER_HOST", &host),
-            ("DROVER_FINGERPRINT_INTERVAL_MS", "1000"),
-        ],
-    );
-    let file = a.data_dir.path().join("window.nomad");
-    std::fs::write(&file, sleeper("window", 1)).expect("write");
-    let out = a.cli(&["job", "run", "-detach", file.to_str().expect("utf-8 path")]);
-    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    a.wait_until(Duration::from_secs(40), "the docker job runs", |a| {
-        running(a, "window") == 1 && a.containers().len() == 1
-    });
+    let (_dir, mut proxy, mut a, _container) = agent_behind_proxy("127.0.0.50", "window");
 
     a.stop(true);
     proxy.stop();
