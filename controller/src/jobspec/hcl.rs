@@ -59,63 +59,9 @@ pub fn read(src: &str, base_dir: Option<&Path>, inputs: &VarInputs) -> HclFile {
         budget_reported: false,
         lines: LineIndex::new(src),
     };
-    // hcl-edit keeps an object's keys in a vector and scans it on every insert: an object of
-    // n keys costs n² (a 1 MiB one-line object took 68 s). Refuse crowded braces first.
-    let refused = match scan_brackets(src) {
-        Some(Finding::Crowded(pos)) => Some((
-            pos,
-            format!(
-                "this block or object holds more than {MAX_ENTRIES} entries; a job file needs far fewer"
-            ),
-        )),
-        Some(Finding::TooDeep(pos)) => Some((
-            pos,
-            format!(
-                "this object is nested inside more than {MAX_OBJECT_DEPTH} others; a job file needs far fewer"
-            ),
-        )),
-        _ => None,
-    };
-    if let Some((pos, message)) = refused {
-        r.diags.push(Diagnostic::error(
-            pos,
-            "",
-            format!("invalid HCL syntax: {message}"),
-        ));
-        return HclFile {
-            body: Body {
-                pos: Pos::new(1, 1),
-                items: vec![],
-            },
-            diagnostics: r.diags,
-        };
-    }
-    let body = match hcl_edit::parser::parse_body(src) {
+    let body = match parse_checked(src) {
         Ok(b) => b,
-        Err(e) => {
-            let loc = e.location();
-            let at = Pos::new(loc.line().max(1) as u32, loc.column().max(1) as u32);
-            let (pos, message) = match scan_brackets(src) {
-                Some(Finding::Problem(pos, message)) => (pos, message),
-                _ => (
-                    at,
-                    redefined_attribute(src, at, e.message())
-                        .unwrap_or_else(|| syntax_message(e.message())),
-                ),
-            };
-            r.diags.push(Diagnostic::error(
-                pos,
-                "",
-                format!("invalid HCL syntax: {message}"),
-            ));
-            return HclFile {
-                body: Body {
-                    pos: Pos::new(1, 1),
-                    items: vec![],
-                },
-                diagnostics: r.diags,
-            };
-        }
+        Err((pos, message)) => return HclFile::syntax_error(r.diags, pos, message),
     };
     let body = r.file(&body, inputs);
     HclFile {
@@ -136,29 +82,72 @@ pub fn read_plain(src: &str, base_dir: Option<&Path>) -> HclFile {
         budget_reported: false,
         lines: LineIndex::new(src),
     };
-    let body = match hcl_edit::parser::parse_body(src) {
-        Ok(b) => {
-            let empty = Map::new();
-            let mut scope = Scope::new(src, &empty, &empty, base_dir).with_budget(&budget);
-            r.body(&b, &mut scope, "")
-        }
-        Err(e) => {
-            let loc = e.location();
-            r.diags.push(Diagnostic::error(
-                Pos::new(loc.line() as u32, loc.column() as u32),
-                "",
-                format!("invalid HCL syntax: {}", syntax_message(e.message())),
-            ));
-            Body {
-                pos: Pos::new(1, 1),
-                items: vec![],
-            }
-        }
+    let body = match parse_checked(src) {
+        Ok(b) => b,
+        Err((pos, message)) => return HclFile::syntax_error(r.diags, pos, message),
     };
+    let empty = Map::new();
+    let mut scope = Scope::new(src, &empty, &empty, base_dir).with_budget(&budget);
+    let body = r.body(&body, &mut scope, "");
     HclFile {
         body,
         diagnostics: r.diags,
     }
+}
+
+impl HclFile {
+    fn syntax_error(mut diagnostics: Vec<Diagnostic>, pos: Pos, message: String) -> HclFile {
+        diagnostics.push(Diagnostic::error(
+            pos,
+            "",
+            format!("invalid HCL syntax: {message}"),
+        ));
+        HclFile {
+            body: Body {
+                pos: Pos::new(1, 1),
+                items: vec![],
+            },
+            diagnostics,
+        }
+    }
+}
+
+/// Parses `src` with hcl-edit, first refusing what would make it crawl, and says what is
+/// wrong with a file it cannot parse as precisely as the bracket scan allows.
+fn parse_checked(src: &str) -> Result<HclBody, (Pos, String)> {
+    // hcl-edit keeps an object's keys in a vector and scans it on every insert: an object of
+    // n keys costs n² (a 1 MiB one-line object took 68 s). Refuse crowded braces first.
+    match scan_brackets(src) {
+        Some(Finding::Crowded(pos)) => {
+            return Err((
+                pos,
+                format!(
+                    "this block or object holds more than {MAX_ENTRIES} entries; a job file needs far fewer"
+                ),
+            ));
+        }
+        Some(Finding::TooDeep(pos)) => {
+            return Err((
+                pos,
+                format!(
+                    "this object is nested inside more than {MAX_OBJECT_DEPTH} others; a job file needs far fewer"
+                ),
+            ));
+        }
+        _ => {}
+    }
+    hcl_edit::parser::parse_body(src).map_err(|e| {
+        let loc = e.location();
+        let at = Pos::new(loc.line().max(1) as u32, loc.column().max(1) as u32);
+        match scan_brackets(src) {
+            Some(Finding::Problem(pos, message)) => (pos, message),
+            _ => (
+                at,
+                redefined_attribute(src, at, e.message())
+                    .unwrap_or_else(|| syntax_message(e.message())),
+            ),
+        }
+    })
 }
 
 /// hcl-edit refuses a repeated attribute without saying which: name it.
