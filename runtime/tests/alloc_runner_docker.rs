@@ -81,6 +81,19 @@ impl Drop for Agent {
     }
 }
 
+/// Waits up to 30 s for the runner's status to satisfy `f`; a runner that never gets there
+/// (an engine that stopped answering, say) fails the test with its last status instead of
+/// hanging it.
+async fn within(agent: &Agent, f: impl Fn(&AllocUpdate) -> bool) -> AllocUpdate {
+    match tokio::time::timeout(Duration::from_secs(30), agent.runner.wait_for(f)).await {
+        Ok(u) => u,
+        Err(_) => panic!(
+            "no such status within 30 s; the last was {:#?}",
+            agent.runner.status()
+        ),
+    }
+}
+
 fn web_alloc(t: &Cleanup, port: u16) -> AllocSpec {
     let mut task = t.docker_task("web", "httpd", &["-f", "-p", "80"]);
     if let TaskConfig::Docker(c) = &mut task.config {
@@ -115,10 +128,7 @@ async fn docker_rm_f_is_recreated_and_answers_within_a_second() {
     let port = 18201;
     let alloc = web_alloc(&t, port);
     let agent = spawn(&t, &alloc, HashMap::new());
-    agent
-        .runner
-        .wait_for(|u| u.client_status == ClientStatus::Running)
-        .await;
+    within(&agent, |u| u.client_status == ClientStatus::Running).await;
     assert!(
         poll(Duration::from_secs(5), || http_get(port))
             .await
@@ -173,10 +183,7 @@ async fn an_agent_restart_reattaches_without_restarting() {
     let port = 18202;
     let alloc = web_alloc(&t, port);
     let agent = spawn(&t, &alloc, HashMap::new());
-    agent
-        .runner
-        .wait_for(|u| u.client_status == ClientStatus::Running)
-        .await;
+    within(&agent, |u| u.client_status == ClientStatus::Running).await;
     let before = poll(Duration::from_secs(5), || container_id(&t, &alloc))
         .await
         .expect("container");
@@ -211,10 +218,7 @@ async fn an_agent_restart_reattaches_without_restarting() {
         .collect();
     assert_eq!(recovered.len(), 1);
     let agent = spawn(&t, &alloc, recovered);
-    let u = agent
-        .runner
-        .wait_for(|u| u.client_status == ClientStatus::Running)
-        .await;
+    let u = within(&agent, |u| u.client_status == ClientStatus::Running).await;
     assert_eq!(u.task_states["web"].restarts, 0);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = container_id(&t, &alloc).await.expect("container");
@@ -227,10 +231,7 @@ async fn an_agent_restart_reattaches_without_restarting() {
 
     // Still supervised: killing the allocation stops and removes it.
     agent.runner.kill();
-    agent
-        .runner
-        .wait_for(|u| u.client_status.client_terminal())
-        .await;
+    within(&agent, |u| u.client_status.client_terminal()).await;
     assert_eq!(docker_inspect(&after, "{{.Id}}"), None);
 }
 
@@ -247,14 +248,7 @@ async fn a_crash_loop_backs_off_and_fails() {
     };
     let started = Instant::now();
     let agent = spawn(&t, &alloc, HashMap::new());
-    let u = tokio::time::timeout(
-        Duration::from_secs(30),
-        agent
-            .runner
-            .wait_for(|u| u.client_status == ClientStatus::Failed),
-    )
-    .await
-    .expect("fails in time");
+    let u = within(&agent, |u| u.client_status == ClientStatus::Failed).await;
     let took = started.elapsed();
     let st = &u.task_states["crash"];
     assert_eq!(st.restarts, 2);
@@ -279,14 +273,7 @@ async fn a_batch_task_that_exits_zero_completes() {
     alloc.job_type = "batch".into();
     alloc.restart = RestartPolicy::batch_default();
     let agent = spawn(&t, &alloc, HashMap::new());
-    let u = tokio::time::timeout(
-        Duration::from_secs(30),
-        agent
-            .runner
-            .wait_for(|u| u.client_status == ClientStatus::Complete),
-    )
-    .await
-    .expect("completes");
+    let u = within(&agent, |u| u.client_status == ClientStatus::Complete).await;
     let st = &u.task_states["once"];
     assert_eq!(st.restarts, 0);
     assert!(!st.failed);
@@ -304,10 +291,7 @@ async fn docker_kill_from_outside_is_replaced_at_once_and_the_old_container_remo
     let port = 18203;
     let alloc = web_alloc(&t, port);
     let agent = spawn(&t, &alloc, HashMap::new());
-    agent
-        .runner
-        .wait_for(|u| u.client_status == ClientStatus::Running)
-        .await;
+    within(&agent, |u| u.client_status == ClientStatus::Running).await;
     let old = poll(Duration::from_secs(5), || container_id(&t, &alloc))
         .await
         .expect("container");
