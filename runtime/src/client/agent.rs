@@ -758,7 +758,11 @@ async fn heartbeat<S: ServerApi>(
                 }
                 Err(e) => {
                     let wait = backoff.next();
-                    tracing::warn!(error = %e, retry_in = ?wait, "failed to register node");
+                    if matches!(e, ApiError::Unauthorized { .. }) {
+                        tracing::error!(error = %e, retry_in = ?wait, "failed to register node");
+                    } else {
+                        tracing::warn!(error = %e, retry_in = ?wait, "failed to register node");
+                    }
                     wait
                 }
             }
