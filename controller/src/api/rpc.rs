@@ -123,13 +123,14 @@ fn answer<T: serde::Serialize>(r: Result<T, RpcError>) -> Response {
     }
 }
 
-fn body<T: DeserializeOwned>(bytes: &Bytes, what: &str) -> Result<T, Response> {
+/// The request body as `T`, or the 400 that says why not.
+fn body<T: DeserializeOwned>(bytes: &Bytes, what: &str) -> Result<T, Box<Response>> {
     serde_json::from_slice(bytes).map_err(|e| {
-        refusal(
+        Box::new(refusal(
             StatusCode::BAD_REQUEST,
             format!("failed to read {what} from the request body: {e}"),
             None,
-        )
+        ))
     })
 }
 
@@ -142,7 +143,7 @@ fn ttl_answer(ttl: Duration) -> HeartbeatAnswer {
 async fn register(State(st): St, bytes: Bytes) -> Response {
     let info: NodeInfo = match body(&bytes, "the node") {
         Ok(i) => i,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     answer(
         st.local
@@ -194,7 +195,7 @@ async fn allocations(
 async fn update_allocations(State(st): St, UrlPath(id): UrlPath<String>, bytes: Bytes) -> Response {
     let updates: Vec<AllocUpdate> = match body(&bytes, "the allocation updates") {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     answer(
         st.local
@@ -206,7 +207,151 @@ async fn update_allocations(State(st): St, UrlPath(id): UrlPath<String>, bytes: 
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
+    use drover_runtime::client::RemoteServer;
+    use drover_runtime::spec::ClientStatus;
+
     use super::*;
+    use crate::server::{MIN_HEARTBEAT_TTL, Server, ServerConfig};
+    use crate::state::{JobSource, Store};
+    use crate::structs::mock::{self, MockJob};
+
+    /// A server with its RPC port on 127.0.1.240 (this file's address), requiring `token`.
+    async fn rpc_server(token: &str) -> (Arc<Server>, String) {
+        let store = Arc::new(Store::open_in_memory().expect("store"));
+        let server = Server::with_store(store, ServerConfig::new("/nonexistent")).expect("server");
+        tokio::spawn(server.clone().run(std::future::pending()));
+        let listener = tokio::net::TcpListener::bind("127.0.1.240:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let state = Arc::new(RpcState {
+            local: server.local(),
+            join_token: Some(token.to_string()),
+        });
+        let app = router(state, Router::new());
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        });
+        (server, addr)
+    }
+
+    fn whoami() -> crate::structs::Job {
+        let path =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/seed/whoami.nomad");
+        crate::jobspec::parse_file(&path, &Default::default())
+            .expect("seed parses")
+            .job
+            .count(1)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_remote_client_registers_learns_of_a_new_allocation_at_once_and_reports() {
+        let (server, addr) = rpc_server("s3cret").await;
+        let remote = RemoteServer::new(std::slice::from_ref(&addr), Some("s3cret".into()))
+            .expect("remote")
+            .identify("node-1", "n1");
+        let reg = remote
+            .register_node(mock::node_info())
+            .await
+            .expect("register");
+        assert_eq!(reg.heartbeat_ttl, MIN_HEARTBEAT_TTL);
+        assert_eq!(
+            remote.heartbeat("node-1").await.expect("heartbeat"),
+            MIN_HEARTBEAT_TTL
+        );
+        let (index, allocs) = remote
+            .node_allocations("node-1", 0, Duration::from_secs(1))
+            .await
+            .expect("first query");
+        assert!(allocs.is_empty());
+        // With nothing to run, the next query blocks for its `wait` (no tight polling loop).
+        let started = tokio::time::Instant::now();
+        let (again, _) = remote
+            .node_allocations("node-1", index, Duration::from_millis(300))
+            .await
+            .expect("blocking query");
+        assert_eq!(again, index);
+        assert!(started.elapsed() >= Duration::from_millis(300));
+
+        // A long poll that is answered when the allocation is written, not when it times out.
+        let remote = Arc::new(remote);
+        let poll = {
+            let remote = remote.clone();
+            tokio::spawn(async move {
+                let started = tokio::time::Instant::now();
+                let r = remote
+                    .node_allocations("node-1", index, Duration::from_secs(60))
+                    .await;
+                (r, started.elapsed())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        server
+            .register_job(whoami(), JobSource::Api)
+            .expect("register job");
+        let (answer, waited) = tokio::time::timeout(Duration::from_secs(20), poll)
+            .await
+            .expect("the poll answers")
+            .expect("the poll task");
+        let (_, allocs) = answer.expect("query");
+        assert_eq!(allocs.len(), 1, "{allocs:?}");
+        assert!(waited < Duration::from_secs(10), "{waited:?}");
+
+        let mut update = drover_runtime::spec::AllocUpdate {
+            id: allocs[0].id.clone(),
+            client_status: ClientStatus::Running,
+            client_description: "Tasks are running".into(),
+            task_states: Default::default(),
+        };
+        remote
+            .update_allocations("node-1", vec![update.clone()])
+            .await
+            .expect("update");
+        let stored = server.alloc(&update.id).expect("read").expect("alloc");
+        assert_eq!(stored.client_status, ClientStatus::Running);
+
+        // A node the server does not know is told so, and registers again.
+        assert!(matches!(
+            remote.heartbeat("node-unknown").await,
+            Err(RpcError::UnknownNode { node_id }) if node_id == "node-unknown"
+        ));
+        update.client_status = ClientStatus::Complete;
+        let unknown = remote
+            .update_allocations("node-unknown", vec![update])
+            .await;
+        assert!(
+            unknown.is_ok(),
+            "updates for other nodes are ignored: {unknown:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wrong_or_missing_join_token_is_refused() {
+        let (server, addr) = rpc_server("s3cret").await;
+        for token in [Some("guess".to_string()), None] {
+            let remote =
+                RemoteServer::new(std::slice::from_ref(&addr), token.clone()).expect("remote");
+            match remote.register_node(mock::node_info()).await {
+                Err(RpcError::Unauthorized { server, message }) => {
+                    assert_eq!(server, addr);
+                    let want = if token.is_some() {
+                        "wrong join token"
+                    } else {
+                        "no join token"
+                    };
+                    assert!(message.contains(want), "{message}");
+                }
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        }
+        assert!(server.nodes().expect("nodes").is_empty());
+    }
 
     #[test]
     fn tokens_compare_whole() {
