@@ -449,12 +449,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_server_list_says_why_for_each() {
-        // Port 9 on loopback: nothing listens there, the connect is refused at once.
-        let r = RemoteServer::new(&["127.0.0.1:9".into(), "127.0.0.1:9".into()], None)
+        // Port 9 on this test's loopback address: nothing listens there, the connect is refused.
+        let r = RemoteServer::new(&["127.0.1.241:9".into(), "127.0.1.241:9".into()], None)
             .expect("servers");
         match r.heartbeat("n1").await {
             Err(ApiError::Unreachable(why)) => {
-                assert_eq!(why.matches("127.0.0.1:9").count(), 2, "{why}");
+                assert_eq!(why.matches("127.0.1.241:9").count(), 2, "{why}");
             }
             other => panic!("expected unreachable, got {other:?}"),
         }
