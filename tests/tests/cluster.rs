@@ -320,6 +320,17 @@ fn server_restarts_restart_no_client_workload() {
     wait_for("the task's log line", Duration::from_secs(10), &[], || {
         stdout(&server.cli(&["alloc", "logs", &alloc[..8], "t"])).contains(&want)
     });
+    // So does every client agent: its own tasks from its node, the others through a server.
+    for c in &clients {
+        let out = c.cli(&["alloc", "logs", &alloc[..8], "t"]);
+        assert!(
+            stdout(&out).contains(&want),
+            "via {}: {}{}",
+            c.name(),
+            stdout(&out),
+            stderr(&out)
+        );
+    }
 
     let containers: BTreeMap<String, String> = clients
         .iter()

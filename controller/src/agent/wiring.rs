@@ -370,6 +370,10 @@ fn start_manifests(
 struct ClientLogs(drover_runtime::client::ClientHandle);
 
 impl api::TaskLogs for ClientLogs {
+    fn holds(&self, alloc_id: &str) -> bool {
+        self.0.alloc_status(alloc_id).is_some()
+    }
+
     fn logs(
         &self,
         alloc_id: &str,

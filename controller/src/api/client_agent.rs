@@ -18,6 +18,8 @@ use serde_json::json;
 
 use super::{AgentInfo, ApiError, LogQuery, TaskLogs, agent_self_json, log_response};
 
+/// Marks a log request a server relayed to a node.
+const RELAYED_HEADER: &str = "x-drover-relayed";
 /// The largest request body forwarded to a server (a job in JSON is far smaller).
 const FORWARD_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
@@ -54,12 +56,19 @@ async fn agent_health() -> Response {
 }
 
 /// The task's logs from this node's drivers. The task's driver is whatever its runner holds,
-/// so this needs no job from a store.
+/// so this needs no job from a store. An allocation of another node is asked of a server,
+/// which relays to that node.
 async fn logs(
     State(st): St,
     UrlPath(alloc): UrlPath<String>,
     Query(q): Query<HashMap<String, String>>,
+    req: Request,
 ) -> Result<Response, ApiError> {
+    // A request a server relayed here is answered here, held or not: sent back, it would
+    // come straight back.
+    if !st.logs.holds(&alloc) && !req.headers().contains_key(RELAYED_HEADER) {
+        return Ok(forward(State(st), req).await);
+    }
     let task = q
         .get("task")
         .cloned()
@@ -89,13 +98,10 @@ pub async fn relay_logs(
         Some(q) => format!("http://{http_addr}/v1/client/fs/logs/{alloc_id}?{q}"),
         None => format!("http://{http_addr}/v1/client/fs/logs/{alloc_id}"),
     };
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert(RELAYED_HEADER, HeaderValue::from_static("1"));
     let resp = http()
-        .request(
-            axum::http::Method::GET,
-            &url,
-            &axum::http::HeaderMap::new(),
-            Bytes::new(),
-        )
+        .request(axum::http::Method::GET, &url, &headers, Bytes::new())
         .await
         .map_err(|e| {
         ApiError::Internal(format!(

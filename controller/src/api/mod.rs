@@ -46,6 +46,12 @@ pub trait TaskLogs: Send + Sync + 'static {
         follow: bool,
         tail_bytes: Option<u64>,
     ) -> Pin<Box<dyn std::future::Future<Output = Result<LogBytes, String>> + Send + '_>>;
+
+    /// Whether this node runs (or ran) `alloc_id`; a client agent forwards the others.
+    fn holds(&self, alloc_id: &str) -> bool {
+        let _ = alloc_id;
+        true
+    }
 }
 
 /// Who this agent is, for `/v1/agent/self` and `/v1/status/leader`.

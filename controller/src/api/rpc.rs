@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{ConnectInfo, Path as UrlPath, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -27,6 +28,8 @@ use tracing::warn;
 
 use crate::server::LocalServer;
 
+/// The largest request a client may send (a registration, a batch of allocation updates).
+const RPC_BODY_LIMIT: usize = 64 * 1024 * 1024;
 /// A blocking query without `wait` waits this long (Nomad's default).
 const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 
@@ -51,6 +54,8 @@ pub fn router(state: Arc<RpcState>, api: Router) -> Router {
             &format!("{RPC_PREFIX}/node/{{id}}/allocations"),
             get(allocations).put(update_allocations),
         )
+        // A busy node's batch of task states and events can pass axum's 2 MB default.
+        .layer(DefaultBodyLimit::max(RPC_BODY_LIMIT))
         .with_state(state.clone());
     rpc.merge(api)
         .layer(middleware::from_fn_with_state(state, check_join_token))
