@@ -6,7 +6,8 @@
 //! server, a client killed with `kill -9` (its allocation replaced within the TTL + 2 s; back,
 //! its stale container removed), a client cut off from its server without being killed (its
 //! workloads keep running; back, the duplicate is stopped), server restarts (SIGTERM and
-//! `kill -9`) that restart no workload, and join tokens. Addresses: 127.0.1.1–127.0.1.40.
+//! `kill -9`) that restart no workload, join tokens, and a client started before its server.
+//! Addresses: 127.0.1.1–127.0.1.40.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -601,4 +602,29 @@ fn a_client_cut_off_keeps_its_workloads_and_its_duplicate_is_stopped_on_return()
     assert_eq!(other.containers().len(), 1);
     assert!(http_get(&cut_url).is_none());
     assert!(http_get(&other_url).is_some());
+}
+
+#[test]
+fn a_client_started_before_its_server_joins_once_the_server_is_up() {
+    let server_ip = "127.0.1.35";
+    let client = TestAgent::client("127.0.1.36", &[format!("{server_ip}:4647")], "", &[]);
+    // Nothing answers yet: the client is up (its API answers) and keeps trying.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        plain(&client.log()).contains("failed to register node"),
+        "{}",
+        plain(&client.log())
+    );
+    let server = TestAgent::server(server_ip, &server_hcl(""), &[]);
+    let started = Instant::now();
+    wait_for(
+        "the waiting client registers",
+        Duration::from_secs(40),
+        &[&server, &client],
+        || ready_names(&server) == BTreeSet::from([client.name()]),
+    );
+    println!(
+        "a client waiting for its server registered {:.2} s after the server started",
+        started.elapsed().as_secs_f64()
+    );
 }
