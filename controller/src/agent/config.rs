@@ -381,7 +381,10 @@ static SERVER: BlockSchema = BlockSchema {
         ("node_gc_threshold", NOT_USED),
         ("raft_protocol", "drover keeps its state in SQLite"),
         ("default_scheduler_config", NOT_USED),
-        ("max_heartbeats_per_second", NOT_USED),
+        (
+            "max_heartbeats_per_second",
+            "drover scales the heartbeat TTL with Nomad's default, 50 per second",
+        ),
         ("license_path", NOT_USED),
         ("authoritative_region", NOT_USED),
     ],
