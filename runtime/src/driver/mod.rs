@@ -40,6 +40,8 @@ pub struct NodeEnv {
     pub address: String,
     pub attributes: BTreeMap<String, String>,
     pub meta: BTreeMap<String, String>,
+    /// The node's caps on artifact downloads (`client { artifact { … } }`).
+    pub artifact_limits: crate::artifact::ArtifactLimits,
 }
 
 /// Nomad's directory layout for one task, as host paths.
