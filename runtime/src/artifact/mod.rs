@@ -66,7 +66,8 @@ pub enum ArtifactError {
     },
     #[error("destination {destination:?} {reason}")]
     Destination { destination: String, reason: String },
-    #[error("GET {url}: {message}")]
+    /// The message does not repeat the URL: the task event already names the artifact.
+    #[error("{message}")]
     Http { url: String, message: String },
     #[error("the download took longer than the node's http_read_timeout of {}s", after.as_secs())]
     Timeout { after: Duration },
