@@ -1180,7 +1180,8 @@ fn decode_artifact(parent: &Fields, b: &BlockRef, d: &mut Diags) -> Artifact {
         mode,
         options: f.string_map(d, "options"),
         headers: f.string_map(d, "headers"),
-        chown: f.bool(d, "chown").unwrap_or(false),
+        // Ignored (see schema::ARTIFACT): the fetched files are the agent user's.
+        chown: false,
     };
     // The node fetches with the same checks; catching an unsupported getter, a bad checksum
     // or an escaping destination here fails the job at submit time instead. Values that are

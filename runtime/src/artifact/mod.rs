@@ -155,6 +155,8 @@ pub struct Plan {
     mode: Mode,
     /// Relative to the task directory, normalised.
     destination: PathBuf,
+    /// `headers {}`: sent with an HTTP request.
+    headers: Vec<(String, String)>,
 }
 
 /// The getters go-getter has and drover does not, for the error message.
@@ -258,7 +260,7 @@ impl Plan {
             .split_once("::")
             .filter(|(g, _)| !g.contains('/') && !g.contains(':'));
         let url = match forced {
-            Some((getter, rest)) if matches!(getter, "http" | "https" | "file") => rest,
+            Some(("http" | "https" | "file", rest)) => rest,
             Some((getter, _)) => {
                 return Err(unsupported(
                     raw,
@@ -383,6 +385,17 @@ impl Plan {
                 reason: "must name a file when mode = \"file\"".into(),
             });
         }
+        for (k, v) in &a.headers {
+            let valid_name = !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !valid_name || v.bytes().any(|b| b == b'\r' || b == b'\n') {
+                return Err(ArtifactError::Invalid {
+                    field: "headers",
+                    message: format!("{k:?} is not a valid HTTP header"),
+                });
+            }
+        }
         Ok(Plan {
             source,
             name,
@@ -390,6 +403,11 @@ impl Plan {
             archive,
             mode,
             destination,
+            headers: a
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         })
     }
 
@@ -566,10 +584,11 @@ fn download(
                 .user_agent(concat!("drover/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .into();
-            let resp = agent
-                .get(url)
-                .call()
-                .map_err(|e| http_error(url, e, limits))?;
+            let mut req = agent.get(url);
+            for (k, v) in &plan.headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            let resp = req.call().map_err(|e| http_error(url, e, limits))?;
             let status = resp.status();
             if !status.is_success() {
                 return Err(ArtifactError::Http {

@@ -223,6 +223,16 @@ fn a_destination_through_a_symlink_out_is_refused() {
 /// One-shot HTTP server on loopback answering `status` and `body` to every request, for as
 /// many requests as asked.
 fn serve(status: &str, body: Vec<u8>, requests: usize) -> String {
+    serve_checking(status, body, requests, None)
+}
+
+/// Like [`serve`]; with `need_header`, a request without that header line gets a 403.
+fn serve_checking(
+    status: &str,
+    body: Vec<u8>,
+    requests: usize,
+    need_header: Option<&'static str>,
+) -> String {
     let listener = TcpListener::bind("127.0.6.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let status = status.to_string();
@@ -233,9 +243,16 @@ fn serve(status: &str, body: Vec<u8>, requests: usize) -> String {
             };
             let mut r = BufReader::new(s.try_clone().expect("clone"));
             let mut line = String::new();
+            let mut seen = false;
             while r.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
+                seen |= need_header.is_some_and(|h| line.trim().eq_ignore_ascii_case(h));
                 line.clear();
             }
+            let status = if need_header.is_some() && !seen {
+                "403 Forbidden"
+            } else {
+                status.as_str()
+            };
             let _ = write!(
                 s,
                 "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -280,10 +297,8 @@ fn http_downloads_archives_and_errors() {
         &ArtifactLimits::default(),
     )
     .expect_err("404");
-    assert_eq!(
-        e.to_string(),
-        format!("GET {url}: bad response code: 404 Not Found")
-    );
+    assert_eq!(e.to_string(), "bad response code: 404 Not Found");
+    assert!(matches!(&e, ArtifactError::Http { url: u, .. } if *u == url));
 
     let base = serve("200 OK", vec![b'x'; 100], 1);
     let small = ArtifactLimits {
@@ -297,4 +312,23 @@ fn http_downloads_archives_and_errors() {
     )
     .expect_err("too big");
     assert!(e.to_string().contains("http_max_size"), "{e}");
+}
+
+#[test]
+fn headers_are_sent_and_checked() {
+    let base = serve_checking(
+        "200 OK",
+        b"abc".to_vec(),
+        2,
+        Some("authorization: Bearer t0k"),
+    );
+    let dir = task_dir();
+    let mut a = artifact(&format!("{base}/c.json"), "local/c.json", "file");
+    let e = run(&a, dir.path(), &ArtifactLimits::default()).expect_err("no header");
+    assert!(e.to_string().contains("403"), "{e}");
+    a.headers
+        .insert("Authorization".into(), "Bearer t0k".into());
+    run(&a, dir.path(), &ArtifactLimits::default()).expect("with header");
+    a.headers.insert("bad name".into(), "x".into());
+    assert_eq!(Plan::new(&a).expect_err("bad").field(), "headers");
 }

@@ -419,7 +419,7 @@ impl TaskRunner {
             let mut a = a.clone();
             a.source = interpolate(&a.source, &env, &node);
             a.destination = interpolate(&a.destination, &env, &node);
-            for v in a.options.values_mut() {
+            for v in a.options.values_mut().chain(a.headers.values_mut()) {
                 *v = interpolate(v, &env, &node);
             }
             let failed = |e: &ArtifactError, recoverable| Fetch::Failed {
