@@ -97,8 +97,9 @@ fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// The todo-web shape: one docker task with `artifacts`, `volumes` and `resources` spliced in.
-fn web_job(job: &str, artifacts: &str, config_extra: &str, resources: &str) -> String {
+/// The todo-web shape: one docker task with `task_extra` (artifacts, constraints), `config`
+/// lines and `resources` spliced in.
+fn web_job(job: &str, task_extra: &str, config_extra: &str, resources: &str) -> String {
     format!(
         r#"job "{job}" {{
   datacenters = ["dc1"]
@@ -118,7 +119,7 @@ fn web_job(job: &str, artifacts: &str, config_extra: &str, resources: &str) -> S
         args    = ["3600"]
         {config_extra}
       }}
-      {artifacts}
+      {task_extra}
       resources {{
         {resources}
       }}
@@ -331,6 +332,19 @@ fn escaping_volumes_host_paths_and_privileged_are_refused_by_default() {
             "allow_host_network = true",
         ),
     ];
+    // A job that says what it needs is not placed here at all.
+    a.drop_job(
+        "needs-priv.nomad",
+        &web_job(
+            "needs-priv",
+            r#"constraint {
+        attribute = "${attr.driver.docker.privileged.enabled}"
+        value     = "true"
+      }"#,
+            "privileged = true",
+            "cpu = 50\n        memory = 32",
+        ),
+    );
     for (job, extra, _, _) in &cases {
         a.drop_job(
             &format!("{job}.nomad"),
@@ -351,6 +365,10 @@ fn escaping_volumes_host_paths_and_privileged_are_refused_by_default() {
             "{job}: {status}"
         );
     }
+    a.wait_until(Duration::from_secs(15), "needs-priv fails placement", |a| {
+        let out = stdout(&a.cli(&["job", "status", "needs-priv"]));
+        out.contains("Placement Failure") && out.contains("driver.docker.privileged.enabled")
+    });
     assert!(a.containers().is_empty(), "nothing was created");
 }
 
@@ -367,11 +385,16 @@ fn a_node_that_enables_the_options_runs_them() {
     std::fs::create_dir_all(&host).expect("mkdir");
     std::fs::write(host.join("hello"), "from the host").expect("write");
     let a = TestAgent::start("127.0.6.13", &["-config", &cfg.display().to_string()]);
+    // Nomad's fingerprinted attributes say what the node allows, for constraints.
+    let needs_volumes = r#"constraint {
+        attribute = "${attr.driver.docker.volumes.enabled}"
+        value     = "true"
+      }"#;
     a.drop_job(
         "open.nomad",
         &web_job(
             "open",
-            "",
+            needs_volumes,
             &format!(
                 "network_mode = \"host\"\n        cap_add = [\"SYS_ADMIN\"]\n        volumes = [\"{}:/host:ro\"]",
                 host.display()

@@ -290,6 +290,9 @@ impl Client {
         for (name, info) in &drivers {
             if info.detected {
                 attributes.insert(format!("driver.{name}"), "1".into());
+                if let Some(d) = self.drivers.get(name) {
+                    attributes.extend(d.node_attributes());
+                }
             }
         }
         let cores = attributes

@@ -536,6 +536,30 @@ impl Driver for DockerDriver {
         }
     }
 
+    fn node_attributes(&self) -> std::collections::BTreeMap<String, String> {
+        let mut attrs = std::collections::BTreeMap::new();
+        let on = [
+            (
+                "driver.docker.privileged.enabled",
+                self.config.allow_privileged,
+            ),
+            (
+                "driver.docker.volumes.enabled",
+                self.config.allow_host_volumes,
+            ),
+            (
+                "driver.docker.host_network.enabled",
+                self.config.allow_host_network,
+            ),
+        ];
+        for (key, enabled) in on {
+            if enabled {
+                attrs.insert(key.to_string(), "true".to_string());
+            }
+        }
+        attrs
+    }
+
     #[tracing::instrument(skip_all, fields(alloc_id = %ctx.alloc.id, task = %ctx.task.name))]
     async fn start_task(&self, ctx: &TaskCtx) -> Result<TaskHandle, DriverError> {
         let body = container_body(ctx, &self.config)?;
@@ -1083,6 +1107,22 @@ mod tests {
         assert_eq!(hc.privileged, Some(true));
         assert_eq!(hc.network_mode.as_deref(), Some("host"));
         assert_eq!(hc.cap_add, Some(vec!["sys_admin".to_string()]));
+    }
+
+    #[test]
+    fn what_the_node_allows_is_a_node_attribute() {
+        let closed = DockerDriver::connect(DockerDriverConfig::default()).expect("driver");
+        assert!(closed.node_attributes().is_empty());
+        let open = DockerDriver::connect(DockerDriverConfig {
+            allow_privileged: true,
+            allow_host_volumes: true,
+            ..DockerDriverConfig::default()
+        })
+        .expect("driver");
+        let attrs = open.node_attributes();
+        assert_eq!(attrs["driver.docker.privileged.enabled"], "true");
+        assert_eq!(attrs["driver.docker.volumes.enabled"], "true");
+        assert!(!attrs.contains_key("driver.docker.host_network.enabled"));
     }
 
     #[test]

@@ -173,6 +173,12 @@ pub trait Driver: Send + Sync + 'static {
     /// Whether the driver can run tasks now, as the node reports it.
     async fn fingerprint(&self) -> DriverInfo;
 
+    /// Node attributes the driver adds while it is detected (Nomad's fingerprinted
+    /// `driver.docker.privileged.enabled` …), so jobs can constrain on what the node allows.
+    fn node_attributes(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
     /// Starts the task, adopting one that is already running for the same allocation.
     async fn start_task(&self, ctx: &TaskCtx) -> Result<TaskHandle, DriverError>;
 
