@@ -458,3 +458,60 @@ fn an_oom_kill_shows_in_alloc_status() {
     assert!(status.contains("OOM Killed: true"), "{status}");
     assert!(status.contains("Exit Code: 137"), "{status}");
 }
+
+#[test]
+fn the_seeds_todo_web_job_runs_with_its_config_artifact() {
+    // The seed's own file, with what this machine lacks swapped out: the image (no registry),
+    // the config's GitHub URL (no internet; the same bytes from a local server), SERVER-IP
+    // (the DNS server the seed's text asks the reader to fill in) and count (one node, one
+    // static port). The task serves its /app/config with busybox httpd on the seed's port.
+    let ip = "127.0.6.15";
+    let seed = drover_tests::repo().join("tests/fixtures/seed/todo-list-v2");
+    let config = std::fs::read(seed.join("configs/todo-web-config.json")).expect("seed config");
+    let server = FileServer::start(
+        ip,
+        BTreeMap::from([("/todo-web-config.json".to_string(), config.clone())]),
+    );
+    let original = std::fs::read_to_string(seed.join("todo-web.nomad")).expect("seed job");
+    let github = "https://raw.githubusercontent.com/sixeyed/ecs/master/episodes/ecs-o4/todo-list-v2/configs/todo-web-config.json";
+    assert!(
+        original.contains(github),
+        "the seed fetches its config from GitHub"
+    );
+    let job = original
+        .replace(github, &format!("{}/todo-web-config.json", server.base))
+        .replace("SERVER-IP", ip)
+        .replace("count = 2", "count = 1")
+        .replace(
+            r#"image = "diamol/ch06-todo-list""#,
+            &format!(
+                r#"image = "{IMAGE}"
+        command = "httpd"
+        args = ["-f", "-p", "80", "-h", "/app/config"]"#
+            ),
+        );
+    let a = TestAgent::start(ip, &[]);
+    a.drop_job("todo-web.nomad", &job);
+    let url = format!("http://{ip}:8010/config.json");
+    a.wait_until(
+        Duration::from_secs(30),
+        "todo-web serves the fetched config on :8010",
+        |_| drover_tests::http_get(&url).is_some(),
+    );
+    assert_eq!(
+        drover_tests::http_get(&url).expect("body").as_bytes(),
+        &config[..]
+    );
+    let id = a.containers()[0].clone();
+    assert_eq!(
+        docker(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.CpuShares}} {{.HostConfig.Memory}}",
+            &id
+        ]),
+        format!("250 {}", 256 * 1024 * 1024),
+        "the seed's cpu = 250 and memory = 256"
+    );
+    assert_eq!(server.hits("/todo-web-config.json"), 1);
+}
