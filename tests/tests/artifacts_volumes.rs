@@ -378,7 +378,7 @@ fn a_node_that_enables_the_options_runs_them() {
     let cfg = dir.path().join("docker.hcl");
     std::fs::write(
         &cfg,
-        "plugin \"docker\" {\n  config {\n    allow_host_network = true\n    allow_caps = [\"sys_admin\", \"chown\"]\n    volumes {\n      enabled = true\n    }\n  }\n}\n",
+        "client {\n  artifact {\n    http_max_size = \"1KB\"\n  }\n}\nplugin \"docker\" {\n  config {\n    allow_host_network = true\n    allow_caps = [\"sys_admin\", \"chown\"]\n    volumes {\n      enabled = true\n    }\n  }\n}\n",
     )
     .expect("write");
     let host = dir.path().join("shared");
@@ -418,6 +418,34 @@ fn a_node_that_enables_the_options_runs_them() {
             &id
         ]),
         "host [SYS_ADMIN]"
+    );
+
+    // The node's client { artifact { http_max_size } } applies.
+    let server = FileServer::start(
+        "127.0.6.13",
+        BTreeMap::from([("/big.bin".to_string(), vec![b'x'; 2000])]),
+    );
+    a.drop_job(
+        "big.nomad",
+        &web_job(
+            "big",
+            &format!(
+                r#"artifact {{
+        source = "{}/big.bin"
+      }}"#,
+                server.base
+            ),
+            "",
+            "cpu = 50\n        memory = 32",
+        ),
+    );
+    a.wait_until(Duration::from_secs(30), "big fails", |a| {
+        client_status(a, "big") == "failed"
+    });
+    let status = alloc_status(&a, "big");
+    assert!(
+        status.contains("larger than the node's http_max_size of 1000 bytes"),
+        "{status}"
     );
     // (allow_privileged is passed through the same way; this test engine, itself in a
     // container, cannot run privileged containers at all, so the unit tests cover it.)

@@ -1,6 +1,7 @@
-//! One task runner per task (Nomad's `task_runner.go`): prestart (the alloc dir layout), start
-//! through the driver, wait, record what happened as Nomad's task events, ask the
-//! [`restarts::RestartTracker`], and sleep on a timer that also watches kill and shutdown.
+//! One task runner per task (Nomad's `task_runner.go`): prestart (the alloc dir layout, then the
+//! task's artifacts before its first start), start through the driver, wait, record what
+//! happened as Nomad's task events, ask the [`restarts::RestartTracker`], and sleep on a timer
+//! that also watches kill and shutdown.
 //!
 //! A handle recovered after an agent restart is re-attached before the loop runs, so the agent
 //! restarting restarts nothing. A task removed from outside (`docker rm -f`) is started again
