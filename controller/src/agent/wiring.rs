@@ -294,7 +294,12 @@ fn build_client(
     if let Some(docker) = c.docker.as_mut() {
         docker.allow_host_volumes = config.docker.volumes_enabled;
         docker.allow_privileged = config.docker.allow_privileged;
+        docker.allow_host_network = config.docker.allow_host_network;
+        if let Some(caps) = &config.docker.allow_caps {
+            docker.allow_caps = caps.clone();
+        }
     }
+    c.artifact_limits = config.client.artifact;
     drover_runtime::client::Client::new(c).context("failed to start the node client")
 }
 
