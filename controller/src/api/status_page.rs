@@ -113,21 +113,21 @@ fn now_nanos() -> i64 {
 }
 
 /// Everything the page shows, read at one moment.
-pub(crate) struct Snapshot {
-    pub now: i64,
-    pub agent: AgentInfo,
-    pub manifests: ManifestsStatus,
-    pub jobs: Vec<JobView>,
-    pub nodes: Vec<Node>,
-    pub evals: Vec<Evaluation>,
+struct Snapshot {
+    now: i64,
+    agent: AgentInfo,
+    manifests: ManifestsStatus,
+    jobs: Vec<JobView>,
+    nodes: Vec<Node>,
+    evals: Vec<Evaluation>,
 }
 
-pub(crate) struct JobView {
-    pub record: JobRecord,
-    pub allocs: Vec<Allocation>,
-    /// The job's versions by number, for each allocation's group (health needs its update
-    /// strategy).
-    pub versions: BTreeMap<u64, Job>,
+struct JobView {
+    record: JobRecord,
+    allocs: Vec<Allocation>,
+    /// The job's versions by number, for each live allocation's group (health needs its
+    /// update strategy); empty when the job has no live allocation.
+    versions: BTreeMap<u64, Job>,
 }
 
 impl Snapshot {
@@ -142,12 +142,17 @@ impl Snapshot {
             let ns = record.job.namespace.clone();
             let id = record.job.id.clone();
             let allocs = st.server.allocs_by_job(&ns, &id)?;
-            let versions = st
-                .server
-                .job_versions(&ns, &id)?
-                .into_iter()
-                .map(|j| (j.version, j))
-                .collect();
+            // Only live allocations have a health to show; a page of mostly finished or
+            // idle jobs need not read every job's history.
+            let versions = if allocs.iter().any(|a| !a.terminal()) {
+                st.server
+                    .job_versions(&ns, &id)?
+                    .into_iter()
+                    .map(|j| (j.version, j))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            };
             jobs.push(JobView {
                 record,
                 allocs,
@@ -295,34 +300,37 @@ fn client_tone(s: ClientStatus) -> Tone {
 /// An allocation's health as the page shows it. drover has no deployments yet, so this follows
 /// the rule its rolling updates use: a running allocation is healthy once all its tasks have
 /// run for the group's `update.min_healthy_time`.
-fn health(a: &Allocation, job: Option<&Job>, now: i64) -> (Tone, String) {
+/// `None` for a finished allocation, which has no health any more.
+fn health(a: &Allocation, job: Option<&Job>, now: i64) -> Option<(Tone, String)> {
     if a.terminal() {
-        return (Tone::Muted, "–".into());
+        return None;
     }
     if a.client_status == ClientStatus::Failed || a.task_states.values().any(|t| t.failed) {
-        return (Tone::Bad, "unhealthy".into());
+        return Some((Tone::Bad, "unhealthy".into()));
     }
     let all_running = !a.task_states.is_empty()
         && a.task_states
             .values()
             .all(|t| t.state == TaskStateKind::Running);
     if a.client_status != ClientStatus::Running || !all_running {
-        return (Tone::Warn, "not yet".into());
+        return Some((Tone::Warn, "not yet".into()));
     }
     let min_healthy = job
         .and_then(|j| j.group(&a.task_group))
         .map(|g| i64::try_from(g.update.min_healthy_time.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0);
-    match a.running_since.map(|t| t.saturating_add(min_healthy)) {
-        Some(at) if at > now => (
-            Tone::Warn,
-            format!("healthy in {}s", (at - now + 999_999_999) / 1_000_000_000),
-        ),
-        _ => (Tone::Good, "healthy".into()),
-    }
+    Some(
+        match a.running_since.map(|t| t.saturating_add(min_healthy)) {
+            Some(at) if at > now => (
+                Tone::Warn,
+                format!("healthy in {}s", (at - now + 999_999_999) / 1_000_000_000),
+            ),
+            _ => (Tone::Good, "healthy".into()),
+        },
+    )
 }
 
-pub(crate) fn render(snap: &Snapshot, nonce: &str) -> String {
+fn render(snap: &Snapshot, nonce: &str) -> String {
     let mut h = Html(String::with_capacity(32 * 1024));
     h.raw("<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n")
         .raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n")
@@ -737,8 +745,12 @@ fn allocations(h: &mut Html, snap: &Snapshot) {
             h.raw("</span>");
         }
         h.raw("</div></td>");
-        let (tone, label) = health(a, j.versions.get(&a.job_version), snap.now);
-        h.td("Health").badge(tone, &label).raw("</div></td>");
+        h.td("Health");
+        match health(a, j.versions.get(&a.job_version), snap.now) {
+            Some((tone, label)) => h.badge(tone, &label),
+            None => h.raw("<span class=\"muted\">–</span>"),
+        };
+        h.raw("</div></td>");
         h.td("Modified")
             .ago(snap.now, a.modify_time)
             .raw("</div></td></tr>\n");
@@ -1058,6 +1070,34 @@ mod tests {
         assert_eq!(list[0]["ID"], "web");
         assert_eq!(get(&app, "/nope").await.status(), StatusCode::NOT_FOUND);
         assert_eq!(get(&app, "/v1/nope").await.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn health_waits_for_min_healthy_time_and_ends_with_the_allocation() {
+        use crate::structs::mock;
+        use drover_runtime::spec::TaskState;
+
+        let s = 1_000_000_000;
+        let job = mock::job();
+        let mut a = mock::alloc(&job, 0);
+        a.task_states.insert(
+            "web".into(),
+            TaskState {
+                state: TaskStateKind::Running,
+                ..Default::default()
+            },
+        );
+        let now = 100 * s;
+        a.running_since = Some(now - 4 * s);
+        // mock::job() keeps Nomad's default min_healthy_time of 10 s.
+        let (_, label) = health(&a, Some(&job), now).expect("live");
+        assert_eq!(label, "healthy in 6s");
+        a.running_since = Some(now - 60 * s);
+        assert_eq!(health(&a, Some(&job), now).expect("live").1, "healthy");
+        a.task_states.get_mut("web").expect("task").failed = true;
+        assert_eq!(health(&a, Some(&job), now).expect("live").1, "unhealthy");
+        a.client_status = ClientStatus::Complete;
+        assert!(health(&a, Some(&job), now).is_none());
     }
 
     #[test]

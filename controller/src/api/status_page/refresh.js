@@ -24,6 +24,7 @@
       setTimeout(refresh, every);
       return;
     }
+    var started = Date.now();
     fetch(location.pathname, { cache: "no-store", credentials: "same-origin" })
       .then(function (r) {
         if (!r.ok) throw new Error("HTTP " + r.status);
@@ -46,7 +47,9 @@
         show("agent not answering (" + e.message + ") · data from " + hhmmss(lastGood), "stale");
       })
       .then(function () {
-        setTimeout(refresh, every);
+        // On a big cluster the page takes a while to build: an open tab then waits ten times
+        // as long as the last answer took, so it never keeps the agent more than 10% busy.
+        setTimeout(refresh, Math.max(every, (Date.now() - started) * 10));
       });
   }
   setTimeout(refresh, every);
