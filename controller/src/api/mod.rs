@@ -1,12 +1,14 @@
 //! The agent's HTTP API, on Nomad's paths and in Nomad's JSON shapes, so `drover`'s CLI and
 //! Nomad's own API clients work against it: jobs (list, register, parse, read, stop, versions,
 //! allocations, evaluations, summary), allocations, evaluations, nodes, task logs, agent and
-//! leader status, plus `/v1/drover/manifests` for the watched directory's state.
+//! leader status, plus `/v1/drover/manifests` for the watched directory's state, and the
+//! read-only status page at `/ui` (`status_page`).
 
 pub mod client_agent;
 mod convert;
 mod error;
 pub mod rpc;
+mod status_page;
 #[cfg(test)]
 mod tests;
 
@@ -111,6 +113,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/agent/self", get(agent_self))
         .route("/v1/agent/health", get(agent_health))
         .route("/v1/drover/manifests", get(manifests_status))
+        .merge(status_page::routes())
         .with_state(state)
 }
 
