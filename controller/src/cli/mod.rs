@@ -8,6 +8,7 @@ pub mod client;
 mod format;
 mod job;
 mod node;
+mod plan;
 mod status;
 
 use std::ffi::OsString;

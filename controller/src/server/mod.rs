@@ -20,7 +20,6 @@ use tracing::{info, warn};
 
 use crate::broker::{Broker, BrokerConfig};
 use crate::jobspec::Diagnostic;
-use crate::scheduler::Plan;
 use crate::state::{JobRecord, JobRegistration, JobSource, SourceError, Store, StoreError};
 use crate::structs::{
     Allocation, EvalTrigger, Evaluation, Job, Node, SchedulingEligibility, TaskEvent, unix_nanos,
@@ -78,17 +77,7 @@ impl ServerConfig {
     }
 }
 
-/// What registering a job would do (`Server::plan_job`).
-#[derive(Debug, Clone)]
-pub struct JobPlan {
-    /// The job as it is now, if registered.
-    pub current: Option<Job>,
-    /// Whether the spec differs from the current version.
-    pub changed: bool,
-    /// The version the job would have.
-    pub version: u64,
-    pub plan: Plan,
-}
+pub use crate::jobplan::JobPlan;
 
 /// The control plane in one process.
 pub struct Server {
@@ -251,29 +240,16 @@ impl Server {
     }
 
     /// What registering `job` would do, without writing anything (`drover job plan` against a
-    /// running agent): the same `reconcile` a worker runs, on the current state.
-    pub fn plan_job(&self, job: &Job) -> Result<JobPlan, ServerError> {
+    /// running agent, `PUT /v1/job/:id/plan`): the same `reconcile` a worker runs, on the
+    /// current state. With `remove`, what stopping it would do (its file deleted).
+    pub fn plan_job(&self, job: &Job, remove: bool) -> Result<JobPlan, ServerError> {
         let snap = self.store.snapshot(&job.namespace, &job.id)?;
-        let mut candidate = job.clone();
-        let (changed, version) = match &snap.job {
-            Some(current) if current.spec_changed(job) => (true, current.version + 1),
-            Some(current) => (false, current.version),
-            None => (true, 0),
-        };
-        candidate.version = version;
-        let plan = crate::scheduler::reconcile(&crate::scheduler::ReconcileInput {
-            job: &candidate,
-            versions: &snap.versions,
-            existing: &snap.allocs,
-            nodes: &snap.nodes,
-            now: SystemTime::now(),
-        });
-        Ok(JobPlan {
-            current: snap.job,
-            changed,
-            version,
-            plan,
-        })
+        Ok(crate::jobplan::compute(
+            &snap,
+            job,
+            remove,
+            SystemTime::now(),
+        ))
     }
 
     /// `drover node eligibility -enable|-disable`.

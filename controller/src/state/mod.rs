@@ -275,6 +275,55 @@ impl Store {
         Store::init(conn, Path::new(":memory:"))
     }
 
+    /// Opens an agent's existing database without changing it (`drover job plan -offline
+    /// -data-dir`): read-only at the SQLite level, `query_only` on top, no migration. A
+    /// database of another schema version is refused rather than misread; one the agent is
+    /// writing at the same time is read consistently (WAL).
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.pragma_update(None, "query_only", "ON")
+            .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_err)?;
+        let found: Option<i64> = conn
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .map_err(sql(format!(
+                "read the schema version of {}",
+                path.display()
+            )))?;
+        let found = found.unwrap_or(0) as usize;
+        let known = schema::MIGRATIONS.len();
+        if found > known {
+            return Err(StoreError::SchemaTooNew { found, known });
+        }
+        if found < known {
+            return Err(StoreError::ReadOnly {
+                what: format!(
+                    "read {}: its schema version {found} is older than this drover's ({known}); start the agent once to migrate it",
+                    path.display()
+                ),
+            });
+        }
+        let index: i64 = conn
+            .query_row("SELECT value FROM meta WHERE key = 'index'", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql("read the state index"))?;
+        let (index_tx, _) = watch::channel(index as u64);
+        Ok(Store {
+            conn: Mutex::new(conn),
+            index_tx,
+        })
+    }
+
     fn init(mut conn: Connection, path: &Path) -> Result<Store, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.to_path_buf(),
