@@ -468,3 +468,58 @@ fn the_response_round_trips_through_json() {
     let back: PlanResponse = serde_json::from_value(v).expect("deserialize");
     assert_eq!(back, resp);
 }
+
+#[test]
+fn offline_plans_read_an_agent_store_and_write_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("state.db");
+    let job = seed("whoami.nomad");
+    let files = || {
+        let mut v: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    {
+        // The agent, running: the reader goes through its WAL.
+        let writer = Store::open(&db).expect("open");
+        writer.upsert_node(mock::node()).expect("node");
+        writer
+            .register_job(
+                job.clone(),
+                &JobSource::File("/srv/jobs/whoami.nomad".into()),
+                1,
+            )
+            .expect("register");
+        let reader = Store::open_read_only(&db).expect("read-only beside the writer");
+        assert_eq!(reader.index(), writer.index());
+        let snap = reader.snapshot(&job.namespace, &job.id).expect("snapshot");
+        assert!(snap.job.is_some() && !snap.nodes.is_empty());
+    }
+    // The agent, stopped: its files are left exactly as they are.
+    let before = files();
+    assert_eq!(before, ["state.db"], "a clean close leaves one file");
+    let bytes = std::fs::read(&db).expect("read");
+    let store = Store::open_read_only(&db).expect("read-only");
+    let index = store.index();
+    let snap = store.snapshot(&job.namespace, &job.id).expect("snapshot");
+    let plan = compute(&snap, &job.clone().count(2), false, SystemTime::now());
+    assert_eq!(plan.diff.r#type, DiffType::Edited);
+    let err = store
+        .register_job(job.clone(), &JobSource::Api, 2)
+        .expect_err("a read-only store refuses writes");
+    assert!(err.to_string().contains("read"), "{err}");
+    assert_eq!(store.index(), index);
+    drop(store);
+    assert_eq!(files(), before, "no -wal or -shm was created");
+    assert_eq!(
+        std::fs::read(&db).expect("read"),
+        bytes,
+        "the database is unchanged"
+    );
+
+    assert!(Store::open_read_only(&dir.path().join("missing.db")).is_err());
+}

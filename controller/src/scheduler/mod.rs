@@ -4,6 +4,8 @@
 //! in, output is sorted, and ties are broken by node id, so the same input gives the same plan.
 //! A placement that finds no node is data (`PlacementFailure`), never an error.
 
+#[cfg(test)]
+mod decision_tests;
 mod feasible;
 mod reconcile;
 #[cfg(test)]

@@ -284,10 +284,22 @@ impl Store {
             path: path.to_path_buf(),
             source,
         };
-        let conn = Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let conn = if Path::new(&wal).exists() {
+            // An agent has it open (or died with it open): read through its WAL and
+            // shared-memory index, as any reader beside the writer does.
+            Connection::open_with_flags(path, flags)
+        } else {
+            // Closed cleanly, the file holds everything. `immutable` keeps SQLite from
+            // creating the -wal and -shm files a WAL reader otherwise makes next to it.
+            Connection::open_with_flags(
+                format!("file:{}?immutable=1", uri_path(path)),
+                flags | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+            )
+        }
         .map_err(open_err)?;
         conn.pragma_update(None, "query_only", "ON")
             .map_err(open_err)?;
@@ -1119,6 +1131,18 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.commit().map_err(err)?;
     }
     Ok(())
+}
+
+/// `path` for an SQLite `file:` URI: the characters a URI gives meaning to, percent-encoded.
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'%' | b'?' | b'#' | 0x80.. => out.push_str(&format!("%{b:02X}")),
+            _ => out.push(*b as char),
+        }
+    }
+    out
 }
 
 /// The schema version of an open database.
