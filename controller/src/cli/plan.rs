@@ -19,7 +19,7 @@ use super::client::{ApiArgs, ApiClient, ApiStatusError, encode};
 use super::job::{VarArgs, expand_paths};
 use crate::jobplan::render::{PlanResponse, format_plan};
 use crate::jobspec::{self, JobspecError};
-use crate::state::{JobSource, Store};
+use crate::state::{JobSource, Snapshot, Store};
 use crate::structs::{Job, unix_nanos};
 
 /// Nomad's exit code for "error determining plan results".
@@ -56,7 +56,62 @@ pub struct PlanArgs {
 enum Backend {
     Agent(ApiClient),
     /// The store is read-only (an agent's state) or private and in memory (an empty cluster).
-    Offline(Store),
+    Offline(Offline),
+}
+
+/// An agent's state read once for many plans: the nodes and every allocation that holds
+/// node resources do not change while the CLI runs, so each job reads only its own rows
+/// (a directory of 1,000 jobs would otherwise read every allocation 1,000 times).
+struct Offline {
+    store: Store,
+    nodes: Vec<crate::structs::Node>,
+    busy: Vec<crate::structs::Allocation>,
+}
+
+impl Offline {
+    fn new(store: Store) -> anyhow::Result<Offline> {
+        let nodes = store.nodes().context("failed to read the nodes")?;
+        let mut busy = Vec::new();
+        for n in &nodes {
+            busy.extend(
+                store
+                    .allocs_by_node(&n.id)
+                    .with_context(|| format!("failed to read the allocations of node {}", n.id))?
+                    .into_iter()
+                    .filter(|a| {
+                        a.desired_status == crate::structs::DesiredStatus::Run
+                            && !a.client_terminal()
+                    }),
+            );
+        }
+        Ok(Offline { store, nodes, busy })
+    }
+
+    /// What `Store::snapshot` reads for one job, from the rows read once plus the job's own.
+    fn snapshot(&self, job: &Job) -> anyhow::Result<(Snapshot, u64)> {
+        let (ns, id) = (job.namespace.as_str(), job.id.as_str());
+        let what = || format!("failed to read the state of job {id:?}");
+        let record = self.store.job(ns, id).with_context(what)?;
+        let versions = self
+            .store
+            .job_versions(ns, id)
+            .with_context(what)?
+            .into_iter()
+            .map(|j| (j.version, j))
+            .collect();
+        let mut allocs = self.store.allocs_by_job(ns, id).with_context(what)?;
+        let own: BTreeSet<String> = allocs.iter().map(|a| a.id.clone()).collect();
+        allocs.extend(self.busy.iter().filter(|a| !own.contains(&a.id)).cloned());
+        let modify_index = record.as_ref().map_or(0, |r| r.modify_index);
+        let snap = Snapshot {
+            index: self.store.index(),
+            job: record.map(|r| r.job),
+            versions,
+            allocs,
+            nodes: self.nodes.clone(),
+        };
+        Ok((snap, modify_index))
+    }
 }
 
 impl Backend {
@@ -78,14 +133,8 @@ impl Backend {
                     )
                 })
             }
-            Backend::Offline(store) => {
-                let snap = store
-                    .snapshot(&job.namespace, &job.id)
-                    .with_context(|| format!("failed to read the state of job {:?}", job.id))?;
-                let modify_index = store
-                    .job(&job.namespace, &job.id)
-                    .with_context(|| format!("failed to read job {:?}", job.id))?
-                    .map_or(0, |r| r.modify_index);
+            Backend::Offline(offline) => {
+                let (snap, modify_index) = offline.snapshot(job)?;
                 let now = SystemTime::now();
                 let plan = crate::jobplan::compute(&snap, job, remove, now);
                 Ok(crate::api::plan_response(
@@ -118,7 +167,8 @@ impl Backend {
                 }
                 Err(e) => Err(e),
             },
-            Backend::Offline(store) => Ok(store
+            Backend::Offline(o) => Ok(o
+                .store
                 .job("default", id)
                 .with_context(|| format!("failed to read job {id:?}"))?
                 .map(|r| r.job)),
@@ -141,7 +191,8 @@ impl Backend {
                 }
                 Ok(out)
             }
-            Backend::Offline(store) => Ok(store
+            Backend::Offline(o) => Ok(o
+                .store
                 .jobs()
                 .context("failed to list the jobs in the state")?
                 .into_iter()
@@ -207,7 +258,7 @@ fn backend(a: &PlanArgs) -> anyhow::Result<Backend> {
         }
         None => Store::open_in_memory()?,
     };
-    Ok(Backend::Offline(store))
+    Ok(Backend::Offline(Offline::new(store)?))
 }
 
 fn plan(a: &PlanArgs) -> anyhow::Result<u8> {

@@ -419,7 +419,7 @@ fn kind(old: bool, new: bool, changed: bool) -> DiffType {
     }
 }
 
-fn named<'a>(list: Option<&'a Value>) -> Vec<(&'a str, &'a Map<String, Value>)> {
+fn named(list: Option<&Value>) -> Vec<(&str, &Map<String, Value>)> {
     list.and_then(Value::as_array)
         .into_iter()
         .flatten()

@@ -279,8 +279,7 @@ pub fn format_dry_run(
         .created_evals
         .iter()
         .flatten()
-        .filter(|e| e["TriggeredBy"] == "rolling-update")
-        .last();
+        .rfind(|e| e["TriggeredBy"] == "rolling-update");
     let failed = resp.failed_tg_allocs.as_ref().filter(|m| !m.is_empty());
     match failed {
         _ if !resp.placement_checked => {

@@ -4,8 +4,8 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
-use crate::structs::mock::{self, MockAlloc, MockJob, MockNode};
-use crate::structs::{ClientStatus, NodeStatus, desc};
+use crate::structs::mock::{self, MockJob, MockNode};
+use crate::structs::{NodeStatus, desc};
 
 fn plan(job: &Job, existing: &[Allocation], nodes: &[Node]) -> Plan {
     let versions = BTreeMap::from([(job.version, job.clone())]);
@@ -52,7 +52,7 @@ fn a_lost_allocation_is_stopped_and_replaced_with_the_reason() {
     let down = mock::node().status(NodeStatus::Down);
     let other = MockNode::id(mock::node(), "node-2");
     let lost = mock::alloc(&job, 0);
-    let d = plan(&job, &[lost.clone()], &[down, other]).decisions();
+    let d = plan(&job, std::slice::from_ref(&lost), &[down, other]).decisions();
     let stop = d.iter().find(|d| d.action == "stop").expect("stop");
     assert!(stop.reason.starts_with(desc::LOST), "{}", stop.reason);
     assert!(

@@ -276,12 +276,12 @@ impl Plan {
                 alloc_id: f.alloc_ids.first().cloned(),
                 node_id: None,
                 reason: format!(
-                    "{} ({}, for {} allocation{}, wait until {})",
+                    "{} ({}, for {} allocation{}, wait until {}Z)",
                     f.description,
                     f.triggered_by.as_str(),
                     f.alloc_ids.len(),
                     if f.alloc_ids.len() == 1 { "" } else { "s" },
-                    format!("{}Z", crate::timefmt::utc_parts(f.wait_until).0)
+                    crate::timefmt::utc_parts(f.wait_until).0
                 ),
             });
         }
