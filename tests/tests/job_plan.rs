@@ -333,24 +333,27 @@ Job Modify Index: N"#
         "the agent's state.db is in {}",
         state_dir.display()
     );
-    let out = drover(
-        pr.path(),
-        &[
-            "job",
-            "plan",
-            "-data-dir",
-            state_dir.to_str().expect("utf-8"),
-            &pr_dir,
-        ],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert_eq!(normalized(&stdout(&out)), online);
+    // The agent's -data-dir, or its server directory: both find the state.
+    for dir in [a.data_dir.path().join("data"), state_dir.clone()] {
+        let out = drover(
+            pr.path(),
+            &[
+                "job",
+                "plan",
+                "-data-dir",
+                dir.to_str().expect("utf-8"),
+                &pr_dir,
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert_eq!(normalized(&stdout(&out)), online);
+    }
     let summary = |files: &[(String, Vec<u8>)]| -> Vec<(String, usize)> {
         files.iter().map(|(n, b)| (n.clone(), b.len())).collect()
     };

@@ -34,7 +34,7 @@ pub struct PlanArgs {
     /// Plan without an agent: against -data-dir's state, or an empty cluster without it.
     #[arg(long)]
     pub offline: bool,
-    /// An agent's data dir to plan against offline; its state.db is opened read-only.
+    /// The agent's -data-dir to plan against offline (its server/state.db is opened read-only).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Print the plans as JSON (Nomad's JobPlanResponse per job), for CI.
@@ -246,15 +246,18 @@ fn backend(a: &PlanArgs) -> anyhow::Result<Backend> {
     }
     let store = match &a.data_dir {
         Some(dir) => {
-            let db = dir.join("state.db");
-            if !db.is_file() {
+            // The agent's own -data-dir keeps the server's state in server/; its server
+            // directory itself is accepted too.
+            let candidates = [dir.join("server").join("state.db"), dir.join("state.db")];
+            let Some(db) = candidates.iter().find(|p| p.is_file()) else {
                 bail!(
-                    "no agent state in {}: {} does not exist",
+                    "no agent state in {}: neither {} nor {} exists",
                     dir.display(),
-                    db.display()
+                    candidates[0].display(),
+                    candidates[1].display()
                 );
-            }
-            Store::open_read_only(&db)?
+            };
+            Store::open_read_only(db)?
         }
         None => Store::open_in_memory()?,
     };
