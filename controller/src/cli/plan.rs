@@ -147,47 +147,41 @@ impl Backend {
         }
     }
 
-    /// The registered job, for a removal.
-    fn current(&self, id: &str) -> anyhow::Result<Option<Job>> {
-        match self {
-            Backend::Agent(api) => match api.get(&format!("/v1/job/{}", encode(id))) {
-                Ok(v) => {
-                    let text = json!({ "Job": v }).to_string();
-                    jobspec::from_api_json(Path::new("agent"), &text)
-                        .map(|p| Some(p.job))
-                        .map_err(|e| {
-                            anyhow::anyhow!("failed to read job {id:?} from the agent: {e}")
-                        })
-                }
-                Err(e)
-                    if e.downcast_ref::<ApiStatusError>()
-                        .is_some_and(|s| s.status == 404) =>
-                {
-                    Ok(None)
-                }
-                Err(e) => Err(e),
-            },
-            Backend::Offline(o) => Ok(o
-                .store
-                .job("default", id)
-                .with_context(|| format!("failed to read job {id:?}"))?
-                .map(|r| r.job)),
+    /// A job as the agent holds it (for the agent: `GET /v1/job/:id`, read back into the model).
+    fn fetch(api: &ApiClient, id: &str) -> anyhow::Result<Option<Job>> {
+        match api.get(&format!("/v1/job/{}", encode(id))) {
+            Ok(v) => {
+                let text = json!({ "Job": v }).to_string();
+                jobspec::from_api_json(Path::new("agent"), &text)
+                    .map(|p| Some(p.job))
+                    .map_err(|e| anyhow::anyhow!("failed to read job {id:?} from the agent: {e}"))
+            }
+            Err(e)
+                if e.downcast_ref::<ApiStatusError>()
+                    .is_some_and(|s| s.status == 404) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
     }
 
-    /// IDs of the running jobs that came from a file of the agent's watched directory.
-    fn directory_jobs(&self) -> anyhow::Result<BTreeSet<String>> {
+    /// The running (not stopped) jobs that came from a file of the agent's watched directory.
+    fn directory_jobs(&self) -> anyhow::Result<Vec<Job>> {
         match self {
             Backend::Agent(api) => {
                 let m = api.get("/v1/drover/manifests")?;
-                let mut out = BTreeSet::new();
-                for f in m["Files"].as_array().into_iter().flatten() {
-                    let Some(id) = f["JobID"].as_str().filter(|s| !s.is_empty()) else {
-                        continue;
-                    };
-                    if self.current(id)?.is_some_and(|j| !j.stop) {
-                        out.insert(id.to_string());
-                    }
+                let mut ids: Vec<&str> = m["Files"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| f["JobID"].as_str().filter(|s| !s.is_empty()))
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                let mut out = Vec::new();
+                for id in ids {
+                    out.extend(Backend::fetch(api, id)?.filter(|j| !j.stop));
                 }
                 Ok(out)
             }
@@ -197,7 +191,7 @@ impl Backend {
                 .context("failed to list the jobs in the state")?
                 .into_iter()
                 .filter(|r| matches!(r.source, JobSource::File(_)) && !r.job.stop)
-                .map(|r| r.job.id)
+                .map(|r| r.job)
                 .collect()),
         }
     }
@@ -322,16 +316,13 @@ fn plan(a: &PlanArgs) -> anyhow::Result<u8> {
         // be a guess, so removals wait for a directory that parses.
         if errors.is_empty() {
             let defined: BTreeSet<&str> = jobs.iter().map(|(_, j)| j.id.as_str()).collect();
-            for id in backend.directory_jobs()? {
-                if defined.contains(id.as_str()) {
+            for current in backend.directory_jobs()? {
+                if defined.contains(current.id.as_str()) {
                     continue;
                 }
-                let Some(current) = backend.current(&id)? else {
-                    continue;
-                };
                 let plan = backend.plan(&current, true)?;
                 entries.push(JobEntry {
-                    job_id: id,
+                    job_id: current.id.clone(),
                     file: None,
                     removed: true,
                     exit_code: plan.exit_code(),
