@@ -150,4 +150,36 @@ fn main() {
         ),
         time_plan(&["job", "plan", "-offline", d]),
     );
+    agent_side(&dir, &state);
+}
+
+/// What an agent does for `drover job plan DIR` against it: one `Server::plan_job` per file
+/// (the handler of `PUT /v1/job/:id/plan`, without HTTP), on the same state.
+fn agent_side(dir: &Path, state: &Path) {
+    let store = Arc::new(Store::open(&state.join("state.db")).expect("store"));
+    let server = Server::with_store(store, ServerConfig::new(state)).expect("server");
+    let mut jobs = Vec::new();
+    for i in 0..JOBS - REMOVED {
+        let path = dir.join(format!("web-{i}.nomad"));
+        jobs.push(
+            drover::jobspec::parse_file(&path, &Default::default())
+                .expect("parses")
+                .job,
+        );
+    }
+    let mut times = Vec::new();
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let mut changed = 0;
+        for job in &jobs {
+            changed += usize::from(server.plan_job(job, false).expect("plan").changed);
+        }
+        times.push(start.elapsed());
+        assert_eq!(changed, EDITED);
+    }
+    times.sort();
+    report(
+        &format!("agent side: {} x Server::plan_job", JOBS - REMOVED),
+        (times, None),
+    );
 }

@@ -19,7 +19,7 @@ use super::client::{ApiArgs, ApiClient, ApiStatusError, encode};
 use super::job::{VarArgs, expand_paths};
 use crate::jobplan::render::{PlanResponse, format_plan};
 use crate::jobspec::{self, JobspecError};
-use crate::state::{JobSource, Snapshot, Store};
+use crate::state::{JobSource, Store};
 use crate::structs::{Job, unix_nanos};
 
 /// Nomad's exit code for "error determining plan results".
@@ -59,59 +59,10 @@ enum Backend {
     Offline(Offline),
 }
 
-/// An agent's state read once for many plans: the nodes and every allocation that holds
-/// node resources do not change while the CLI runs, so each job reads only its own rows
-/// (a directory of 1,000 jobs would otherwise read every allocation 1,000 times).
+/// An agent's state for many plans: what they share is read once.
 struct Offline {
     store: Store,
-    nodes: Vec<crate::structs::Node>,
-    busy: Vec<crate::structs::Allocation>,
-}
-
-impl Offline {
-    fn new(store: Store) -> anyhow::Result<Offline> {
-        let nodes = store.nodes().context("failed to read the nodes")?;
-        let mut busy = Vec::new();
-        for n in &nodes {
-            busy.extend(
-                store
-                    .allocs_by_node(&n.id)
-                    .with_context(|| format!("failed to read the allocations of node {}", n.id))?
-                    .into_iter()
-                    .filter(|a| {
-                        a.desired_status == crate::structs::DesiredStatus::Run
-                            && !a.client_terminal()
-                    }),
-            );
-        }
-        Ok(Offline { store, nodes, busy })
-    }
-
-    /// What `Store::snapshot` reads for one job, from the rows read once plus the job's own.
-    fn snapshot(&self, job: &Job) -> anyhow::Result<(Snapshot, u64)> {
-        let (ns, id) = (job.namespace.as_str(), job.id.as_str());
-        let what = || format!("failed to read the state of job {id:?}");
-        let record = self.store.job(ns, id).with_context(what)?;
-        let versions = self
-            .store
-            .job_versions(ns, id)
-            .with_context(what)?
-            .into_iter()
-            .map(|j| (j.version, j))
-            .collect();
-        let mut allocs = self.store.allocs_by_job(ns, id).with_context(what)?;
-        let own: BTreeSet<String> = allocs.iter().map(|a| a.id.clone()).collect();
-        allocs.extend(self.busy.iter().filter(|a| !own.contains(&a.id)).cloned());
-        let modify_index = record.as_ref().map_or(0, |r| r.modify_index);
-        let snap = Snapshot {
-            index: self.store.index(),
-            job: record.map(|r| r.job),
-            versions,
-            allocs,
-            nodes: self.nodes.clone(),
-        };
-        Ok((snap, modify_index))
-    }
+    base: crate::jobplan::PlanBase,
 }
 
 impl Backend {
@@ -134,9 +85,11 @@ impl Backend {
                 })
             }
             Backend::Offline(offline) => {
-                let (snap, modify_index) = offline.snapshot(job)?;
                 let now = SystemTime::now();
-                let plan = crate::jobplan::compute(&snap, job, remove, now);
+                let (plan, modify_index) = offline
+                    .base
+                    .plan(&offline.store, job, remove, now)
+                    .with_context(|| format!("failed to read the state of job {:?}", job.id))?;
                 Ok(crate::api::plan_response(
                     &plan,
                     modify_index,
@@ -255,7 +208,8 @@ fn backend(a: &PlanArgs) -> anyhow::Result<Backend> {
         }
         None => Store::open_in_memory()?,
     };
-    Ok(Backend::Offline(Offline::new(store)?))
+    let base = crate::jobplan::PlanBase::read(&store).context("failed to read the state")?;
+    Ok(Backend::Offline(Offline { store, base }))
 }
 
 fn plan(a: &PlanArgs) -> anyhow::Result<u8> {

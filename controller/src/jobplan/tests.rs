@@ -523,3 +523,42 @@ fn offline_plans_read_an_agent_store_and_write_nothing() {
 
     assert!(Store::open_read_only(&dir.path().join("missing.db")).is_err());
 }
+
+#[test]
+fn planning_on_the_shared_base_matches_a_full_snapshot() {
+    let whoami = seed("whoami.nomad");
+    let server = server_running(&whoami);
+    // Another job holding capacity and a port on the same node.
+    let other = seed("todo-list-v2/todo-db.nomad");
+    server
+        .register_job(other.clone(), JobSource::Api)
+        .expect("register");
+    for eval in server
+        .store()
+        .evals_by_status(EvalStatus::Pending)
+        .expect("pending")
+    {
+        crate::worker::process(server.store(), &eval).expect("process");
+    }
+    let base = PlanBase::read(server.store()).expect("base");
+    let now = SystemTime::now();
+    let (image, _) = new_image(&whoami);
+    let huge = whoami.clone().resources(3_990, 64).count(2);
+    for (job, remove) in [
+        (whoami.clone(), false),
+        (whoami.clone().count(2), false),
+        (image, false),
+        (huge, false),
+        (whoami.clone(), true),
+        (seed("todo-list.nomad"), false),
+    ] {
+        let full = server
+            .store()
+            .snapshot(&job.namespace, &job.id)
+            .expect("snapshot");
+        let expected = compute(&full, &job, remove, now);
+        let (got, _) = base.plan(server.store(), &job, remove, now).expect("plan");
+        assert_eq!(got.plan, expected.plan, "{} (remove: {remove})", job.id);
+        assert_eq!(got.diff, expected.diff);
+    }
+}

@@ -86,6 +86,8 @@ pub struct Server {
     config: ServerConfig,
     /// Node id → when it is declared down without another heartbeat.
     heartbeats: Mutex<HashMap<String, Instant>>,
+    /// What plans of many jobs share, at the index it was read (`plan_job`).
+    plan_base: Mutex<Option<Arc<crate::jobplan::PlanBase>>>,
 }
 
 fn now() -> i64 {
@@ -113,6 +115,7 @@ impl Server {
             broker,
             config,
             heartbeats: Mutex::new(HashMap::new()),
+            plan_base: Mutex::new(None),
         });
         let pending = server
             .store
@@ -243,13 +246,23 @@ impl Server {
     /// running agent, `PUT /v1/job/:id/plan`): the same `reconcile` a worker runs, on the
     /// current state. With `remove`, what stopping it would do (its file deleted).
     pub fn plan_job(&self, job: &Job, remove: bool) -> Result<JobPlan, ServerError> {
-        let snap = self.store.snapshot(&job.namespace, &job.id)?;
-        Ok(crate::jobplan::compute(
-            &snap,
-            job,
-            remove,
-            SystemTime::now(),
-        ))
+        let (plan, _) = self
+            .plan_base()?
+            .plan(&self.store, job, remove, SystemTime::now())?;
+        Ok(plan)
+    }
+
+    /// The nodes and busy allocations plans share, read again only when the index moved:
+    /// `drover job plan DIR` asks for one plan per file in a row.
+    fn plan_base(&self) -> Result<Arc<crate::jobplan::PlanBase>, ServerError> {
+        let index = self.store.index();
+        let mut cached = self.plan_base.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(base) = cached.as_ref().filter(|b| b.index == index) {
+            return Ok(base.clone());
+        }
+        let base = Arc::new(crate::jobplan::PlanBase::read(&self.store)?);
+        *cached = Some(base.clone());
+        Ok(base)
     }
 
     /// `drover node eligibility -enable|-disable`.
