@@ -88,6 +88,18 @@ fn a_broken_file_or_no_agent_is_exit_255() {
     assert_eq!(out.status.code(), Some(255), "{}", stdout(&out));
     assert!(stderr(&out).contains("bad.nomad"), "{}", stderr(&out));
 
+    // A usage error is not "changes" (1) either.
+    let out = drover(
+        dir.path(),
+        &["job", "plan", "-offline", "-bogus", "bad.nomad"],
+    );
+    assert_eq!(out.status.code(), Some(255), "{}", stderr(&out));
+    let out = drover(dir.path(), &["job", "plan"]);
+    assert_eq!(out.status.code(), Some(255), "{}", stderr(&out));
+    // Other commands keep Nomad's 1.
+    let out = drover(dir.path(), &["job", "validate", "-bogus"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
     let seed = repo().join("tests/fixtures/seed/whoami.nomad");
     let seed = seed.to_str().expect("utf-8 path");
     // Nothing listens on port 1: Nomad's "Error during plan", exit 255, no silent fallback.
