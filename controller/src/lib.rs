@@ -5,6 +5,7 @@ pub mod agent;
 pub mod api;
 pub mod broker;
 pub mod cli;
+pub mod jobplan;
 pub mod jobspec;
 pub mod manifests;
 pub mod plan_apply;

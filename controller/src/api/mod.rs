@@ -95,6 +95,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .put(job_register)
                 .delete(job_deregister),
         )
+        .route("/v1/job/{id}/plan", post(job_plan).put(job_plan))
         .route("/v1/job/{id}/allocations", get(job_allocations))
         .route("/v1/job/{id}/versions", get(job_versions))
         .route("/v1/job/{id}/summary", get(job_summary))
@@ -279,6 +280,95 @@ async fn job_register(State(st): St, UrlPath(id): UrlPath<String>, body: Bytes) 
         )));
     }
     blocking(st, move |st| register(st, job)).await
+}
+
+/// Nomad's `JobPlanResponse` for a computed plan. `job_modify_index` is the registered job's
+/// modify index (0 for a new job). Shared with `drover job plan -offline`, so both print alike.
+pub fn plan_response(
+    plan: &crate::jobplan::JobPlan,
+    job_modify_index: u64,
+    with_diff: bool,
+    now: i64,
+) -> crate::jobplan::render::PlanResponse {
+    use crate::jobplan::render::{PlanAnnotations, PlanResponse};
+    let p = &plan.plan;
+    let failed: BTreeMap<String, Value> = p
+        .failed_tg
+        .iter()
+        .map(|(g, f)| (g.clone(), convert::placement_failure(f, &BTreeMap::new())))
+        .collect();
+    let evals: Vec<Value> = p
+        .followup_evals
+        .iter()
+        .map(|f| {
+            json!({
+                "JobID": p.job_id,
+                "TriggeredBy": f.triggered_by.as_str(),
+                "Status": "pending",
+                "StatusDescription": f.description,
+                "WaitUntil": convert::time(f.wait_until),
+                "Wait": (f.wait_until - now).max(0),
+            })
+        })
+        .collect();
+    PlanResponse {
+        annotations: Some(PlanAnnotations {
+            desired_tg_updates: Some(
+                p.desired_tg_updates
+                    .iter()
+                    .map(|(g, du)| (g.clone(), du.into()))
+                    .collect(),
+            ),
+            preempted_allocs: None,
+        }),
+        failed_tg_allocs: (plan.nodes_known && !failed.is_empty()).then_some(failed),
+        job_modify_index,
+        created_evals: (!evals.is_empty()).then_some(evals),
+        diff: with_diff.then(|| plan.diff.clone()),
+        next_periodic_launch: Some("0001-01-01T00:00:00Z".into()),
+        warnings: String::new(),
+        placement_checked: plan.nodes_known,
+    }
+}
+
+/// `PUT /v1/job/:id/plan`: `{"Job": {…}, "Diff": true}` → what registering it would do, in
+/// Nomad's `JobPlanResponse`. Reads only: no job, evaluation or index is written.
+async fn job_plan(State(st): St, UrlPath(id): UrlPath<String>, body: Bytes) -> ApiResult {
+    let req: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("the request body is not JSON: {e}")))?;
+    let with_diff = req.get("Diff").and_then(Value::as_bool).unwrap_or(false);
+    let job_json = match req.get("Job") {
+        Some(j) if j.is_object() => j,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "the request body has no Job: expected {\"Job\": {…}, \"Diff\": true}".into(),
+            ));
+        }
+    };
+    let job = job_from_body(&Bytes::from(job_json.to_string()))?;
+    if job.id != id {
+        return Err(ApiError::BadRequest(format!(
+            "the job ID in the body ({:?}) does not match the URL ({id:?})",
+            job.id
+        )));
+    }
+    blocking(st, move |st| {
+        // A stopped job in the body plans its stop, as Nomad's `job plan` of `Stop = true` does.
+        let remove = job.stop;
+        let modify_index = st
+            .server
+            .job(&job.namespace, &job.id)?
+            .map_or(0, |r| r.modify_index);
+        let plan = st.server.plan_job(&job, remove)?;
+        let now = crate::structs::unix_nanos(std::time::SystemTime::now());
+        let resp = plan_response(&plan, modify_index, with_diff, now);
+        let mut v = serde_json::to_value(&resp).map_err(internal)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("Index".into(), json!(st.server.store().index()));
+        }
+        ok(st, v)
+    })
+    .await
 }
 
 /// `POST /v1/jobs/parse`: `{"JobHCL": "…", "Variables": "…"}` → the job in API JSON.

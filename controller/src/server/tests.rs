@@ -382,7 +382,7 @@ fn plan_job_previews_without_writing() {
     let server = server();
     server.store().upsert_node(mock::node()).expect("node");
     let index = server.store().index();
-    let preview = server.plan_job(&mock::job().count(2)).expect("plan");
+    let preview = server.plan_job(&mock::job().count(2), false).expect("plan");
     assert!(preview.changed && preview.current.is_none());
     assert_eq!(preview.plan.place.len(), 2);
     assert_eq!(server.store().index(), index, "nothing written");
@@ -392,10 +392,10 @@ fn plan_job_previews_without_writing() {
         .register_job(mock::job().count(2), JobSource::Api)
         .expect("register");
     drain(&server);
-    let same = server.plan_job(&mock::job().count(2)).expect("plan");
+    let same = server.plan_job(&mock::job().count(2), false).expect("plan");
     assert!(!same.changed && same.plan.is_noop());
     let update = server
-        .plan_job(&mock::job().count(2).image("busybox:v2"))
+        .plan_job(&mock::job().count(2).image("busybox:v2"), false)
         .expect("plan");
     assert_eq!((update.changed, update.version), (true, 1));
     assert_eq!(update.plan.desired_tg_updates["web"].destructive_update, 1);
