@@ -1,6 +1,8 @@
 //! One agent process: the server (store, broker, workers), the manifests source feeding it, the
 //! node client talking to it through the same `ServerApi` a remote client uses, and the HTTP
-//! API. SIGINT and SIGTERM stop the agent and leave every workload running.
+//! API. SIGINT and SIGTERM stop the agent and leave every workload running; SIGHUP reloads
+//! the configuration and rescans the manifests directory (`agent::reload`). systemd is told
+//! READY/STATUS/WATCHDOG through `agent::systemd`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -10,10 +12,10 @@ use anyhow::{Context, bail};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-use super::AgentConfig;
+use super::{AgentConfig, systemd};
 use crate::api::{self, AgentInfo, AppState};
 use crate::jobspec::{Diagnostic, ParseOptions, Parsed};
-use crate::manifests::{self, JobRegistry, ManifestsStatus, WatchConfig};
+use crate::manifests::{self, JobRegistry, ManifestsStatus, WatchConfig, WatchControl};
 use crate::server::{Server, ServerConfig};
 use crate::state::JobSource;
 
@@ -25,7 +27,13 @@ fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> 
     }
 }
 
-pub async fn run(config: AgentConfig, data_dir: PathBuf) -> anyhow::Result<()> {
+/// What SIGHUP needs: how to build the configuration again, and how to change the log level.
+pub struct Reload {
+    pub config: super::Reloader,
+    pub set_log_level: super::SetLogLevel,
+}
+
+pub async fn run(config: AgentConfig, data_dir: PathBuf, reload: Reload) -> anyhow::Result<()> {
     if !config.server.enabled {
         bail!(
             "a client-only agent (joining a remote server) is not available yet; run `drover agent -dev` or enable the server"
@@ -35,6 +43,7 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf) -> anyhow::Result<()> {
     tokio::spawn(async move {
         wait_for_signal().await;
         info!("shutting down; workloads keep running");
+        systemd::stopping();
         let _ = stop_tx.send(true);
     });
 
@@ -54,12 +63,17 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf) -> anyhow::Result<()> {
         })?;
 
     let manifests_status = Arc::new(Mutex::new(ManifestsStatus::default()));
+    let (watch_control, watch_control_rx) = watch::channel(WatchControl {
+        rescans: 0,
+        allow_empty: config.manifests.allow_empty,
+    });
     if let Some(dir) = &config.manifests.dir {
         start_manifests(
             dir,
             &config,
             server.clone(),
             manifests_status.clone(),
+            watch_control_rx,
             &stop_rx,
         );
     }
@@ -67,9 +81,11 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf) -> anyhow::Result<()> {
     let mut node_id = None;
     let mut logs: Option<Arc<dyn api::TaskLogs>> = None;
     let mut client_task = None;
+    let mut adopted = None;
     if config.client.enabled {
         let client = build_client(&config, &data_dir)?;
         node_id = Some(client.node_id().to_string());
+        adopted = Some(client.adopted());
         logs = Some(Arc::new(ClientLogs(client.handle())) as Arc<dyn api::TaskLogs>);
         let local = Arc::new(server.local());
         let shutdown = stopped(&stop_rx);
@@ -97,6 +113,37 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf) -> anyhow::Result<()> {
         logs,
     });
     info!(addr = %addr, data_dir = %data_dir.display(), manifests = ?config.manifests.dir, "drover agent started");
+    {
+        // READY=1 once the state is open (it is) and the node adopted what runs.
+        let (server, manifests) = (server.clone(), state.manifests.clone());
+        let stop = stopped(&stop_rx);
+        tokio::spawn(async move {
+            if let Some(mut adopted) = adopted {
+                tokio::select! {
+                    _ = adopted.wait_for(|a| *a) => {}
+                    _ = stop => return,
+                }
+            }
+            let line = tokio::task::spawn_blocking(move || systemd::summary(&server, &manifests))
+                .await
+                .unwrap_or_default();
+            info!(status = %line, "agent ready");
+            systemd::ready(&line);
+        });
+    }
+    tokio::spawn(systemd::supervise(
+        server.clone(),
+        state.manifests.clone(),
+        stopped(&stop_rx),
+    ));
+    tokio::spawn(reload_on_sighup(
+        config.clone(),
+        reload,
+        watch_control,
+        server.clone(),
+        state.manifests.clone(),
+        stopped(&stop_rx),
+    ));
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(stopped(&stop_rx))
         .await
@@ -107,6 +154,72 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf) -> anyhow::Result<()> {
     }
     let _ = tokio::time::timeout(Duration::from_secs(10), server_task).await;
     Ok(())
+}
+
+/// SIGHUP: read the configuration again, apply what can change live, name what needs a
+/// restart, and rescan the manifests directory. Workloads are not touched.
+async fn reload_on_sighup(
+    mut current: AgentConfig,
+    reload: Reload,
+    control: watch::Sender<WatchControl>,
+    server: Arc<Server>,
+    manifests: Arc<Mutex<ManifestsStatus>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "failed to install the SIGHUP handler; reload by restarting");
+            return;
+        }
+    };
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            got = hup.recv() => if got.is_none() { return },
+        }
+        systemd::reloading();
+        info!("SIGHUP: reloading the configuration and rescanning the manifests directory");
+        match (reload.config)() {
+            Err(e) => {
+                error!(error = %format!("{e:#}"), "reload: the configuration is invalid; keeping the running one");
+            }
+            Ok((new, warnings)) => {
+                for w in &warnings {
+                    warn!("{w}");
+                }
+                let changes = super::reload::changes(&current, &new);
+                if changes.is_empty() {
+                    info!("reload: the configuration is unchanged");
+                }
+                for c in &changes {
+                    if c.live {
+                        info!(key = c.key, from = %c.from, to = %c.to, "reload: applied");
+                    } else {
+                        warn!(key = c.key, from = %c.from, to = %c.to, "reload: changed, but needs a restart to take effect");
+                    }
+                }
+                if new.log_level != current.log_level {
+                    match (reload.set_log_level)(&new.log_level) {
+                        Ok(()) => current.log_level = new.log_level.clone(),
+                        Err(e) => warn!(error = %e, "reload: log_level not changed"),
+                    }
+                }
+                current.manifests.allow_empty = new.manifests.allow_empty;
+            }
+        }
+        control.send_modify(|c| {
+            c.rescans += 1;
+            c.allow_empty = current.manifests.allow_empty;
+        });
+        let (s, m) = (server.clone(), manifests.clone());
+        let line = tokio::task::spawn_blocking(move || systemd::summary(&s, &m))
+            .await
+            .unwrap_or_default();
+        systemd::ready(&line);
+    }
 }
 
 async fn wait_for_signal() {
@@ -192,6 +305,7 @@ fn start_manifests(
     config: &AgentConfig,
     server: Arc<Server>,
     status: Arc<Mutex<ManifestsStatus>>,
+    control: watch::Receiver<WatchControl>,
     stop_rx: &watch::Receiver<bool>,
 ) {
     let mut wc = WatchConfig::new(dir.to_path_buf());
@@ -203,7 +317,7 @@ fn start_manifests(
         warn!(dir = %dir.display(), "the manifests directory does not exist (yet); it is watched and read once it appears");
     }
     let (tx, mut rx) = mpsc::channel(16);
-    tokio::spawn(manifests::run(wc, tx, stopped(stop_rx)));
+    tokio::spawn(manifests::run_controlled(wc, control, tx, stopped(stop_rx)));
     // Parsing reads files: keep it off the async workers.
     tokio::task::spawn_blocking(move || {
         let registry = ServerRegistry(server);

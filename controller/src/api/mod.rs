@@ -1,10 +1,12 @@
 //! The agent's HTTP API, on Nomad's paths and in Nomad's JSON shapes, so `drover`'s CLI and
 //! Nomad's own API clients work against it: jobs (list, register, parse, read, stop, versions,
 //! allocations, evaluations, summary), allocations, evaluations, nodes, task logs, agent and
-//! leader status, plus `/v1/drover/manifests` for the watched directory's state.
+//! leader status, plus `/v1/drover/manifests` for the watched directory's state, and the
+//! Prometheus metrics (`/metrics`, Nomad's `/v1/metrics`).
 
 mod convert;
 mod error;
+mod metrics;
 #[cfg(test)]
 mod tests;
 
@@ -103,6 +105,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/agent/self", get(agent_self))
         .route("/v1/agent/health", get(agent_health))
         .route("/v1/drover/manifests", get(manifests_status))
+        .route("/v1/metrics", get(metrics::nomad))
+        .route("/metrics", get(metrics::prometheus))
         .with_state(state)
 }
 

@@ -352,6 +352,7 @@ fn client_updates_record_status_task_events_and_transitions() {
         message: "Task started by client".into(),
         exit_code: None,
         signal: None,
+        oom_killed: false,
     };
     let update = |status| AllocUpdate {
         id: "a-1".into(),
