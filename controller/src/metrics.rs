@@ -30,6 +30,16 @@ const RECONCILE_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// `drover_reconcile_errors_total{error}`: the workers' `WorkerError::metric_label()`s, and
+/// a panicking evaluation.
+const RECONCILE_ERRORS: [&str; 5] = [
+    "snapshot",
+    "plan_apply",
+    "update_eval",
+    "too_many_attempts",
+    "panic",
+];
+
 /// `drover_reconcile_total{result}`: what one evaluation's reconcile ended as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReconcileResult {
@@ -140,9 +150,11 @@ impl Metrics {
             task_restarts_total: IntCounterVec::new(
                 opts(
                     "drover_task_restarts_total",
-                    "Task restarts nodes reported, by job, task and reason (error, signal, oom_killed, completed, start_failed, removed, unknown).",
+                    "Task restarts nodes reported, by job_id, task and reason (error, signal, oom_killed, completed, start_failed, removed, unknown).",
                 ),
-                &["job", "task", "reason"],
+                // `job_id`, not `job`: Prometheus puts its own `job` label (the scrape job) on
+                // every series and would rename ours to `exported_job`.
+                &["job_id", "task", "reason"],
             )
             .expect("static metric options are valid"),
             placement_failures_total: IntCounter::new(
@@ -237,6 +249,9 @@ impl Metrics {
             ReconcileResult::Error,
         ] {
             m.reconcile_total.with_label_values(&[r.as_str()]);
+        }
+        for e in RECONCILE_ERRORS {
+            m.reconcile_errors_total.with_label_values(&[e]);
         }
         m
     }
@@ -413,7 +428,7 @@ mod tests {
             "drover_jobs{status=\"running\"} 3",
             "drover_jobs{status=\"dead\"} 0",
             "drover_allocations{client_status=\"running\"} 5",
-            "drover_task_restarts_total{job=\"whoami\",reason=\"removed\",task=\"web\"} 1",
+            "drover_task_restarts_total{job_id=\"whoami\",reason=\"removed\",task=\"web\"} 1",
             "drover_nodes{status=\"ready\"} 1",
             "drover_placement_failures_total 2",
             "drover_workqueue_depth 2",

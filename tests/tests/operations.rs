@@ -150,10 +150,40 @@ fn the_prometheus_files_pass_promtool() {
 fn metrics_endpoints_are_clean_and_the_dashboard_uses_only_real_names() {
     let a = TestAgent::start("127.0.4.20", &[]);
     a.drop_job("broken.nomad", "job \"broken\" {\n  group \"g\" {\n");
-    a.wait_until(Duration::from_secs(10), "the broken file is seen", |a| {
-        http_get(&format!("{}/metrics", a.addr()))
-            .is_some_and(|t| t.contains("drover_manifest_files{state=\"error\"} 1"))
-    });
+    // A raw_exec task that exits 3 at once, restarted 100 ms later: a restart with a reason.
+    a.drop_job(
+        "crasher.nomad",
+        r#"job "crasher" {
+  group "g" {
+    restart {
+      attempts = 10
+      interval = "1m"
+      delay    = "100ms"
+      mode     = "delay"
+    }
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "exit 3"]
+      }
+    }
+  }
+}
+"#,
+    );
+    a.wait_until(
+        Duration::from_secs(15),
+        "the broken file and the crashing task show in /metrics",
+        |a| {
+            http_get(&format!("{}/metrics", a.addr())).is_some_and(|t| {
+                t.contains("drover_manifest_files{state=\"error\"} 1")
+                    && t.contains(
+                        "drover_task_restarts_total{job_id=\"crasher\",reason=\"error\",task=\"t\"}",
+                    )
+            })
+        },
+    );
     let text = http_get(&format!("{}/metrics", a.addr())).expect("/metrics answers");
     let nomad = http_get(&format!("{}/v1/metrics?format=prometheus", a.addr()))
         .expect("/v1/metrics?format=prometheus answers");
@@ -348,7 +378,7 @@ fn a_real_prometheus_sees_the_restart_of_a_removed_container() {
     let deadline = Instant::now() + Duration::from_secs(25);
     let (mut restarts, mut up) = (None, None);
     while Instant::now() < deadline {
-        restarts = prom_query(&base, "sum(drover_task_restarts_total{job=\"whoami\"})");
+        restarts = prom_query(&base, "sum(drover_task_restarts_total{job_id=\"whoami\"})");
         up = prom_query(&base, "up{job=\"drover\"}");
         if restarts.is_some_and(|r| r >= 1.0) && up == Some(1.0) {
             break;
@@ -365,7 +395,7 @@ fn a_real_prometheus_sees_the_restart_of_a_removed_container() {
     assert_eq!(
         prom_query(
             &base,
-            "drover_task_restarts_total{job=\"whoami\",task=\"api\",reason=\"removed\"}"
+            "drover_task_restarts_total{job_id=\"whoami\",task=\"api\",reason=\"removed\"}"
         ),
         Some(1.0)
     );
