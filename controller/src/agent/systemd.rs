@@ -73,6 +73,10 @@ pub async fn supervise(
     manifests: Arc<Mutex<ManifestsStatus>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    // Not under systemd: nobody to tell.
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
     let watchdog = sd_notify::watchdog_enabled();
     // systemd's advice: ping at half the interval.
     let every = watchdog.map_or(STATUS_EVERY, |w| (w / 2).min(STATUS_EVERY));
