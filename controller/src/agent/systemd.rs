@@ -67,10 +67,10 @@ pub fn summary(server: &Server, manifests: &Mutex<ManifestsStatus>) -> String {
 }
 
 /// Refreshes `STATUS=` and, under a watchdog, pings it while the server's loops are alive.
-/// Runs until `shutdown` resolves.
+/// A client agent (no server) has no server loops to watch: its pings only show that the
+/// process still runs its timers. Runs until `shutdown` resolves.
 pub async fn supervise(
-    server: Arc<Server>,
-    manifests: Arc<Mutex<ManifestsStatus>>,
+    server: Option<(Arc<Server>, Arc<Mutex<ManifestsStatus>>)>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     // Not under systemd: nobody to tell.
@@ -95,8 +95,14 @@ pub async fn supervise(
             _ = tick.tick() => {}
         }
         if watchdog.is_some() {
-            let stale = server.liveness().stale(Instant::now(), stale_after);
-            if stale.is_empty() && !server.liveness().is_empty() {
+            let (stale, started) = match &server {
+                Some((s, _)) => (
+                    s.liveness().stale(Instant::now(), stale_after),
+                    !s.liveness().is_empty(),
+                ),
+                None => (Vec::new(), true),
+            };
+            if stale.is_empty() && started {
                 send(&[NotifyState::Watchdog]);
                 withheld = false;
             } else if !withheld {
@@ -109,7 +115,9 @@ pub async fn supervise(
                 withheld = true;
             }
         }
-        if last_status.elapsed() >= STATUS_EVERY {
+        if let Some((server, manifests)) = &server
+            && last_status.elapsed() >= STATUS_EVERY
+        {
             last_status = Instant::now();
             let (server, manifests) = (server.clone(), manifests.clone());
             // Counting reads SQLite: off the async workers.

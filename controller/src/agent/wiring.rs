@@ -1,14 +1,19 @@
-//! One agent process: the server (store, broker, workers), the manifests source feeding it, the
-//! node client talking to it through the same `ServerApi` a remote client uses, and the HTTP
-//! API. SIGINT and SIGTERM stop the agent and leave every workload running; SIGHUP reloads
-//! the configuration and rescans the manifests directory (`agent::reload`). systemd is told
-//! READY/STATUS/WATCHDOG through `agent::systemd`.
+//! One agent process. A server agent: the server (store, broker, workers), the manifests source
+//! feeding it, the HTTP API, and the RPC port its clients join on; with the client role too
+//! (dev mode), its node's client talks to it in-process through the same `ServerApi` a remote
+//! client uses. A client agent: its node's client talking to the servers of
+//! `client { servers }` (`RemoteServer`), and a small HTTP API of its own
+//! (`api::client_agent`). SIGINT and SIGTERM stop the agent and leave every workload running;
+//! SIGHUP reloads the configuration and rescans the manifests directory (`agent::reload`).
+//! systemd is told READY/STATUS/WATCHDOG through `agent::systemd`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use drover_runtime::client::RemoteServer;
+use drover_runtime::client::remote::JOIN_TOKEN_ENV;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
@@ -34,9 +39,14 @@ pub struct Reload {
 }
 
 pub async fn run(config: AgentConfig, data_dir: PathBuf, reload: Reload) -> anyhow::Result<()> {
-    if !config.server.enabled {
+    if !config.server.enabled && !config.client.enabled {
         bail!(
-            "a client-only agent (joining a remote server) is not available yet; run `drover agent -dev` or enable the server"
+            "the agent has no role: set server {{ enabled = true }} and/or client {{ enabled = true }} in its config, or run `drover agent -dev`"
+        );
+    }
+    if !config.server.enabled && config.client.servers.is_empty() {
+        bail!(
+            "a client agent needs a server to join: set client {{ servers = [\"HOST:4647\"] }} in its config"
         );
     }
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -46,10 +56,45 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf, reload: Reload) -> anyh
         systemd::stopping();
         let _ = stop_tx.send(true);
     });
+    if config.server.enabled {
+        run_server(config, data_dir, reload, stop_rx).await
+    } else {
+        run_client(config, data_dir, reload, stop_rx).await
+    }
+}
 
+/// The join token: the config's, else `DROVER_JOIN_TOKEN`; `None` when neither sets one.
+fn join_token(configured: &Option<String>) -> Option<String> {
+    configured
+        .clone()
+        .or_else(|| std::env::var(JOIN_TOKEN_ENV).ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+fn is_loopback(addr: &str) -> bool {
+    addr == "localhost"
+        || addr
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A server agent (with, in dev mode or when both roles are enabled, its own node's client
+/// in-process): store, broker, workers, manifests, the HTTP API, and the RPC port for clients.
+async fn run_server(
+    config: AgentConfig,
+    data_dir: PathBuf,
+    reload: Reload,
+    stop_rx: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let mut server_config = ServerConfig::new(data_dir.join("server"));
     server_config.min_heartbeat_ttl = config.server.min_heartbeat_ttl;
     server_config.heartbeat_grace = config.server.heartbeat_grace;
+    // A node is declared down within an eighth of its allowance after it expires (at most 1 s
+    // late), so small test TTLs are honoured too.
+    server_config.heartbeat_sweep_interval =
+        ((config.server.min_heartbeat_ttl + config.server.heartbeat_grace) / 8)
+            .clamp(Duration::from_millis(50), Duration::from_secs(1));
     server_config.scheduled_interval = config.manifests.resync_interval;
     let server = Server::open(server_config).context("failed to open the server's state")?;
     let server_task = tokio::spawn(server.clone().run(stopped(&stop_rx)));
@@ -61,6 +106,22 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf, reload: Reload) -> anyh
         .with_context(|| {
             format!("failed to listen on {addr} for the HTTP API (is another agent running?)")
         })?;
+    let rpc_addr = format!("{}:{}", config.bind_addr, config.rpc_port);
+    let rpc_listener = match tokio::net::TcpListener::bind(&rpc_addr).await {
+        Ok(l) => Some(l),
+        // The dev agent's clients are in-process; others joining it are a bonus.
+        Err(e) if config.dev => {
+            warn!(addr = %rpc_addr, error = %e, "failed to listen on the RPC port; no remote client can join this dev agent");
+            None
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "failed to listen on {rpc_addr} for clients (the RPC port, ports {{ rpc }})"
+                )
+            });
+        }
+    };
 
     let manifests_status = Arc::new(Mutex::new(ManifestsStatus::default()));
     let (watch_control, watch_control_rx) = watch::channel(WatchControl {
@@ -83,6 +144,11 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf, reload: Reload) -> anyh
     let mut client_task = None;
     let mut adopted = None;
     if config.client.enabled {
+        if !config.client.servers.is_empty() {
+            warn!(
+                "client {{ servers }} is ignored: this agent runs the server, and its client talks to it in-process"
+            );
+        }
         let client = build_client(&config, &data_dir)?;
         node_id = Some(client.node_id().to_string());
         adopted = Some(client.adopted());
@@ -99,49 +165,47 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf, reload: Reload) -> anyh
     let state = Arc::new(AppState {
         server: server.clone(),
         manifests: manifests_status,
-        agent: AgentInfo {
-            name: config.name.clone(),
-            region: config.region.clone(),
-            datacenter: config.datacenter.clone(),
-            bind_addr: config.bind_addr.clone(),
-            http_port: config.http_port,
-            rpc_port: config.rpc_port,
-            server: config.server.enabled,
-            client: config.client.enabled,
-            node_id,
-        },
+        agent: agent_info(&config, node_id),
         logs,
     });
-    info!(addr = %addr, data_dir = %data_dir.display(), manifests = ?config.manifests.dir, "drover agent started");
-    {
-        // READY=1 once the state is open (it is) and the node adopted what runs.
-        let (server, manifests) = (server.clone(), state.manifests.clone());
-        let stop = stopped(&stop_rx);
-        tokio::spawn(async move {
-            if let Some(mut adopted) = adopted {
-                tokio::select! {
-                    _ = adopted.wait_for(|a| *a) => {}
-                    _ = stop => return,
-                }
-            }
-            let line = tokio::task::spawn_blocking(move || systemd::summary(&server, &manifests))
-                .await
-                .unwrap_or_default();
-            info!(status = %line, "agent ready");
-            systemd::ready(&line);
+    let mut rpc_task = None;
+    if let Some(rpc_listener) = rpc_listener {
+        let token = join_token(&config.server.join_token);
+        if token.is_none() && !is_loopback(&config.bind_addr) {
+            warn!(addr = %rpc_addr, "no join token is set (server {{ join_token }} or {JOIN_TOKEN_ENV}): any client that reaches this address may join");
+        }
+        let rpc_state = Arc::new(api::rpc::RpcState {
+            local: server.local(),
+            join_token: token,
         });
+        let router = api::rpc::router(rpc_state, api::router(state.clone()));
+        let shutdown = stopped(&stop_rx);
+        info!(addr = %rpc_addr, "listening for clients");
+        rpc_task = Some(tokio::spawn(async move {
+            let served = axum::serve(
+                rpc_listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await;
+            if let Err(e) = served {
+                error!(error = %e, "the RPC port failed");
+            }
+        }));
     }
-    tokio::spawn(systemd::supervise(
-        server.clone(),
-        state.manifests.clone(),
+    info!(addr = %addr, data_dir = %data_dir.display(), manifests = ?config.manifests.dir, "drover agent started");
+    let status = Some((server.clone(), state.manifests.clone()));
+    tokio::spawn(ready_when_adopted(
+        adopted,
+        status.clone(),
         stopped(&stop_rx),
     ));
+    tokio::spawn(systemd::supervise(status.clone(), stopped(&stop_rx)));
     tokio::spawn(reload_on_sighup(
         config.clone(),
         reload,
-        watch_control,
-        server.clone(),
-        state.manifests.clone(),
+        Some(watch_control),
+        status,
         stopped(&stop_rx),
     ));
     axum::serve(listener, api::router(state))
@@ -152,8 +216,119 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf, reload: Reload) -> anyh
     if let Some(t) = client_task {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
+    // Blocking queries of remote clients end with the server; the clients ask again.
+    if let Some(t) = rpc_task {
+        let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+    }
     let _ = tokio::time::timeout(Duration::from_secs(10), server_task).await;
     Ok(())
+}
+
+/// A client agent: runs its node's workloads and talks to the servers of
+/// `client { servers }` over their RPC port; keeps no cluster state of its own.
+async fn run_client(
+    config: AgentConfig,
+    data_dir: PathBuf,
+    reload: Reload,
+    stop_rx: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    if let Some(dir) = &config.manifests.dir {
+        warn!(dir = %dir.display(), "manifests {{ dir }} is ignored: only a server agent watches job files");
+    }
+    let addr = format!("{}:{}", config.bind_addr, config.http_port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| {
+            format!("failed to listen on {addr} for the HTTP API (is another agent running?)")
+        })?;
+    let client = build_client(&config, &data_dir)?;
+    let node_id = client.node_id().to_string();
+    let adopted = client.adopted();
+    let token = join_token(&config.client.join_token);
+    let remote = RemoteServer::new(&config.client.servers, token.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .identify(&node_id, &config.name);
+    let remote = match config.bind_addr.parse::<std::net::IpAddr>() {
+        Ok(ip) => remote.bind_local(ip),
+        Err(_) => remote,
+    };
+    let servers = remote.servers().to_vec();
+    let logs = Arc::new(ClientLogs(client.handle())) as Arc<dyn api::TaskLogs>;
+    let shutdown = stopped(&stop_rx);
+    let remote = Arc::new(remote);
+    let client_task = tokio::spawn(async move {
+        if let Err(e) = client.run(remote, shutdown).await {
+            error!(error = %e, "the node client stopped");
+        }
+    });
+    let state = Arc::new(api::client_agent::ClientAgentState {
+        agent: agent_info(&config, Some(node_id)),
+        logs,
+        servers: servers.clone(),
+        join_token: token,
+    });
+    info!(addr = %addr, data_dir = %data_dir.display(), servers = ?servers, "drover client agent started");
+    tokio::spawn(ready_when_adopted(Some(adopted), None, stopped(&stop_rx)));
+    tokio::spawn(systemd::supervise(None, stopped(&stop_rx)));
+    tokio::spawn(reload_on_sighup(
+        config.clone(),
+        reload,
+        None,
+        None,
+        stopped(&stop_rx),
+    ));
+    axum::serve(listener, api::client_agent::router(state))
+        .with_graceful_shutdown(stopped(&stop_rx))
+        .await
+        .context("the HTTP API failed")?;
+    let _ = tokio::time::timeout(Duration::from_secs(10), client_task).await;
+    Ok(())
+}
+
+fn agent_info(config: &AgentConfig, node_id: Option<String>) -> AgentInfo {
+    AgentInfo {
+        name: config.name.clone(),
+        region: config.region.clone(),
+        datacenter: config.datacenter.clone(),
+        bind_addr: config.bind_addr.clone(),
+        http_port: config.http_port,
+        rpc_port: config.rpc_port,
+        server: config.server.enabled,
+        client: config.client.enabled,
+        node_id,
+    }
+}
+
+/// The store and the manifests status a server agent summarises for systemd's `STATUS=`.
+type StatusSource = Option<(Arc<Server>, Arc<Mutex<ManifestsStatus>>)>;
+
+async fn summary(status: &StatusSource) -> String {
+    match status.clone() {
+        Some((server, manifests)) => {
+            tokio::task::spawn_blocking(move || systemd::summary(&server, &manifests))
+                .await
+                .unwrap_or_default()
+        }
+        None => "client agent running".into(),
+    }
+}
+
+/// READY=1 once the state is open (it is by now) and the node, if this agent runs one,
+/// adopted what already ran and applied the server's list of its allocations.
+async fn ready_when_adopted(
+    adopted: Option<watch::Receiver<bool>>,
+    status: StatusSource,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    if let Some(mut adopted) = adopted {
+        tokio::select! {
+            _ = adopted.wait_for(|a| *a) => {}
+            _ = shutdown => return,
+        }
+    }
+    let line = summary(&status).await;
+    info!(status = %line, "agent ready");
+    systemd::ready(&line);
 }
 
 /// SIGHUP: read the configuration again, apply what can change live, name what needs a
@@ -161,9 +336,8 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf, reload: Reload) -> anyh
 async fn reload_on_sighup(
     mut current: AgentConfig,
     reload: Reload,
-    control: watch::Sender<WatchControl>,
-    server: Arc<Server>,
-    manifests: Arc<Mutex<ManifestsStatus>>,
+    control: Option<watch::Sender<WatchControl>>,
+    status: StatusSource,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -210,15 +384,13 @@ async fn reload_on_sighup(
                 current.manifests.allow_empty = new.manifests.allow_empty;
             }
         }
-        control.send_modify(|c| {
-            c.rescans += 1;
-            c.allow_empty = current.manifests.allow_empty;
-        });
-        let (s, m) = (server.clone(), manifests.clone());
-        let line = tokio::task::spawn_blocking(move || systemd::summary(&s, &m))
-            .await
-            .unwrap_or_default();
-        systemd::ready(&line);
+        if let Some(control) = &control {
+            control.send_modify(|c| {
+                c.rescans += 1;
+                c.allow_empty = current.manifests.allow_empty;
+            });
+        }
+        systemd::ready(&summary(&status).await);
     }
 }
 
@@ -259,7 +431,12 @@ fn build_client(
     if let Some(docker) = c.docker.as_mut() {
         docker.allow_host_volumes = config.docker.volumes_enabled;
         docker.allow_privileged = config.docker.allow_privileged;
+        docker.allow_host_network = config.docker.allow_host_network;
+        if let Some(caps) = &config.docker.allow_caps {
+            docker.allow_caps = caps.clone();
+        }
     }
+    c.artifact_limits = config.client.artifact;
     drover_runtime::client::Client::new(c).context("failed to start the node client")
 }
 
@@ -336,6 +513,10 @@ fn start_manifests(
 struct ClientLogs(drover_runtime::client::ClientHandle);
 
 impl api::TaskLogs for ClientLogs {
+    fn holds(&self, alloc_id: &str) -> bool {
+        self.0.alloc_status(alloc_id).is_some()
+    }
+
     fn logs(
         &self,
         alloc_id: &str,

@@ -32,6 +32,9 @@ pub use local::LocalServer;
 
 /// Nomad's `min_heartbeat_ttl`.
 pub const MIN_HEARTBEAT_TTL: Duration = Duration::from_secs(10);
+/// Nomad's `max_heartbeats_per_second`: past `min_heartbeat_ttl × this` nodes, the TTL grows
+/// with the node count (nodes / this, in seconds), so heartbeats do not grow with the cluster.
+pub const MAX_HEARTBEATS_PER_SECOND: f64 = 50.0;
 /// Nomad's `heartbeat_grace`.
 pub const HEARTBEAT_GRACE: Duration = Duration::from_secs(10);
 /// Nomad's evaluation GC threshold.
@@ -180,9 +183,12 @@ impl Server {
         LocalServer::new(self.clone())
     }
 
-    /// The heartbeat TTL handed to nodes.
+    /// The heartbeat TTL handed to nodes: `min_heartbeat_ttl`, or nodes / 50 seconds when that
+    /// is longer (Nomad's rate scaling: 5,000 nodes get 100 s).
     pub fn ttl(&self) -> Duration {
-        self.config.min_heartbeat_ttl
+        let nodes = self.heartbeats_lock().len();
+        let scaled = Duration::from_secs_f64(nodes as f64 / MAX_HEARTBEATS_PER_SECOND);
+        self.config.min_heartbeat_ttl.max(scaled)
     }
 
     /// Writes `eval` (pending) and hands it to the broker.

@@ -448,3 +448,14 @@ fn draining_a_node_migrates_its_allocations() {
     let node = server.set_node_drain("node-1", false).expect("undrain");
     assert!(!node.drain && node.schedulable());
 }
+
+#[test]
+fn the_heartbeat_ttl_grows_with_the_cluster_past_fifty_heartbeats_a_second() {
+    let server = server();
+    server.touch_heartbeat("node-0");
+    assert_eq!(server.ttl(), MIN_HEARTBEAT_TTL);
+    for i in 1..1000 {
+        server.touch_heartbeat(&format!("node-{i}"));
+    }
+    assert_eq!(server.ttl(), Duration::from_secs(20));
+}
