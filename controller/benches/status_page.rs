@@ -47,6 +47,7 @@ fn agent(jobs: usize) -> Router {
             message: format!("{t} by client"),
             exit_code: None,
             signal: None,
+            oom_killed: false,
         };
         a.task_states.insert(
             "web".into(),

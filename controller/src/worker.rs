@@ -9,6 +9,8 @@ use std::time::SystemTime;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::broker::{Broker, NackOutcome};
+use crate::liveness::{IDLE_BEAT, Liveness};
+use crate::metrics::{Metrics, ReconcileResult};
 use crate::plan_apply::{self, PlanApplyError};
 use crate::scheduler::{ReconcileInput, reconcile};
 use crate::state::{Store, StoreError};
@@ -63,6 +65,8 @@ pub struct Processed {
     pub noop: bool,
     pub placed: usize,
     pub stopped: usize,
+    /// Allocations the plan could not place (summed over its failed groups).
+    pub placement_failures: u64,
     /// Delayed evaluations the plan asked for; the caller enqueues them.
     pub followups: Vec<Evaluation>,
 }
@@ -90,6 +94,7 @@ pub fn process(store: &Store, eval: &Evaluation) -> Result<Processed, WorkerErro
             nodes: &snap.nodes,
             now: wall,
         });
+        let placement_failures: u64 = plan.failed_tg.values().map(|f| u64::from(f.failed())).sum();
         if plan.is_noop() {
             // Placement failures alone write nothing, but they are decisions all the same.
             log_decisions(&job, eval, &plan);
@@ -104,6 +109,7 @@ pub fn process(store: &Store, eval: &Evaluation) -> Result<Processed, WorkerErro
             debug!(job_id = %job.id, eval_id = %eval.id, "plan is a no-op");
             return Ok(Processed {
                 noop: true,
+                placement_failures,
                 ..Processed::default()
             });
         }
@@ -126,6 +132,7 @@ pub fn process(store: &Store, eval: &Evaluation) -> Result<Processed, WorkerErro
                     noop: false,
                     placed: applied.placed.len(),
                     stopped,
+                    placement_failures,
                     followups: applied.followups,
                 });
             }
@@ -180,17 +187,36 @@ fn cancel_superseded(store: &Store, broker: &Broker) {
     }
 }
 
+/// What a worker reports to besides the store and the broker.
+#[derive(Clone, Default)]
+pub struct WorkerHooks {
+    pub metrics: Arc<Metrics>,
+    /// The worker beats here while idle and after every evaluation (systemd's watchdog).
+    pub liveness: Arc<Liveness>,
+}
+
 /// One worker: dequeue, process, settle, until `shutdown` resolves.
 pub async fn run(
     id: usize,
     store: Arc<Store>,
     broker: Arc<Broker>,
+    hooks: WorkerHooks,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let name = format!("worker {id}");
+    let mut beat = tokio::time::interval(IDLE_BEAT);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        hooks.liveness.beat(&name);
+        // `dequeue` takes an evaluation in one synchronous step, so dropping it for a beat
+        // loses nothing.
         let (eval, token) = tokio::select! {
-            _ = &mut shutdown => return,
+            _ = &mut shutdown => {
+                hooks.liveness.remove(&name);
+                return;
+            }
+            _ = beat.tick() => continue,
             next = broker.dequeue() => next,
         };
         cancel_superseded(&store, &broker);
@@ -201,6 +227,7 @@ pub async fn run(
             job_id = %eval.job_id,
             triggered_by = eval.triggered_by.as_str()
         );
+        let started = std::time::Instant::now();
         let result = {
             let store = store.clone();
             let eval = eval.clone();
@@ -209,7 +236,24 @@ pub async fn run(
                 .instrument(span.clone())
                 .await
         };
+        let took = started.elapsed();
         let _enter = span.enter();
+        match &result {
+            Ok(Ok(done)) => {
+                let failed: u64 = done.placement_failures;
+                if failed > 0 {
+                    hooks.metrics.placement_failed(failed);
+                }
+                let outcome = if done.followups.is_empty() {
+                    ReconcileResult::Success
+                } else {
+                    ReconcileResult::RequeueAfter
+                };
+                hooks.metrics.reconciled(outcome, took);
+            }
+            Ok(Err(e)) => hooks.metrics.reconcile_error(e.metric_label(), took),
+            Err(_) => hooks.metrics.reconcile_error("panic", took),
+        }
         match result {
             Ok(Ok(done)) => {
                 for f in done.followups {
@@ -415,6 +459,7 @@ mod tests {
                 id,
                 store.clone(),
                 broker.clone(),
+                WorkerHooks::default(),
                 async move {
                     let _ = rx.wait_for(|v| *v).await;
                 },

@@ -405,6 +405,10 @@ pub struct TaskEvent {
     pub message: String,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
+    /// On a `Terminated` event: the kernel's OOM killer ended the task (a restart reason
+    /// metrics tell apart from an ordinary error exit).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
 }
 
 /// The node's view of one task of an allocation.

@@ -598,6 +598,30 @@ mod tests {
         assert!(client.client.enabled && !client.server.enabled);
     }
 
+    /// deploy/server.hcl and deploy/client.hcl, as deploy/drover.service loads them: one
+    /// agent, both roles, no warnings.
+    #[test]
+    fn the_deploy_agent_files_read() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        let mut c = AgentConfig::base();
+        for f in ["server.hcl", "client.hcl"] {
+            let w = c
+                .merge_file(&deploy.join(f))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(w.is_empty(), "{f}: {w:?}");
+        }
+        assert!(c.server.enabled && c.client.enabled);
+        assert_eq!(c.data_dir.as_deref(), Some(Path::new("/var/lib/drover")));
+        assert_eq!(
+            c.manifests.dir.as_deref(),
+            Some(Path::new("/etc/drover/jobs"))
+        );
+        assert_eq!(c.manifests.resync_interval, Duration::from_secs(30));
+        assert_eq!((c.bind_addr.as_str(), c.http_port), ("127.0.0.1", 4646));
+        assert_eq!(c.client.meta.get("rack").map(String::as_str), Some("r1"));
+        assert!(!c.raw_exec_enabled && !c.docker.volumes_enabled);
+    }
+
     #[test]
     fn drover_keys_and_typos() {
         let dir = tempfile::tempdir().expect("tempdir");

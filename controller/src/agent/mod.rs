@@ -2,6 +2,8 @@
 //! source and HTTP API into one daemon.
 
 pub mod config;
+pub mod reload;
+pub mod systemd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,19 +12,53 @@ use anyhow::Context;
 
 pub use config::AgentConfig;
 
+/// Changes the log level of the running agent (a reloaded `log_level`).
+pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Builds the agent's configuration again, from the same files and flags (SIGHUP).
+pub type Reloader = Box<dyn Fn() -> anyhow::Result<(AgentConfig, Vec<String>)> + Send + Sync>;
+
+fn level_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::new(format!(
+        "{},hyper=info,bollard=info,h2=info",
+        level.to_lowercase()
+    ))
+}
+
 /// Starts logging as configured: human-readable lines, or JSON lines with `-log-json`.
-pub fn init_logging(config: &AgentConfig) {
-    let level = config.log_level.to_lowercase();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{level},hyper=info,bollard=info,h2=info"))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if config.log_json {
-        let _ = builder.json().try_init();
-    } else {
+/// Returns how to change the level later; `RUST_LOG`, when set, wins over `log_level`.
+pub fn init_logging(config: &AgentConfig) -> SetLogLevel {
+    let from_env = tracing_subscriber::EnvFilter::try_from_default_env().ok();
+    let env_set = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| level_filter(&config.log_level));
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    // The JSON and text subscribers are different types, and so are their reload handles.
+    let reload: SetLogLevel = if config.log_json {
+        let builder = builder
+            .json()
+            .with_env_filter(filter)
+            .with_filter_reloading();
+        let handle = builder.reload_handle();
         let _ = builder.try_init();
+        Box::new(move |level| {
+            handle
+                .reload(level_filter(level))
+                .map_err(|e| e.to_string())
+        })
+    } else {
+        let builder = builder.with_env_filter(filter).with_filter_reloading();
+        let handle = builder.reload_handle();
+        let _ = builder.try_init();
+        Box::new(move |level| {
+            handle
+                .reload(level_filter(level))
+                .map_err(|e| e.to_string())
+        })
+    };
+    if env_set {
+        Box::new(|_| Err("RUST_LOG is set and takes precedence over log_level".into()))
+    } else {
+        reload
     }
 }
 
@@ -42,8 +78,12 @@ pub fn data_dir(config: &AgentConfig) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-pub fn run(config: AgentConfig, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
-    init_logging(&config);
+pub fn run(
+    config: AgentConfig,
+    warnings: Vec<String>,
+    reload: Reloader,
+) -> anyhow::Result<ExitCode> {
+    let set_log_level = init_logging(&config);
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -53,7 +93,14 @@ pub fn run(config: AgentConfig, warnings: Vec<String>) -> anyhow::Result<ExitCod
         .thread_name("drover")
         .build()
         .context("failed to start the async runtime")?;
-    rt.block_on(wiring::run(config, data_dir))?;
+    rt.block_on(wiring::run(
+        config,
+        data_dir,
+        wiring::Reload {
+            config: reload,
+            set_log_level,
+        },
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 

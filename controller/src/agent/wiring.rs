@@ -3,7 +3,9 @@
 //! (dev mode), its node's client talks to it in-process through the same `ServerApi` a remote
 //! client uses. A client agent: its node's client talking to the servers of
 //! `client { servers }` (`RemoteServer`), and a small HTTP API of its own
-//! (`api::client_agent`). SIGINT and SIGTERM stop the agent and leave every workload running.
+//! (`api::client_agent`). SIGINT and SIGTERM stop the agent and leave every workload running;
+//! SIGHUP reloads the configuration and rescans the manifests directory (`agent::reload`).
+//! systemd is told READY/STATUS/WATCHDOG through `agent::systemd`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,10 +17,10 @@ use drover_runtime::client::remote::JOIN_TOKEN_ENV;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-use super::AgentConfig;
+use super::{AgentConfig, systemd};
 use crate::api::{self, AgentInfo, AppState};
 use crate::jobspec::{Diagnostic, ParseOptions, Parsed};
-use crate::manifests::{self, JobRegistry, ManifestsStatus, WatchConfig};
+use crate::manifests::{self, JobRegistry, ManifestsStatus, WatchConfig, WatchControl};
 use crate::server::{Server, ServerConfig};
 use crate::state::JobSource;
 
@@ -30,7 +32,13 @@ fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> 
     }
 }
 
-pub async fn run(config: AgentConfig, data_dir: PathBuf) -> anyhow::Result<()> {
+/// What SIGHUP needs: how to build the configuration again, and how to change the log level.
+pub struct Reload {
+    pub config: super::Reloader,
+    pub set_log_level: super::SetLogLevel,
+}
+
+pub async fn run(config: AgentConfig, data_dir: PathBuf, reload: Reload) -> anyhow::Result<()> {
     if !config.server.enabled && !config.client.enabled {
         bail!(
             "the agent has no role: set server {{ enabled = true }} and/or client {{ enabled = true }} in its config, or run `drover agent -dev`"
@@ -45,12 +53,13 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf) -> anyhow::Result<()> {
     tokio::spawn(async move {
         wait_for_signal().await;
         info!("shutting down; workloads keep running");
+        systemd::stopping();
         let _ = stop_tx.send(true);
     });
     if config.server.enabled {
-        run_server(config, data_dir, stop_rx).await
+        run_server(config, data_dir, reload, stop_rx).await
     } else {
-        run_client(config, data_dir, stop_rx).await
+        run_client(config, data_dir, reload, stop_rx).await
     }
 }
 
@@ -75,6 +84,7 @@ fn is_loopback(addr: &str) -> bool {
 async fn run_server(
     config: AgentConfig,
     data_dir: PathBuf,
+    reload: Reload,
     stop_rx: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut server_config = ServerConfig::new(data_dir.join("server"));
@@ -114,12 +124,17 @@ async fn run_server(
     };
 
     let manifests_status = Arc::new(Mutex::new(ManifestsStatus::default()));
+    let (watch_control, watch_control_rx) = watch::channel(WatchControl {
+        rescans: 0,
+        allow_empty: config.manifests.allow_empty,
+    });
     if let Some(dir) = &config.manifests.dir {
         start_manifests(
             dir,
             &config,
             server.clone(),
             manifests_status.clone(),
+            watch_control_rx,
             &stop_rx,
         );
     }
@@ -127,6 +142,7 @@ async fn run_server(
     let mut node_id = None;
     let mut logs: Option<Arc<dyn api::TaskLogs>> = None;
     let mut client_task = None;
+    let mut adopted = None;
     if config.client.enabled {
         if !config.client.servers.is_empty() {
             warn!(
@@ -135,6 +151,7 @@ async fn run_server(
         }
         let client = build_client(&config, &data_dir)?;
         node_id = Some(client.node_id().to_string());
+        adopted = Some(client.adopted());
         logs = Some(Arc::new(ClientLogs(client.handle())) as Arc<dyn api::TaskLogs>);
         let local = Arc::new(server.local());
         let shutdown = stopped(&stop_rx);
@@ -177,6 +194,20 @@ async fn run_server(
         }));
     }
     info!(addr = %addr, data_dir = %data_dir.display(), manifests = ?config.manifests.dir, "drover agent started");
+    let status = Some((server.clone(), state.manifests.clone()));
+    tokio::spawn(ready_when_adopted(
+        adopted,
+        status.clone(),
+        stopped(&stop_rx),
+    ));
+    tokio::spawn(systemd::supervise(status.clone(), stopped(&stop_rx)));
+    tokio::spawn(reload_on_sighup(
+        config.clone(),
+        reload,
+        Some(watch_control),
+        status,
+        stopped(&stop_rx),
+    ));
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(stopped(&stop_rx))
         .await
@@ -198,6 +229,7 @@ async fn run_server(
 async fn run_client(
     config: AgentConfig,
     data_dir: PathBuf,
+    reload: Reload,
     stop_rx: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     if let Some(dir) = &config.manifests.dir {
@@ -211,6 +243,7 @@ async fn run_client(
         })?;
     let client = build_client(&config, &data_dir)?;
     let node_id = client.node_id().to_string();
+    let adopted = client.adopted();
     let token = join_token(&config.client.join_token);
     let remote = RemoteServer::new(&config.client.servers, token.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -235,6 +268,15 @@ async fn run_client(
         join_token: token,
     });
     info!(addr = %addr, data_dir = %data_dir.display(), servers = ?servers, "drover client agent started");
+    tokio::spawn(ready_when_adopted(Some(adopted), None, stopped(&stop_rx)));
+    tokio::spawn(systemd::supervise(None, stopped(&stop_rx)));
+    tokio::spawn(reload_on_sighup(
+        config.clone(),
+        reload,
+        None,
+        None,
+        stopped(&stop_rx),
+    ));
     axum::serve(listener, api::client_agent::router(state))
         .with_graceful_shutdown(stopped(&stop_rx))
         .await
@@ -254,6 +296,101 @@ fn agent_info(config: &AgentConfig, node_id: Option<String>) -> AgentInfo {
         server: config.server.enabled,
         client: config.client.enabled,
         node_id,
+    }
+}
+
+/// The store and the manifests status a server agent summarises for systemd's `STATUS=`.
+type StatusSource = Option<(Arc<Server>, Arc<Mutex<ManifestsStatus>>)>;
+
+async fn summary(status: &StatusSource) -> String {
+    match status.clone() {
+        Some((server, manifests)) => {
+            tokio::task::spawn_blocking(move || systemd::summary(&server, &manifests))
+                .await
+                .unwrap_or_default()
+        }
+        None => "client agent running".into(),
+    }
+}
+
+/// READY=1 once the state is open (it is by now) and the node, if this agent runs one,
+/// adopted what already ran and applied the server's list of its allocations.
+async fn ready_when_adopted(
+    adopted: Option<watch::Receiver<bool>>,
+    status: StatusSource,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    if let Some(mut adopted) = adopted {
+        tokio::select! {
+            _ = adopted.wait_for(|a| *a) => {}
+            _ = shutdown => return,
+        }
+    }
+    let line = summary(&status).await;
+    info!(status = %line, "agent ready");
+    systemd::ready(&line);
+}
+
+/// SIGHUP: read the configuration again, apply what can change live, name what needs a
+/// restart, and rescan the manifests directory. Workloads are not touched.
+async fn reload_on_sighup(
+    mut current: AgentConfig,
+    reload: Reload,
+    control: Option<watch::Sender<WatchControl>>,
+    status: StatusSource,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "failed to install the SIGHUP handler; reload by restarting");
+            return;
+        }
+    };
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            got = hup.recv() => if got.is_none() { return },
+        }
+        systemd::reloading();
+        info!("SIGHUP: reloading the configuration and rescanning the manifests directory");
+        match (reload.config)() {
+            Err(e) => {
+                error!(error = %format!("{e:#}"), "reload: the configuration is invalid; keeping the running one");
+            }
+            Ok((new, warnings)) => {
+                for w in &warnings {
+                    warn!("{w}");
+                }
+                let changes = super::reload::changes(&current, &new);
+                if changes.is_empty() {
+                    info!("reload: the configuration is unchanged");
+                }
+                for c in &changes {
+                    if c.live {
+                        info!(key = c.key, from = %c.from, to = %c.to, "reload: applied");
+                    } else {
+                        warn!(key = c.key, from = %c.from, to = %c.to, "reload: changed, but needs a restart to take effect");
+                    }
+                }
+                if new.log_level != current.log_level {
+                    match (reload.set_log_level)(&new.log_level) {
+                        Ok(()) => current.log_level = new.log_level.clone(),
+                        Err(e) => warn!(error = %e, "reload: log_level not changed"),
+                    }
+                }
+                current.manifests.allow_empty = new.manifests.allow_empty;
+            }
+        }
+        if let Some(control) = &control {
+            control.send_modify(|c| {
+                c.rescans += 1;
+                c.allow_empty = current.manifests.allow_empty;
+            });
+        }
+        systemd::ready(&summary(&status).await);
     }
 }
 
@@ -345,6 +482,7 @@ fn start_manifests(
     config: &AgentConfig,
     server: Arc<Server>,
     status: Arc<Mutex<ManifestsStatus>>,
+    control: watch::Receiver<WatchControl>,
     stop_rx: &watch::Receiver<bool>,
 ) {
     let mut wc = WatchConfig::new(dir.to_path_buf());
@@ -356,7 +494,7 @@ fn start_manifests(
         warn!(dir = %dir.display(), "the manifests directory does not exist (yet); it is watched and read once it appears");
     }
     let (tx, mut rx) = mpsc::channel(16);
-    tokio::spawn(manifests::run(wc, tx, stopped(stop_rx)));
+    tokio::spawn(manifests::run_controlled(wc, control, tx, stopped(stop_rx)));
     // Parsing reads files: keep it off the async workers.
     tokio::task::spawn_blocking(move || {
         let registry = ServerRegistry(server);

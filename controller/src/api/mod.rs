@@ -2,11 +2,13 @@
 //! Nomad's own API clients work against it: jobs (list, register, parse, read, stop, versions,
 //! allocations, evaluations, summary), allocations, evaluations, nodes, task logs, agent and
 //! leader status, plus `/v1/drover/manifests` for the watched directory's state, and the
-//! read-only status page at `/ui` (`status_page`).
+//! read-only status page at `/ui` (`status_page`), and the Prometheus metrics (`/metrics`,
+//! Nomad's `/v1/metrics`).
 
 pub mod client_agent;
 mod convert;
 mod error;
+mod metrics;
 pub mod rpc;
 mod status_page;
 #[cfg(test)]
@@ -114,6 +116,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/agent/self", get(agent_self))
         .route("/v1/agent/health", get(agent_health))
         .route("/v1/drover/manifests", get(manifests_status))
+        .route("/v1/metrics", get(metrics::nomad))
+        .route("/metrics", get(metrics::prometheus))
         .merge(status_page::routes())
         .with_state(state)
 }

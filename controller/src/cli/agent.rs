@@ -131,7 +131,8 @@ impl AgentArgs {
 
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let (config, warnings) = args.config()?;
-    crate::agent::run(config, warnings)
+    // SIGHUP reads the same files with the same flags on top.
+    crate::agent::run(config, warnings, Box::new(move || args.config()))
 }
 
 #[cfg(test)]

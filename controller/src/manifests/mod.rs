@@ -8,4 +8,4 @@ pub mod watcher;
 
 pub use scan::{Listing, ManifestEvent, ScanOutcome, Scanner};
 pub use source::{FileStatus, JobRegistry, ManifestsStatus, apply};
-pub use watcher::{WatchConfig, list, run};
+pub use watcher::{WatchConfig, WatchControl, list, run, run_controlled};

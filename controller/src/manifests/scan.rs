@@ -57,6 +57,11 @@ impl Scanner {
         }
     }
 
+    /// Changes the empty-directory guard (a reloaded `manifests { allow_empty }`).
+    pub fn set_allow_empty(&mut self, allow_empty: bool) {
+        self.allow_empty = allow_empty;
+    }
+
     /// The job files as of the last accepted listing.
     pub fn known(&self) -> impl Iterator<Item = &PathBuf> {
         self.known.keys()

@@ -48,6 +48,9 @@ pub struct ManifestsStatus {
     pub files: BTreeMap<PathBuf, FileStatus>,
     /// Unix seconds of the last listing that was applied without a directory error.
     pub last_successful_sync: i64,
+    /// Parse failures and refused registrations since the agent started
+    /// (`drover_manifest_errors_total`).
+    pub errors_total: u64,
 }
 
 impl ManifestsStatus {
@@ -112,13 +115,20 @@ fn changed(
     status: &mut ManifestsStatus,
     opts: &ParseOptions,
 ) {
-    let entry = status.files.entry(path.to_path_buf()).or_default();
+    let job_id = status
+        .files
+        .entry(path.to_path_buf())
+        .or_default()
+        .job_id
+        .clone();
     match jobspec::parse_file(path, opts) {
         Err(e) => {
             for d in &e.diagnostics {
                 warn!(path = %path.display(), "{}", d.display(path));
             }
-            warn!(path = %path.display(), job_id = ?entry.job_id, "job file failed to parse; the last good version keeps running");
+            warn!(path = %path.display(), job_id = ?job_id, "job file failed to parse; the last good version keeps running");
+            status.errors_total += 1;
+            let entry = status.files.entry(path.to_path_buf()).or_default();
             entry.refused = false;
             entry.errors = e
                 .diagnostics
@@ -127,10 +137,11 @@ fn changed(
                 .collect();
         }
         Ok(parsed) => {
-            let previous = entry.job_id.clone();
+            let previous = job_id;
             match registry.register_from_file(path, &parsed) {
                 Ok(()) => {
                     info!(path = %path.display(), job_id = %parsed.job.id, "job file applied");
+                    let entry = status.files.entry(path.to_path_buf()).or_default();
                     entry.refused = false;
                     entry.errors.clear();
                     entry.warnings.clone_from(&parsed.warnings);
@@ -144,6 +155,8 @@ fn changed(
                 }
                 Err(reason) => {
                     warn!(path = %path.display(), job_id = %parsed.job.id, error = %reason, "job file refused");
+                    status.errors_total += 1;
+                    let entry = status.files.entry(path.to_path_buf()).or_default();
                     entry.refused = true;
                     entry.errors = vec![Diagnostic::error(
                         jobspec::Pos::new(1, 1),
@@ -237,6 +250,7 @@ mod tests {
             fs.errors
         );
         assert_eq!(st.files_in_error(), 1);
+        assert_eq!(st.errors_total, 1);
 
         // Removing the broken file stops the last good job.
         apply(

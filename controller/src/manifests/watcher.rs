@@ -104,10 +104,33 @@ fn list_into(dir: &Path, depth: usize, out: &mut BTreeMap<PathBuf, u64>) -> Resu
     Ok(())
 }
 
+/// What the agent can change in a running watcher (on SIGHUP): each new value asks for a
+/// full resync at once, with the guard set as given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WatchControl {
+    /// Bumped to ask for a rescan.
+    pub rescans: u64,
+    pub allow_empty: bool,
+}
+
 /// Runs until `shutdown` resolves, sending one [`ScanOutcome`] per listing that changed
 /// something, was held by the guard or failed.
 pub async fn run(
     cfg: WatchConfig,
+    tx: mpsc::Sender<ScanOutcome>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let (_keep, control) = tokio::sync::watch::channel(WatchControl {
+        rescans: 0,
+        allow_empty: cfg.allow_empty,
+    });
+    run_controlled(cfg, control, tx, shutdown).await;
+}
+
+/// [`run`], also rescanning (as a resync) whenever `control` changes.
+pub async fn run_controlled(
+    cfg: WatchConfig,
+    mut control: tokio::sync::watch::Receiver<WatchControl>,
     tx: mpsc::Sender<ScanOutcome>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -117,6 +140,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(cfg.resync_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
+    let mut control_open = true;
     loop {
         let resync = tokio::select! {
             _ = &mut shutdown => return,
@@ -125,6 +149,16 @@ pub async fn run(
                 true
             }
             Some(()) = wake_rx.recv() => false,
+            changed = control.changed(), if control_open => {
+                if changed.is_err() {
+                    control_open = false;
+                    continue;
+                }
+                let c = *control.borrow_and_update();
+                scanner.set_allow_empty(c.allow_empty);
+                debug!(dir = %cfg.dir.display(), allow_empty = c.allow_empty, "manifests rescan asked for");
+                true
+            }
         };
         watch.refresh(&cfg);
         let dir = cfg.dir.clone();

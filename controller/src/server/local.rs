@@ -163,7 +163,14 @@ fn update_allocations(
     updates: &[AllocUpdate],
 ) -> Result<(), ServerError> {
     let store = server.store();
-    let transitions = store.update_allocs_from_client(node_id, updates, now())?;
+    let recorded = store.update_allocs_from_client_counted(node_id, updates, now())?;
+    for r in &recorded.restarts {
+        info!(alloc_id = %r.alloc_id, job_id = %r.job_id, task = %r.task, reason = r.reason, node_id, "task restarted");
+        server
+            .metrics()
+            .task_restarted(&r.job_id, &r.task, r.reason);
+    }
+    let transitions = recorded.transitions;
     let mut failed_jobs = BTreeSet::new();
     let mut running_jobs = BTreeSet::new();
     for t in &transitions {

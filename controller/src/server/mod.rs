@@ -20,6 +20,8 @@ use tracing::{info, warn};
 
 use crate::broker::{Broker, BrokerConfig};
 use crate::jobspec::Diagnostic;
+use crate::liveness::Liveness;
+use crate::metrics::Metrics;
 use crate::state::{JobRecord, JobRegistration, JobSource, SourceError, Store, StoreError};
 use crate::structs::{
     Allocation, EvalTrigger, Evaluation, Job, Node, SchedulingEligibility, TaskEvent, unix_nanos,
@@ -87,6 +89,8 @@ pub struct Server {
     store: Arc<Store>,
     broker: Arc<Broker>,
     config: ServerConfig,
+    metrics: Arc<Metrics>,
+    liveness: Arc<Liveness>,
     /// Node id → when it is declared down without another heartbeat.
     heartbeats: Mutex<HashMap<String, Instant>>,
     /// What plans of many jobs share, at the index it was read (`plan_job`).
@@ -117,6 +121,8 @@ impl Server {
             store,
             broker,
             config,
+            metrics: Arc::new(Metrics::new()),
+            liveness: Arc::new(Liveness::default()),
             heartbeats: Mutex::new(HashMap::new()),
             plan_base: Mutex::new(None),
         });
@@ -153,6 +159,15 @@ impl Server {
 
     pub fn config(&self) -> &ServerConfig {
         &self.config
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The server's loops beat here; the agent's systemd watchdog reads it.
+    pub fn liveness(&self) -> &Arc<Liveness> {
+        &self.liveness
     }
 
     /// The `ServerApi` for a client in this process (the dev agent).
@@ -432,6 +447,10 @@ impl Server {
                 id,
                 self.store.clone(),
                 self.broker.clone(),
+                crate::worker::WorkerHooks {
+                    metrics: self.metrics.clone(),
+                    liveness: self.liveness.clone(),
+                },
                 stopped(stop_rx.clone()),
             ));
         }
@@ -443,8 +462,14 @@ impl Server {
                 let mut tick = tokio::time::interval(server.config.heartbeat_sweep_interval);
                 loop {
                     tokio::select! {
-                        _ = &mut stop => return,
-                        _ = tick.tick() => { server.sweep_heartbeats(); }
+                        _ = &mut stop => {
+                            server.liveness.remove("heartbeat sweep");
+                            return;
+                        }
+                        _ = tick.tick() => {
+                            server.sweep_heartbeats();
+                            server.liveness.beat("heartbeat sweep");
+                        }
                     }
                 }
             });

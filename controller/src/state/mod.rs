@@ -4,6 +4,8 @@
 //! transaction that bumps the raft-like `index` (Nomad's ModifyIndex), and a `watch` channel
 //! carries the new index so blocking queries wake. Reads return owned snapshots.
 
+mod counts;
+pub use counts::{JOB_STATUSES, StateCounts};
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -238,6 +240,23 @@ pub struct ClientTransition {
     pub job_id: String,
     pub from: ClientStatus,
     pub to: ClientStatus,
+}
+
+/// What one client update changed: client status transitions and newly reported restarts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClientUpdates {
+    pub transitions: Vec<ClientTransition>,
+    pub restarts: Vec<TaskRestart>,
+}
+
+/// A task restart a node reported (a `Restarting` task event seen for the first time).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRestart {
+    pub alloc_id: String,
+    pub job_id: String,
+    pub task: String,
+    /// See [`drover_runtime::taskrunner::restart_reason`].
+    pub reason: &'static str,
 }
 
 /// The state store. Cheap to share behind an `Arc`.
@@ -769,10 +788,25 @@ impl Store {
         updates: &[AllocUpdate],
         now: i64,
     ) -> Result<Vec<ClientTransition>, StoreError> {
+        Ok(self
+            .update_allocs_from_client_counted(node_id, updates, now)?
+            .transitions)
+    }
+
+    /// [`Store::update_allocs_from_client`], also returning the task restarts this update
+    /// reported for the first time. A task event is recorded once (its key is the allocation,
+    /// task, time and type), so an update sent again, or again after an agent restart, counts
+    /// nothing twice.
+    pub fn update_allocs_from_client_counted(
+        &self,
+        node_id: &str,
+        updates: &[AllocUpdate],
+        now: i64,
+    ) -> Result<ClientUpdates, StoreError> {
         self.write(
             &format!("record allocation updates from node {node_id}"),
             |tx, index| {
-                let mut out = Vec::new();
+                let mut out = ClientUpdates::default();
                 for u in updates {
                     let Some(mut a) = query_allocs(tx, "WHERE id = ?1", params![u.id])?
                         .into_iter()
@@ -806,12 +840,25 @@ impl Store {
                     a.modify_time = now;
                     put_alloc(tx, &a)?;
                     for (task, state) in &u.task_states {
-                        for ev in &state.events {
-                            put_task_event(tx, &a.id, task, ev)?;
+                        for (i, ev) in state.events.iter().enumerate() {
+                            let recorded = put_task_event(tx, &a.id, task, ev)?;
+                            if recorded
+                                && ev.event_type == drover_runtime::taskrunner::event::RESTARTING
+                            {
+                                out.restarts.push(TaskRestart {
+                                    alloc_id: a.id.clone(),
+                                    job_id: a.job_id.clone(),
+                                    task: task.clone(),
+                                    reason: drover_runtime::taskrunner::restart_reason(
+                                        &state.events,
+                                        i,
+                                    ),
+                                });
+                            }
                         }
                     }
                     if from != u.client_status {
-                        out.push(ClientTransition {
+                        out.transitions.push(ClientTransition {
                             alloc_id: a.id.clone(),
                             namespace: a.namespace.clone(),
                             job_id: a.job_id.clone(),
@@ -1285,14 +1332,14 @@ fn put_task_event(
     alloc_id: &str,
     task: &str,
     ev: &TaskEvent,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let body = encode("a task event", ev)?;
-    conn.execute(
+    let inserted = conn.execute(
         "INSERT OR IGNORE INTO task_events (alloc_id, task, time, event_type, body) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![alloc_id, task, ev.time, ev.event_type, body],
     )
     .map_err(sql(format!("record a task event of allocation {alloc_id}")))?;
-    Ok(())
+    Ok(inserted > 0)
 }
 
 fn query_evals(

@@ -352,6 +352,7 @@ fn client_updates_record_status_task_events_and_transitions() {
         message: "Task started by client".into(),
         exit_code: None,
         signal: None,
+        oom_killed: false,
     };
     let update = |status| AllocUpdate {
         id: "a-1".into(),
@@ -556,4 +557,74 @@ fn gc_collects_only_jobs_stopped_long_enough_with_nothing_running() {
         store.gc_jobs(NOW + 100).expect("gc").is_empty(),
         "running jobs are kept"
     );
+}
+
+#[test]
+fn a_restart_is_reported_once_with_its_reason_even_when_the_update_is_sent_again() {
+    use drover_runtime::taskrunner::{event, task_event};
+    let store = Store::open_in_memory().expect("open");
+    let job = mock::job();
+    let a = mock::alloc(&job, 0).with_id("a-1");
+    store
+        .commit_plan(
+            "example",
+            PlanWrite {
+                allocs: vec![a],
+                evals: vec![],
+                guard: None,
+            },
+        )
+        .expect("place");
+    let at = |mut e: TaskEvent, t: i64| {
+        e.time = t;
+        e
+    };
+    let mut oom = at(task_event(event::TERMINATED, "Exit Code: 137"), NOW + 1);
+    oom.exit_code = Some(137);
+    oom.oom_killed = true;
+    let events = vec![
+        at(task_event(event::STARTED, "Task started by client"), NOW),
+        oom,
+        at(
+            task_event(event::RESTARTING, "Restart within policy"),
+            NOW + 2,
+        ),
+    ];
+    let update = |events: Vec<TaskEvent>, restarts: u32| AllocUpdate {
+        id: "a-1".into(),
+        client_status: ClientStatus::Running,
+        client_description: String::new(),
+        task_states: BTreeMap::from([(
+            "web".to_string(),
+            TaskState {
+                events,
+                restarts,
+                ..Default::default()
+            },
+        )]),
+    };
+    let node = mock::alloc(&job, 0).node_id;
+    let got = store
+        .update_allocs_from_client_counted(&node, &[update(events.clone(), 1)], NOW + 3)
+        .expect("update");
+    assert_eq!(
+        got.restarts,
+        [TaskRestart {
+            alloc_id: "a-1".into(),
+            job_id: job.id.clone(),
+            task: "web".into(),
+            reason: "oom_killed",
+        }]
+    );
+    // The client sends its whole recent history again (a retry, or after an agent restart)
+    // with one more event: nothing is counted twice.
+    let mut more = events;
+    more.push(at(
+        task_event(event::STARTED, "Task started by client"),
+        NOW + 4,
+    ));
+    let again = store
+        .update_allocs_from_client_counted(&node, &[update(more, 1)], NOW + 5)
+        .expect("update");
+    assert!(again.restarts.is_empty(), "{again:?}");
 }

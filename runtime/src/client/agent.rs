@@ -137,6 +137,9 @@ pub struct Client {
     drivers: Drivers,
     docker: Option<Arc<DockerDriver>>,
     slots: Slots,
+    /// Turns true once what already ran is re-attached and the server's first answer was
+    /// applied (systemd's `READY=1` waits for it).
+    adopted: watch::Sender<bool>,
 }
 
 /// A cheap, cloneable view of a running client for the agent's HTTP API: allocation status
@@ -240,6 +243,7 @@ impl Client {
             drivers,
             docker,
             slots: Arc::new(Mutex::new(BTreeMap::new())),
+            adopted: watch::channel(false).0,
         })
     }
 
@@ -254,6 +258,12 @@ impl Client {
 
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// True once the node re-attached the tasks that already ran and applied the server's
+    /// first list of its allocations: nothing it should run is left unknown.
+    pub fn adopted(&self) -> watch::Receiver<bool> {
+        self.adopted.subscribe()
     }
 
     /// A view for the agent's API; valid before, during and after [`Client::run`]. Take it
@@ -468,6 +478,7 @@ impl Client {
                         &state_dir,
                     );
                     last_allocs = Some(allocs);
+                    self.adopted.send_replace(true);
                 }
                 Err(e) => {
                     let wait = backoff.next();

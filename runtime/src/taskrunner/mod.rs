@@ -160,6 +160,29 @@ pub fn task_event(event_type: &str, message: impl Into<String>) -> TaskEvent {
         message: message.into(),
         exit_code: None,
         signal: None,
+        oom_killed: false,
+    }
+}
+
+/// Why the task restarted, for `drover_task_restarts_total{reason}`, read from the event a
+/// runner pushes just before its `Restarting` event (`events[i]`): `oom_killed`, `signal`,
+/// `error` (a non-zero exit), `completed` (a service task that exited 0), `start_failed` (the
+/// driver could not start it), `removed` (the container vanished from outside and was
+/// recreated), or `unknown` when the preceding event fell out of the kept window.
+pub fn restart_reason(events: &[TaskEvent], i: usize) -> &'static str {
+    let Some(prev) = i.checked_sub(1).and_then(|p| events.get(p)) else {
+        return "unknown";
+    };
+    match prev.event_type.as_str() {
+        event::TERMINATED if prev.oom_killed => "oom_killed",
+        event::TERMINATED if prev.signal.is_some_and(|s| s != 0) => "signal",
+        event::TERMINATED if prev.exit_code.is_some_and(|c| c != 0) => "error",
+        event::TERMINATED => "completed",
+        event::DRIVER_FAILURE => "start_failed",
+        // A `Restarting` right after `Started` (or after a restored task) is the runner
+        // recreating a container that vanished: no exit was seen.
+        event::STARTED | event::RECEIVED | event::TASK_SETUP | event::DRIVER => "removed",
+        _ => "unknown",
     }
 }
 
@@ -284,6 +307,7 @@ impl TaskRunner {
                     let mut ev = task_event(event::TERMINATED, exit_message(&exit));
                     ev.exit_code = Some(exit.exit_code);
                     ev.signal = Some(exit.signal);
+                    ev.oom_killed = exit.oom_killed;
                     self.push(ev);
                     self.state.finished_at = now_nanos();
                     let decision = self

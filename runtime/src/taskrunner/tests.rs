@@ -469,3 +469,33 @@ async fn a_kill_does_not_wait_for_a_download_in_flight() {
     assert_eq!(r.mock.starts("web"), 0);
     assert_eq!(events(&u, "web").last().map(String::as_str), Some("Killed"));
 }
+
+#[test]
+fn restart_reasons_come_from_the_event_before_restarting() {
+    use crate::taskrunner::{event, restart_reason, task_event};
+    let terminated = |code: i32, signal: i32, oom: bool| {
+        let mut e = task_event(event::TERMINATED, "exited");
+        e.exit_code = Some(code);
+        e.signal = Some(signal);
+        e.oom_killed = oom;
+        e
+    };
+    let restarting = task_event(event::RESTARTING, "Restart within policy");
+    let reason = |prev: crate::spec::TaskEvent| restart_reason(&[prev, restarting.clone()], 1);
+    assert_eq!(reason(terminated(137, 9, true)), "oom_killed");
+    assert_eq!(reason(terminated(0, 15, false)), "signal");
+    assert_eq!(reason(terminated(1, 0, false)), "error");
+    assert_eq!(reason(terminated(0, 0, false)), "completed");
+    assert_eq!(
+        reason(task_event(event::DRIVER_FAILURE, "no such image")),
+        "start_failed"
+    );
+    assert_eq!(
+        reason(task_event(event::STARTED, "Task started by client")),
+        "removed"
+    );
+    assert_eq!(
+        restart_reason(std::slice::from_ref(&restarting), 0),
+        "unknown"
+    );
+}
