@@ -46,7 +46,11 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf) -> anyhow::Result<()> {
     let server_task = tokio::spawn(server.clone().run(stopped(&stop_rx)));
 
     // Bind before anything runs, so a port in use fails the start cleanly.
-    let addr = format!("{}:{}", config.bind_addr, config.http_port);
+    let addr = match config.http_listen_addr() {
+        // An IPv6 literal needs brackets before the port.
+        a if a.contains(':') && !a.starts_with('[') => format!("[{a}]:{}", config.http_port),
+        a => format!("{a}:{}", config.http_port),
+    };
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| {
@@ -95,6 +99,7 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf) -> anyhow::Result<()> {
             node_id,
         },
         logs,
+        api_token: config.http_api_token.clone(),
     });
     info!(addr = %addr, data_dir = %data_dir.display(), manifests = ?config.manifests.dir, "drover agent started");
     axum::serve(listener, api::router(state))

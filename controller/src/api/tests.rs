@@ -30,6 +30,7 @@ fn app() -> (Router, Arc<Server>) {
             node_id: None,
         },
         logs: None,
+        api_token: None,
     });
     (router(state), server)
 }

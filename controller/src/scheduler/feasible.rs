@@ -132,24 +132,28 @@ fn pool_matches(job_pool: &str, node_pool: &str) -> bool {
     job_pool == "all" || job_pool.is_empty() || job_pool == node_pool
 }
 
+/// Whether the job may run on the node at all: in one of its datacenters and its node pool.
+pub(super) fn in_job_scope(job: &Job, n: &Node) -> bool {
+    job.datacenters
+        .iter()
+        .any(|dc| glob_match(dc, &n.datacenter))
+        && pool_matches(&job.node_pool, &n.node_pool)
+}
+
+/// Ready, eligible, not draining, and in the job's scope: new allocations may land here.
+pub(super) fn in_scope(job: &Job, n: &Node) -> bool {
+    n.schedulable() && in_job_scope(job, n)
+}
+
 /// Picks the best node for one allocation of `tg`, or says why none fits.
-pub(super) fn select_node(
+pub(super) fn select_node<'a>(
     job: &Job,
     tg: &TaskGroup,
-    nodes: &[Node],
+    nodes: impl IntoIterator<Item = &'a Node>,
     usage: &Usage,
 ) -> Result<Chosen, PlacementFailure> {
     let mut metric = PlacementFailure::default();
-    let mut candidates: Vec<&Node> = nodes
-        .iter()
-        .filter(|n| n.schedulable())
-        .filter(|n| {
-            job.datacenters
-                .iter()
-                .any(|dc| glob_match(dc, &n.datacenter))
-        })
-        .filter(|n| pool_matches(&job.node_pool, &n.node_pool))
-        .collect();
+    let mut candidates: Vec<&Node> = nodes.into_iter().filter(|n| in_scope(job, n)).collect();
     candidates.sort_by(|a, b| a.id.cmp(&b.id));
 
     let resources = group_resources(tg);

@@ -5,6 +5,8 @@
 //! A placement that finds no node is data (`PlacementFailure`), never an error.
 
 mod feasible;
+#[cfg(test)]
+mod node_ops_tests;
 mod reconcile;
 #[cfg(test)]
 mod tests;

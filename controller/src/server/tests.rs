@@ -422,8 +422,11 @@ fn draining_a_node_migrates_its_allocations() {
     };
     assert_eq!(on_1(&server), 1, "spread across the two nodes");
 
-    let node = server.set_node_drain("node-1", true).expect("drain");
+    let (node, evals) = server
+        .set_node_drain("node-1", Some(DrainStrategy::new(-1, false, now())), false)
+        .expect("drain");
     assert!(node.drain && !node.schedulable());
+    assert_eq!(evals.len(), 1, "one node-drain evaluation for the one job");
     drain(&server);
     assert_eq!(on_1(&server), 0);
     let on_2 = server
@@ -441,10 +444,20 @@ fn draining_a_node_migrates_its_allocations() {
         .expect("stopped");
     assert_eq!(migrated.desired_description, "alloc is being migrated");
 
-    let node = server
+    let (node, _) = server
         .set_node_eligibility("node-1", false)
         .expect("ineligible");
     assert!(node.drain, "eligibility leaves the drain as it is");
-    let node = server.set_node_drain("node-1", false).expect("undrain");
+    let err = server
+        .set_node_eligibility("node-1", true)
+        .expect_err("a draining node cannot be made eligible");
+    assert!(err.to_string().contains("while it is draining"), "{err}");
+    let (node, _) = server
+        .set_node_drain("node-1", None, true)
+        .expect("undrain");
     assert!(!node.drain && node.schedulable());
+    assert_eq!(
+        node.last_drain.as_ref().map(|d| d.status.as_str()),
+        Some("canceled")
+    );
 }
