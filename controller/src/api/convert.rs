@@ -332,6 +332,19 @@ pub fn job_stub(
     })
 }
 
+/// Go's `time.Time` in JSON: RFC 3339 with nanoseconds; the zero time for 0.
+pub fn go_time(nanos: i64) -> String {
+    if nanos <= 0 {
+        return "0001-01-01T00:00:00Z".into();
+    }
+    let (date, sub) = crate::timefmt::utc_parts(nanos);
+    if sub == 0 {
+        format!("{date}Z")
+    } else {
+        format!("{date}.{sub:09}Z")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,18 +356,5 @@ mod tests {
             time(1_700_000_000_123_456_789),
             json!("2023-11-14T22:13:20.123456789Z")
         );
-    }
-}
-
-/// Go's `time.Time` in JSON: RFC 3339 with nanoseconds; the zero time for 0.
-pub fn go_time(nanos: i64) -> String {
-    if nanos <= 0 {
-        return "0001-01-01T00:00:00Z".into();
-    }
-    let (date, sub) = crate::timefmt::utc_parts(nanos);
-    if sub == 0 {
-        format!("{date}Z")
-    } else {
-        format!("{date}.{sub:09}Z")
     }
 }

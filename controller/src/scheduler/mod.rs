@@ -23,7 +23,7 @@ use crate::structs::{
 };
 
 pub use feasible::{DYNAMIC_PORT_MAX, DYNAMIC_PORT_MIN};
-pub use reconcile::{reconcile, tasks_updated};
+pub use reconcile::{NodeIndex, reconcile, reconcile_indexed, tasks_updated};
 
 /// Everything the planner looks at for one job.
 #[derive(Debug, Clone, Copy)]

@@ -2,15 +2,17 @@
 //! recorded allocations, decide stops, in-place and destructive updates, replacements and new
 //! placements, then place everything on nodes in one pass so usage accumulates.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use crate::structs::{
-    Allocation, ClientStatus, DesiredStatus, EvalTrigger, Job, JobType, RescheduleEvent,
+    Allocation, ClientStatus, DesiredStatus, EvalTrigger, Job, JobType, Node, RescheduleEvent,
     ReschedulePolicy, RescheduleTracker, TaskGroup, alloc_name, desc, unix_nanos,
 };
 
-use super::feasible::{Usage, in_job_scope, in_scope, node_lost, select_node};
+use super::feasible::{
+    FastHash, Usage, in_job_scope, in_scope, node_lost, rank_limit, select_node,
+};
 use super::{
     DesiredUpdates, FollowupEval, Placement, PlacementFailure, Plan, ReconcileInput, StopAlloc,
 };
@@ -39,8 +41,37 @@ struct Want {
     node: Option<String>,
 }
 
+/// Node lookups by id for one or many plans (a periodic pass plans every job against one set
+/// of nodes, and need not index them once per job). Built on first use: a plan for a job with
+/// no allocations yet never looks a node up by id.
+pub struct NodeIndex<'a> {
+    nodes: &'a [Node],
+    by_id: std::cell::OnceCell<HashMap<&'a str, &'a Node, FastHash>>,
+}
+
+impl<'a> NodeIndex<'a> {
+    pub fn new(nodes: &'a [Node]) -> Self {
+        NodeIndex {
+            nodes,
+            by_id: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<&'a Node> {
+        self.by_id
+            .get_or_init(|| self.nodes.iter().map(|n| (n.id.as_str(), n)).collect())
+            .get(id)
+            .copied()
+    }
+}
+
 /// Computes the plan for one job. Pure: see the module docs of [`super`].
 pub fn reconcile(input: &ReconcileInput<'_>) -> Plan {
+    reconcile_indexed(input, &NodeIndex::new(input.nodes))
+}
+
+/// [`reconcile`] with the nodes already indexed; `index` must index `input.nodes`.
+pub fn reconcile_indexed<'a>(input: &ReconcileInput<'a>, index: &NodeIndex<'a>) -> Plan {
     let job = input.job;
     let now = unix_nanos(input.now);
     let mut plan = Plan {
@@ -48,8 +79,6 @@ pub fn reconcile(input: &ReconcileInput<'_>) -> Plan {
         job_version: job.version,
         ..Plan::default()
     };
-    let nodes: BTreeMap<&str, &crate::structs::Node> =
-        input.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
 
     let mut by_group: BTreeMap<&str, Vec<&Allocation>> = BTreeMap::new();
     for a in input.existing {
@@ -64,18 +93,23 @@ pub fn reconcile(input: &ReconcileInput<'_>) -> Plan {
     let mut wants = Vec::new();
     for group in groups {
         let mut allocs = by_group.remove(group).unwrap_or_default();
-        allocs.sort_by(|a, b| (a.index(), &a.id).cmp(&(b.index(), &b.id)));
+        // The index is parsed from the name: once per allocation, not once per comparison.
+        allocs.sort_by_cached_key(|a| (a.index(), a.id.as_str()));
         let mut du = DesiredUpdates::default();
         if system {
             compute_system_group(
-                input, now, &nodes, group, &allocs, &mut plan, &mut wants, &mut du,
+                input, now, index, group, &allocs, &mut plan, &mut wants, &mut du,
             );
         } else {
             compute_group(
-                input, now, &nodes, group, &allocs, &mut plan, &mut wants, &mut du,
+                input, now, index, group, &allocs, &mut plan, &mut wants, &mut du,
             );
         }
         plan.desired_tg_updates.insert(group.to_string(), du);
+    }
+    if wants.is_empty() {
+        // Nothing to place: no need to know what the nodes hold.
+        return plan;
     }
 
     // Usage after every stop of this plan, so replacements can reuse what the old held.
@@ -96,29 +130,53 @@ pub fn reconcile(input: &ReconcileInput<'_>) -> Plan {
             .iter()
             .filter(|a| !stopped.contains(a.id.as_str())),
     );
+    // Where new allocations may go, sorted by id; the scan starts at a point that depends
+    // only on the job, so plans stay reproducible while jobs start in different places.
+    let mut candidates: Vec<&Node> = input.nodes.iter().filter(|n| in_scope(job, n)).collect();
+    candidates.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut cursor = if candidates.is_empty() {
+        0
+    } else {
+        (fnv1a(&job.id) % candidates.len() as u64) as usize
+    };
 
     for want in wants {
         let Some(tg) = job.group(&want.group) else {
             continue;
         };
         let chosen = match &want.node {
-            Some(id) => select_node(job, tg, nodes.get(id.as_str()).copied(), &usage),
-            None => select_node(job, tg, input.nodes, &usage),
+            Some(id) => {
+                let pinned: Vec<&Node> = index
+                    .get(id)
+                    .filter(|n| in_scope(job, n))
+                    .into_iter()
+                    .collect();
+                select_node(job, tg, &pinned, &mut 0, 1, &usage)
+            }
+            None => {
+                // Nomad's coalescing: once a group failed to place, its other placements
+                // would fail for the same reasons.
+                if let Some(failed) = plan.failed_tg.get_mut(&want.group) {
+                    failed.coalesced_failures += 1;
+                    continue;
+                }
+                let limit = rank_limit(job, tg, candidates.len());
+                select_node(job, tg, &candidates, &mut cursor, limit, &usage)
+            }
         };
         match chosen {
             Ok(chosen) => {
                 usage.apply(
-                    &chosen.node_id,
+                    &chosen.node.id,
                     &job.id,
                     &tg.name,
                     chosen.resources,
                     &chosen.networks,
-                    1,
                 );
                 let placement = Placement {
                     name: want.name,
                     task_group: want.group,
-                    node_id: chosen.node_id,
+                    node_id: chosen.node.id.clone(),
                     job_version: job.version,
                     networks: chosen.networks,
                     resources: chosen.resources,
@@ -143,6 +201,13 @@ pub fn reconcile(input: &ReconcileInput<'_>) -> Plan {
     plan
 }
 
+/// FNV-1a: a stable hash (std's is seeded per process, and plans must be reproducible).
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 fn record_failure(
     failed: &mut BTreeMap<String, PlacementFailure>,
     group: &str,
@@ -160,7 +225,7 @@ fn record_failure(
 fn compute_group(
     input: &ReconcileInput<'_>,
     now: i64,
-    nodes: &BTreeMap<&str, &crate::structs::Node>,
+    nodes: &NodeIndex<'_>,
     group: &str,
     allocs: &[&Allocation],
     plan: &mut Plan,
@@ -186,13 +251,13 @@ fn compute_group(
     };
     let batch = matches!(job.job_type, JobType::Batch | JobType::Sysbatch);
 
-    let mut untainted: Vec<&Allocation> = Vec::new();
+    let mut untainted: Vec<&Allocation> = Vec::with_capacity(allocs.len());
     // (alloc, description, client status) of allocations to stop and replace.
     let mut replace: Replace<'_> = Vec::new();
     let mut waiting: Vec<(&Allocation, i64)> = Vec::new();
     let mut draining: Vec<&Allocation> = Vec::new();
     for &a in &allocs {
-        let node = nodes.get(a.node_id.as_str()).copied();
+        let node = nodes.get(&a.node_id);
         match a.client_status {
             ClientStatus::Complete if batch => untainted.push(a),
             // A service whose tasks all exited is gone: its slot is free for a new one.
@@ -262,7 +327,7 @@ fn compute_group(
         .collect();
     ranked.sort_by(|x, y| (y.0, y.1, &y.2.id).cmp(&(x.0, x.1, &x.2.id)));
     let excess = untainted.len().saturating_sub(desired);
-    let mut kept: Vec<&Allocation> = Vec::new();
+    let mut kept: Vec<&Allocation> = Vec::with_capacity(ranked.len());
     for (i, (_, _, a)) in ranked.into_iter().enumerate() {
         if i < excess {
             // Even a finished one is stopped: left alone it would count again next time.
@@ -272,7 +337,7 @@ fn compute_group(
             kept.push(a);
         }
     }
-    kept.sort_by(|a, b| (a.index(), &a.id).cmp(&(b.index(), &b.id)));
+    kept.sort_by_cached_key(|a| (a.index(), a.id.as_str()));
 
     // Updates to the current version.
     let mut destructive: Vec<&Allocation> = Vec::new();
@@ -297,6 +362,7 @@ fn compute_group(
 
     // Replacements reuse their name when it is still free; new ones take the lowest free index.
     let mut used: BTreeSet<u32> = kept.iter().filter_map(|a| a.index()).collect();
+    let mut free_from = 0;
     let mut room = desired.saturating_sub(kept.len());
     for (a, why, client_status, tracker) in replace {
         plan.stop.push(stop(a, why, client_status));
@@ -307,7 +373,7 @@ fn compute_group(
         room -= 1;
         let idx = match a.index() {
             Some(i) if (i as usize) < desired && !used.contains(&i) => i,
-            _ => lowest_free(&used),
+            _ => lowest_free(&used, &mut free_from),
         };
         used.insert(idx);
         wants.push(Want {
@@ -320,7 +386,7 @@ fn compute_group(
         });
     }
     for _ in 0..room {
-        let idx = lowest_free(&used);
+        let idx = lowest_free(&used, &mut free_from);
         used.insert(idx);
         du.place += 1;
         wants.push(Want {
@@ -350,7 +416,7 @@ type Replace<'a> = Vec<(
 #[allow(clippy::too_many_arguments)]
 fn migrate_from_draining<'a>(
     now: i64,
-    nodes: &BTreeMap<&str, &crate::structs::Node>,
+    nodes: &NodeIndex<'_>,
     group: &str,
     batch: bool,
     draining: &[&'a Allocation],
@@ -362,11 +428,7 @@ fn migrate_from_draining<'a>(
     if draining.is_empty() {
         return;
     }
-    let forced = |a: &Allocation| {
-        nodes
-            .get(a.node_id.as_str())
-            .is_some_and(|n| n.drain_forced(now))
-    };
+    let forced = |a: &Allocation| nodes.get(&a.node_id).is_some_and(|n| n.drain_forced(now));
     let min_healthy = i64::try_from(MIGRATE_MIN_HEALTHY.as_nanos()).unwrap_or(i64::MAX);
     let healthy_at = |a: &Allocation| a.running_since.map(|t| t.saturating_add(min_healthy));
     // Replacements still starting, or not yet running long enough to count as healthy.
@@ -426,7 +488,7 @@ fn migrate_from_draining<'a>(
 fn compute_system_group(
     input: &ReconcileInput<'_>,
     now: i64,
-    nodes: &BTreeMap<&str, &crate::structs::Node>,
+    nodes: &NodeIndex<'_>,
     group: &str,
     allocs: &[&Allocation],
     plan: &mut Plan,
@@ -463,7 +525,7 @@ fn compute_system_group(
             du.stop += 1;
         }
         let a = here[0];
-        let node = nodes.get(node_id).copied();
+        let node = nodes.get(node_id);
         if node_lost(node) {
             if !a.client_terminal() {
                 plan.stop
@@ -538,8 +600,12 @@ fn compute_system_group(
     }
 }
 
-fn lowest_free(used: &BTreeSet<u32>) -> u32 {
-    (0..).find(|i| !used.contains(i)).unwrap_or(u32::MAX)
+/// The lowest index not in `used`, searching from `*from`: `used` only grows within a group,
+/// so the answer never goes down, and a group of 10,000 new allocations is not quadratic.
+fn lowest_free(used: &BTreeSet<u32>, from: &mut u32) -> u32 {
+    let found = (*from..).find(|i| !used.contains(i)).unwrap_or(u32::MAX);
+    *from = found;
+    found
 }
 
 fn stop(a: &Allocation, why: &str, client_status: Option<ClientStatus>) -> StopAlloc {
