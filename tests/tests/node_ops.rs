@@ -39,6 +39,16 @@ fn write_job(a: &TestAgent, name: &str, contents: &str) -> String {
     path.display().to_string()
 }
 
+/// The client registers its node just after the API starts answering.
+fn started(ip: &str, args: &[&str], envs: &[(&str, &str)]) -> TestAgent {
+    let a = TestAgent::start_with_env(ip, args, envs);
+    a.wait_until(Duration::from_secs(10), "the node is ready", |a| {
+        a.get(&format!("/v1/node/{}", a.node_id))
+            .is_ok_and(|n| n["Status"] == "ready")
+    });
+    a
+}
+
 fn running(a: &TestAgent, job: &str) -> usize {
     a.allocs(job)
         .iter()
@@ -48,7 +58,7 @@ fn running(a: &TestAgent, job: &str) -> usize {
 
 #[test]
 fn an_ineligible_node_takes_no_work_until_it_is_eligible_again() {
-    let a = TestAgent::start("127.0.2.1", &[]);
+    let a = started("127.0.2.1", &[], &[]);
     let prefix = &a.node_id[..8];
 
     let out = a.cli(&["node", "eligibility", "-disable", prefix]);
@@ -123,7 +133,7 @@ fn an_ineligible_node_takes_no_work_until_it_is_eligible_again() {
 
 #[test]
 fn draining_the_node_stops_its_allocations_and_leaves_it_ineligible() {
-    let a = TestAgent::start("127.0.2.2", &[]);
+    let a = started("127.0.2.2", &[], &[]);
     let svc = write_job(&a, "sleeper", &sleeper("sleeper", "service", 2));
     let out = a.cli(&["job", "run", &svc]);
     assert!(out.status.success(), "{}", stdout(&out));
@@ -255,7 +265,7 @@ fn server_members_lists_the_agent() {
 
 #[test]
 fn writes_need_the_api_token_and_an_open_api_needs_one_to_start() {
-    let a = TestAgent::start_with_env("127.0.2.4", &[], &[("DROVER_TOKEN", "e2e-s3cret")]);
+    let a = started("127.0.2.4", &[], &[("DROVER_TOKEN", "e2e-s3cret")]);
     let file = write_job(&a, "sleeper", &sleeper("sleeper", "service", 1));
     let out = a.cli(&["job", "run", "-detach", &file]);
     assert_eq!(out.status.code(), Some(1));
