@@ -3,7 +3,7 @@
 //! ranking (`rank.go`: bin-packing plus job anti-affinity). Usage is tracked as the plan grows,
 //! so two placements in one plan never take the same port.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use crate::structs::{
     AllocatedResources, Allocation, Constraint, Job, JobType, NetworkResource, Node, NodeStatus,
