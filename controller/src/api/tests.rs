@@ -404,7 +404,7 @@ async fn agent_members_lists_this_server() {
 
 #[tokio::test]
 async fn writes_need_the_token_when_one_is_configured() {
-    let (app, server) = app_with_token(Some("s3cret"));
+    let (secured, server) = app_with_token(Some("s3cret"));
     two_nodes(&server);
     let job = whoami_json();
     for headers in [
@@ -413,12 +413,12 @@ async fn writes_need_the_token_when_one_is_configured() {
         &[("X-Nomad-Token", "s3cre")][..],
         &[("Authorization", "Bearer nope")][..],
     ] {
-        let (s, text) = call_with(&app, "POST", "/v1/jobs", headers, Some(job.clone())).await;
+        let (s, text) = call_with(&secured, "POST", "/v1/jobs", headers, Some(job.clone())).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{headers:?}");
         assert_eq!(text, "Permission denied");
     }
     let (s, _) = call_with(
-        &app,
+        &secured,
         "POST",
         "/v1/node/5a1b/eligibility",
         &[],
@@ -426,7 +426,7 @@ async fn writes_need_the_token_when_one_is_configured() {
     )
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "node operations are writes too");
-    let (s, _) = call_with(&app, "DELETE", "/v1/job/whoami", &[], None).await;
+    let (s, _) = call_with(&secured, "DELETE", "/v1/job/whoami", &[], None).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert!(
         server.jobs().expect("jobs").is_empty(),
@@ -434,11 +434,11 @@ async fn writes_need_the_token_when_one_is_configured() {
     );
 
     // Reads stay open.
-    let (s, _) = call(&app, "GET", "/v1/jobs", None).await;
+    let (s, _) = call(&secured, "GET", "/v1/jobs", None).await;
     assert_eq!(s, StatusCode::OK);
 
     let (s, body) = call_with(
-        &app,
+        &secured,
         "POST",
         "/v1/jobs",
         &[("X-Nomad-Token", "s3cret")],
@@ -447,7 +447,7 @@ async fn writes_need_the_token_when_one_is_configured() {
     .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     let (s, body) = call_with(
-        &app,
+        &secured,
         "DELETE",
         "/v1/job/whoami",
         &[("Authorization", "Bearer s3cret")],
@@ -457,7 +457,7 @@ async fn writes_need_the_token_when_one_is_configured() {
     assert_eq!(s, StatusCode::OK, "{body}");
 
     // Without a token configured (a loopback API), writes need none.
-    let (open, _) = super::tests::app();
+    let (open, _) = app();
     let (s, body) = call(&open, "POST", "/v1/jobs", Some(job)).await;
     assert_eq!(s, StatusCode::OK, "{body}");
 }
