@@ -73,6 +73,7 @@ fn setup(dir: &std::path::Path) -> Arc<AppState> {
             node_id: None,
         },
         logs: None,
+        api_token: None,
     })
 }
 

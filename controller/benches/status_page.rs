@@ -107,6 +107,7 @@ fn agent(jobs: usize) -> Router {
             node_id: None,
         },
         logs: None,
+        api_token: None,
     }))
 }
 

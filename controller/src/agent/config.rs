@@ -19,8 +19,13 @@ pub struct AgentConfig {
     pub datacenter: String,
     /// `None` in dev mode means a fresh temporary directory.
     pub data_dir: Option<PathBuf>,
-    /// The address the HTTP API binds; loopback unless configured.
+    /// The address the agent binds; loopback unless configured.
     pub bind_addr: String,
+    /// Nomad's `addresses { http }`: the HTTP API's own address, `bind_addr` when unset.
+    pub http_addr: Option<String>,
+    /// drover's `http_api_token` (or `DROVER_TOKEN` in the agent's environment): writes to
+    /// the HTTP API must carry it. Required when the API listens beyond loopback.
+    pub http_api_token: Option<String>,
     pub http_port: u16,
     pub rpc_port: u16,
     pub log_level: String,
@@ -84,6 +89,8 @@ impl AgentConfig {
             datacenter: "dc1".into(),
             data_dir: None,
             bind_addr: "127.0.0.1".into(),
+            http_addr: None,
+            http_api_token: None,
             http_port: 4646,
             rpc_port: 4647,
             log_level: "INFO".into(),
@@ -165,6 +172,23 @@ impl AgentConfig {
         }
         if let Some(v) = f.string(d, "bind_addr") {
             self.bind_addr = v;
+        }
+        if let Some(a) = f.block(d, "addresses") {
+            let mut af = Fields::new("addresses", a.pos, &a.body, &ADDRESSES);
+            if let Some(v) = af.string(d, "http") {
+                self.http_addr = Some(v);
+            }
+            af.finish(d);
+        }
+        if let Some(v) = f.string(d, "http_api_token") {
+            if v.is_empty() {
+                d.push(Diagnostic::error(
+                    body.pos,
+                    "http_api_token",
+                    "http_api_token must not be empty",
+                ));
+            }
+            self.http_api_token = Some(v);
         }
         if let Some(v) = f.string(d, "log_level") {
             self.log_level = v.to_uppercase();
@@ -315,6 +339,43 @@ impl AgentConfig {
     }
 }
 
+impl AgentConfig {
+    /// The address the HTTP API listens on.
+    pub fn http_listen_addr(&self) -> &str {
+        self.http_addr.as_deref().unwrap_or(&self.bind_addr)
+    }
+
+    /// Takes the API token from `DROVER_TOKEN` when the config set none (a systemd
+    /// `EnvironmentFile` keeps it out of the config file).
+    pub fn token_from_env(&mut self, env: Option<String>) {
+        if self.http_api_token.is_none() {
+            self.http_api_token = env.filter(|t| !t.is_empty());
+        }
+    }
+
+    /// An API that anyone on the network can reach must not accept anonymous writes: the
+    /// agent refuses to start on a non-loopback HTTP address without a token.
+    pub fn check_api_exposure(&self) -> Result<(), String> {
+        let addr = self.http_listen_addr();
+        if self.http_api_token.is_some() || is_loopback(addr) {
+            return Ok(());
+        }
+        Err(format!(
+            "the HTTP API would listen on {addr}, beyond loopback, with no API token: anyone who can reach it could run and stop jobs. Set http_api_token in the agent config (or DROVER_TOKEN in the agent's environment), or bind the API to 127.0.0.1 (addresses {{ http = \"127.0.0.1\" }})"
+        ))
+    }
+}
+
+/// `127.0.0.0/8`, `::1` and `localhost`; anything else (including `0.0.0.0`) is reachable
+/// from the network.
+fn is_loopback(addr: &str) -> bool {
+    let host = addr.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -333,6 +394,8 @@ static AGENT: BlockSchema = BlockSchema {
         "datacenter",
         "data_dir",
         "bind_addr",
+        "addresses",
+        "http_api_token",
         "log_level",
         "log_json",
         "ports",
@@ -342,7 +405,6 @@ static AGENT: BlockSchema = BlockSchema {
         "manifests",
     ],
     ignored: &[
-        ("addresses", NOT_USED),
         ("advertise", NOT_USED),
         (
             "acl",
@@ -384,6 +446,16 @@ static AGENT: BlockSchema = BlockSchema {
         ("keyring", NOT_USED),
         ("reporting", NOT_USED),
         ("sentinel", NOT_USED),
+    ],
+    unsupported: &[],
+};
+
+static ADDRESSES: BlockSchema = BlockSchema {
+    block: "addresses",
+    supported: &["http"],
+    ignored: &[
+        ("rpc", "drover binds RPC on bind_addr"),
+        ("serf", "drover runs one server and needs no gossip"),
     ],
     unsupported: &[],
 };
@@ -620,6 +692,49 @@ mod tests {
         assert_eq!((c.bind_addr.as_str(), c.http_port), ("127.0.0.1", 4646));
         assert_eq!(c.client.meta.get("rack").map(String::as_str), Some("r1"));
         assert!(!c.raw_exec_enabled && !c.docker.volumes_enabled);
+    }
+
+    #[test]
+    fn api_beyond_loopback_needs_a_token() {
+        let mut c = AgentConfig::base();
+        assert!(c.check_api_exposure().is_ok(), "loopback by default");
+        for open in ["0.0.0.0", "10.1.2.3", "::"] {
+            c.bind_addr = open.into();
+            let err = c.check_api_exposure().expect_err(open);
+            assert!(
+                err.contains(open) && err.contains("http_api_token"),
+                "{err}"
+            );
+        }
+        c.http_addr = Some("127.0.0.9".into());
+        assert!(
+            c.check_api_exposure().is_ok(),
+            "addresses.http wins over bind_addr"
+        );
+        c.http_addr = Some("[::1]".into());
+        assert!(c.check_api_exposure().is_ok());
+        c.http_addr = None;
+        c.token_from_env(Some(String::new()));
+        assert!(
+            c.check_api_exposure().is_err(),
+            "an empty DROVER_TOKEN is no token"
+        );
+        c.token_from_env(Some("s3cret".into()));
+        assert!(c.check_api_exposure().is_ok());
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("agent.hcl");
+        std::fs::write(
+            &p,
+            "bind_addr = \"0.0.0.0\"\naddresses {\n  http = \"10.0.0.5\"\n}\nhttp_api_token = \"abc\"\n",
+        )
+        .expect("write");
+        let mut c = AgentConfig::base();
+        c.merge_file(&p).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.http_listen_addr(), "10.0.0.5");
+        assert_eq!(c.http_api_token.as_deref(), Some("abc"));
+        c.token_from_env(Some("other".into()));
+        assert_eq!(c.http_api_token.as_deref(), Some("abc"), "the file wins");
     }
 
     #[test]

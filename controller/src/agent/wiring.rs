@@ -100,7 +100,11 @@ async fn run_server(
     let server_task = tokio::spawn(server.clone().run(stopped(&stop_rx)));
 
     // Bind before anything runs, so a port in use fails the start cleanly.
-    let addr = format!("{}:{}", config.bind_addr, config.http_port);
+    let addr = match config.http_listen_addr() {
+        // An IPv6 literal needs brackets before the port.
+        a if a.contains(':') && !a.starts_with('[') => format!("[{a}]:{}", config.http_port),
+        a => format!("{a}:{}", config.http_port),
+    };
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| {
@@ -167,6 +171,7 @@ async fn run_server(
         manifests: manifests_status,
         agent: agent_info(&config, node_id),
         logs,
+        api_token: config.http_api_token.clone(),
     });
     let mut rpc_task = None;
     if let Some(rpc_listener) = rpc_listener {
@@ -426,7 +431,7 @@ fn build_client(
         .network_address
         .clone()
         .unwrap_or_else(|| config.bind_addr.clone());
-    c.http_addr = format!("{}:{}", config.bind_addr, config.http_port);
+    c.http_addr = format!("{}:{}", config.http_listen_addr(), config.http_port);
     c.raw_exec = config.raw_exec_enabled;
     if let Some(docker) = c.docker.as_mut() {
         docker.allow_host_volumes = config.docker.volumes_enabled;

@@ -215,6 +215,13 @@ pub fn node_stub(n: &Node) -> Value {
         "HTTPAddr": n.http_addr,
         "Version": env!("CARGO_PKG_VERSION"),
         "Drain": n.drain,
+        "LastDrain": n.last_drain.as_ref().map(|d| json!({
+            "StartedAt": go_time(d.started_at),
+            "UpdatedAt": go_time(d.updated_at),
+            "Status": d.status,
+            "AccessorID": "",
+            "Meta": {},
+        })),
         "SchedulingEligibility": n.scheduling_eligibility.as_str(),
         "Status": n.status.as_str(),
         "StatusDescription": n.status_description,
@@ -230,6 +237,19 @@ pub fn node_full(n: &Node) -> Value {
     obj.insert("Attributes".into(), json!(n.attributes));
     obj.insert("Meta".into(), json!(n.meta));
     obj.insert("StatusUpdatedAt".into(), json!(n.status_updated_at));
+    // Go embeds `DrainSpec` in `DrainStrategy`, so its fields sit at the top level.
+    obj.insert(
+        "DrainStrategy".into(),
+        match &n.drain_strategy {
+            Some(d) => json!({
+                "Deadline": d.deadline,
+                "IgnoreSystemJobs": d.ignore_system_jobs,
+                "ForceDeadline": go_time(d.force_deadline),
+                "StartedAt": go_time(d.started_at),
+            }),
+            None => Value::Null,
+        },
+    );
     obj.insert(
         "NodeResources".into(),
         json!({"Cpu": {"CpuShares": n.cpu_mhz}, "Memory": {"MemoryMB": n.memory_mb}, "Disk": {"DiskMB": 0}}),
@@ -310,6 +330,19 @@ pub fn job_stub(
         "SubmitTime": submit_time,
         "Version": job.version,
     })
+}
+
+/// Go's `time.Time` in JSON: RFC 3339 with nanoseconds; the zero time for 0.
+pub fn go_time(nanos: i64) -> String {
+    if nanos <= 0 {
+        return "0001-01-01T00:00:00Z".into();
+    }
+    let (date, sub) = crate::timefmt::utc_parts(nanos);
+    if sub == 0 {
+        format!("{date}Z")
+    } else {
+        format!("{date}.{sub:09}Z")
+    }
 }
 
 #[cfg(test)]

@@ -77,6 +77,9 @@ pub struct AppState {
     pub manifests: Arc<Mutex<ManifestsStatus>>,
     pub agent: AgentInfo,
     pub logs: Option<Arc<dyn TaskLogs>>,
+    /// When set, every write (anything but GET/HEAD/OPTIONS) must carry it in `X-Nomad-Token`
+    /// (or `Authorization: Bearer`); see `docs/cluster-operations.md`.
+    pub api_token: Option<String>,
 }
 
 type St = State<Arc<AppState>>;
@@ -110,6 +113,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/nodes", get(nodes_list))
         .route("/v1/node/{id}", get(node_read))
         .route("/v1/node/{id}/allocations", get(node_allocations))
+        .route(
+            "/v1/node/{id}/eligibility",
+            post(node_eligibility).put(node_eligibility),
+        )
+        .route("/v1/node/{id}/drain", post(node_drain).put(node_drain))
+        .route("/v1/agent/members", get(agent_members))
         .route("/v1/client/fs/logs/{alloc}", get(alloc_logs))
         .route("/v1/status/leader", get(status_leader))
         .route("/v1/status/peers", get(status_peers))
@@ -119,7 +128,55 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/metrics", get(metrics::nomad))
         .route("/metrics", get(metrics::prometheus))
         .merge(status_page::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
         .with_state(state)
+}
+
+/// Refuses a write without the agent's API token, as Nomad refuses a request its ACL token
+/// does not allow: 403 "Permission denied". Reads stay open.
+async fn require_token(
+    State(st): St,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(want) = st.api_token.as_deref() else {
+        return next.run(req).await;
+    };
+    let m = req.method();
+    if m == axum::http::Method::GET
+        || m == axum::http::Method::HEAD
+        || m == axum::http::Method::OPTIONS
+    {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    let given = headers
+        .get("X-Nomad-Token")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        });
+    if given.is_some_and(|g| token_eq(g, want)) {
+        return next.run(req).await;
+    }
+    tracing::warn!(method = %m, path = %req.uri().path(), token_given = given.is_some(), "write refused: missing or wrong API token");
+    (StatusCode::FORBIDDEN, "Permission denied").into_response()
+}
+
+/// Compares in time independent of where the first difference is, so the token cannot be
+/// guessed byte by byte from response times.
+fn token_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -134,6 +191,9 @@ impl From<ServerError> for ApiError {
             | ServerError::Store(StoreError::EvalNotFound { .. })
             | ServerError::Store(StoreError::NodeNotFound { .. }) => {
                 ApiError::NotFound(e.to_string())
+            }
+            ServerError::Store(StoreError::NodeDraining { .. }) => {
+                ApiError::BadRequest(e.to_string())
             }
             other => internal(format!("{other:#}")),
         }
@@ -595,10 +655,7 @@ async fn nodes_list(State(st): St, Query(q): Q) -> ApiResult {
 
 async fn node_read(State(st): St, UrlPath(id): UrlPath<String>) -> ApiResult {
     blocking(st, move |st| {
-        let n = st
-            .server
-            .node(&id)?
-            .ok_or_else(|| ApiError::NotFound(format!("node {id:?} not found")))?;
+        let n = find_node(st, &id)?;
         ok(st, convert::node_full(&n))
     })
     .await
@@ -606,10 +663,8 @@ async fn node_read(State(st): St, UrlPath(id): UrlPath<String>) -> ApiResult {
 
 async fn node_allocations(State(st): St, UrlPath(id): UrlPath<String>) -> ApiResult {
     blocking(st, move |st| {
-        if st.server.node(&id)?.is_none() {
-            return Err(ApiError::NotFound(format!("node {id:?} not found")));
-        }
-        let allocs = st.server.allocs_by_node(&id)?;
+        let node = find_node(st, &id)?;
+        let allocs = st.server.allocs_by_node(&node.id)?;
         ok(st, stubs(&st.server, &allocs)?)
     })
     .await
@@ -661,6 +716,130 @@ pub(crate) fn log_response(stream: LogBytes) -> Response {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
+}
+
+/// A request body as JSON, or 400 naming what is wrong.
+fn json_body(body: &Bytes) -> Result<Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("the request body is not JSON: {e}")))
+}
+
+/// The node a path names: its full ID, or a unique ID prefix as Nomad's API accepts.
+fn find_node(st: &AppState, id: &str) -> Result<Node, ApiError> {
+    if let Some(n) = st.server.node(id)? {
+        return Ok(n);
+    }
+    let mut matches: Vec<Node> = if id.len() >= 2 {
+        st.server
+            .nodes()?
+            .into_iter()
+            .filter(|n| n.id.starts_with(id))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    match matches.len() {
+        1 => Ok(matches.remove(0)),
+        0 => Err(ApiError::NotFound(format!("node {id:?} not found"))),
+        _ => Err(ApiError::BadRequest(format!(
+            "node ID prefix {id:?} matches {} nodes",
+            matches.len()
+        ))),
+    }
+}
+
+/// `POST /v1/node/:id/eligibility` with `{"Eligibility": "eligible"|"ineligible"}`.
+async fn node_eligibility(State(st): St, UrlPath(id): UrlPath<String>, body: Bytes) -> ApiResult {
+    let req = json_body(&body)?;
+    let eligible = match req.get("Eligibility").and_then(Value::as_str) {
+        Some("eligible") => true,
+        Some("ineligible") => false,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid scheduling eligibility {other:?}: expected \"eligible\" or \"ineligible\""
+            )));
+        }
+        None => {
+            return Err(ApiError::BadRequest(
+                "missing Eligibility: expected \"eligible\" or \"ineligible\"".into(),
+            ));
+        }
+    };
+    blocking(st, move |st| {
+        let node = find_node(st, &id)?;
+        let (node, evals) = st.server.set_node_eligibility(&node.id, eligible)?;
+        node_update_answer(st, &node, &evals)
+    })
+    .await
+}
+
+/// `POST /v1/node/:id/drain` with Nomad's `DrainRequest`: `{"DrainSpec": {"Deadline": ns,
+/// "IgnoreSystemJobs": bool} | null, "MarkEligible": bool}`.
+async fn node_drain(State(st): St, UrlPath(id): UrlPath<String>, body: Bytes) -> ApiResult {
+    let req = json_body(&body)?;
+    let spec = match req.get("DrainSpec") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(spec)) => {
+            let deadline = match spec.get("Deadline") {
+                None | Some(Value::Null) => 0,
+                Some(v) => v.as_i64().ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "invalid DrainSpec.Deadline {v}: expected nanoseconds as an integer"
+                    ))
+                })?,
+            };
+            let ignore_system = match spec.get("IgnoreSystemJobs") {
+                None | Some(Value::Null) => false,
+                Some(v) => v.as_bool().ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "invalid DrainSpec.IgnoreSystemJobs {v}: expected true or false"
+                    ))
+                })?,
+            };
+            Some((deadline, ignore_system))
+        }
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid DrainSpec {other}: expected an object or null"
+            )));
+        }
+    };
+    let mark_eligible = match req.get("MarkEligible") {
+        None | Some(Value::Null) => false,
+        Some(v) => v.as_bool().ok_or_else(|| {
+            ApiError::BadRequest(format!("invalid MarkEligible {v}: expected true or false"))
+        })?,
+    };
+    blocking(st, move |st| {
+        let node = find_node(st, &id)?;
+        let now = crate::structs::unix_nanos(std::time::SystemTime::now());
+        let strategy = spec
+            .map(|(deadline, ignore)| crate::structs::DrainStrategy::new(deadline, ignore, now));
+        let (node, evals) = st
+            .server
+            .set_node_drain(&node.id, strategy, mark_eligible)?;
+        node_update_answer(st, &node, &evals)
+    })
+    .await
+}
+
+/// Nomad's `NodeDrainUpdateResponse` / `NodeEligibilityUpdateResponse`.
+fn node_update_answer(st: &AppState, node: &Node, evals: &[String]) -> ApiResult {
+    let index = st.server.store().index();
+    ok(
+        st,
+        json!({
+            "NodeModifyIndex": node.modify_index,
+            "EvalIDs": evals,
+            "EvalCreateIndex": if evals.is_empty() { 0 } else { index },
+            "Index": index,
+            "LastContact": 0,
+            "KnownLeader": true,
+        }),
+    )
 }
 
 /// `GET /v1/client/fs/logs/:alloc?task=&type=stdout|stderr&follow=&origin=end&offset=&plain=`.
@@ -765,6 +944,48 @@ pub(crate) fn agent_self_json(a: &AgentInfo) -> Value {
             "nomad": {"server": a.server.to_string(), "leader": a.server.to_string()},
         },
     })
+}
+
+/// `GET /v1/agent/members`: the servers, as Nomad's gossip pool lists them. drover runs one
+/// server and no gossip, so the one member is this agent; `Port` is its RPC port.
+async fn agent_members(State(st): St) -> ApiResult {
+    let a = &st.agent;
+    if !a.server {
+        return Err(ApiError::BadRequest(
+            "this agent runs no server; ask a server agent for its members".into(),
+        ));
+    }
+    ok(
+        &st,
+        json!({
+            "ServerName": a.name,
+            "ServerRegion": a.region,
+            "ServerDC": a.datacenter,
+            "Members": [{
+                "Name": format!("{}.{}", a.name, a.region),
+                "Addr": a.bind_addr,
+                "Port": a.rpc_port,
+                "Status": "alive",
+                "Tags": {
+                    "role": "nomad",
+                    "region": a.region,
+                    "dc": a.datacenter,
+                    "build": env!("CARGO_PKG_VERSION"),
+                    "port": a.rpc_port.to_string(),
+                    "bootstrap": "1",
+                    "expect": "1",
+                    "raft_vsn": "3",
+                    "vsn": "1",
+                },
+                "ProtocolMin": 1,
+                "ProtocolMax": 5,
+                "ProtocolCur": 2,
+                "DelegateMin": 2,
+                "DelegateMax": 5,
+                "DelegateCur": 4,
+            }],
+        }),
+    )
 }
 
 async fn agent_health(State(st): St) -> ApiResult {

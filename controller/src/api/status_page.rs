@@ -967,6 +967,7 @@ mod tests {
                 node_id: None,
             },
             logs: None,
+            api_token: None,
         });
         super::super::router(state)
     }

@@ -13,6 +13,10 @@ use crate::server::ServerConfig;
 use crate::state::Store;
 
 fn app() -> (Router, Arc<Server>) {
+    app_with_token(None)
+}
+
+fn app_with_token(api_token: Option<&str>) -> (Router, Arc<Server>) {
     let store = Arc::new(Store::open_in_memory().expect("store"));
     let server = Server::with_store(store, ServerConfig::new("/nonexistent")).expect("server");
     let state = Arc::new(AppState {
@@ -30,6 +34,7 @@ fn app() -> (Router, Arc<Server>) {
             node_id: None,
         },
         logs: None,
+        api_token: api_token.map(str::to_string),
     });
     (router(state), server)
 }
@@ -358,4 +363,241 @@ async fn plan_rejects_bad_requests_with_400() {
     )
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+}
+
+async fn call_with(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (StatusCode, String) {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(body.map_or(Body::empty(), |b| Body::from(b.to_string())))
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("response");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn two_nodes(server: &Server) {
+    use crate::structs::mock::{self, MockNode};
+    let a = mock::node().id("5a1b0000-0000-4000-8000-000000000001");
+    let b = mock::node().id("5a1c0000-0000-4000-8000-000000000002");
+    server.store().upsert_node(a).expect("node a");
+    server.store().upsert_node(b).expect("node b");
+}
+
+#[tokio::test]
+async fn node_eligibility_by_id_or_prefix() {
+    let (app, server) = app();
+    two_nodes(&server);
+    let id = "5a1b0000-0000-4000-8000-000000000001";
+    let (s, body) = call(
+        &app,
+        "POST",
+        "/v1/node/5a1b/eligibility",
+        Some(json!({"NodeID": id, "Eligibility": "ineligible"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert!(v["NodeModifyIndex"].as_u64().is_some_and(|i| i > 0), "{v}");
+    assert_eq!(v["EvalIDs"], json!([]), "becoming ineligible moves nothing");
+    let node = server.node(id).expect("read").expect("node");
+    assert!(!node.schedulable());
+
+    let (s, body) = call(&app, "GET", "/v1/nodes", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        body.contains("\"SchedulingEligibility\":\"ineligible\""),
+        "{body}"
+    );
+
+    let (s, body) = call(
+        &app,
+        "POST",
+        &format!("/v1/node/{id}/eligibility"),
+        Some(json!({"Eligibility": "eligible"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(server.node(id).expect("read").expect("node").schedulable());
+
+    for (uri, body, want) in [
+        (
+            "/v1/node/5a1b/eligibility",
+            json!({"Eligibility": "maybe"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/node/5a1b/eligibility",
+            json!({}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/node/5a1/eligibility",
+            json!({"Eligibility": "eligible"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/node/ffff/eligibility",
+            json!({"Eligibility": "eligible"}),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let (s, text) = call(&app, "POST", uri, Some(body.clone())).await;
+        assert_eq!(s, want, "{uri} {body}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn node_drain_sets_and_cancels_a_strategy() {
+    let (app, server) = app();
+    two_nodes(&server);
+    let id = "5a1c0000-0000-4000-8000-000000000002";
+    let (s, body) = call(
+        &app,
+        "POST",
+        &format!("/v1/node/{id}/drain"),
+        Some(json!({"NodeID": id, "DrainSpec": {"Deadline": 3_600_000_000_000i64, "IgnoreSystemJobs": true}, "MarkEligible": false})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, body) = call(&app, "GET", &format!("/v1/node/{id}"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let n: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(n["Drain"], true);
+    assert_eq!(n["SchedulingEligibility"], "ineligible");
+    assert_eq!(n["DrainStrategy"]["Deadline"], 3_600_000_000_000i64);
+    assert_eq!(n["DrainStrategy"]["IgnoreSystemJobs"], true);
+    assert!(
+        n["DrainStrategy"]["ForceDeadline"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z') && !t.starts_with("0001")),
+        "{n}"
+    );
+    assert_eq!(n["LastDrain"]["Status"], "draining");
+
+    // A draining node cannot be made eligible: the drain must end first.
+    let (s, text) = call(
+        &app,
+        "POST",
+        &format!("/v1/node/{id}/eligibility"),
+        Some(json!({"Eligibility": "eligible"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(text.contains("while it is draining"), "{text}");
+
+    let (s, body) = call(
+        &app,
+        "POST",
+        &format!("/v1/node/{id}/drain"),
+        Some(json!({"DrainSpec": null, "MarkEligible": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (_, body) = call(&app, "GET", &format!("/v1/node/{id}"), None).await;
+    let n: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(n["Drain"], false);
+    assert!(n["DrainStrategy"].is_null());
+    assert_eq!(n["SchedulingEligibility"], "eligible");
+    assert_eq!(n["LastDrain"]["Status"], "canceled");
+
+    let (s, text) = call(
+        &app,
+        "POST",
+        &format!("/v1/node/{id}/drain"),
+        Some(json!({"DrainSpec": {"Deadline": "1h"}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(text.contains("Deadline"), "{text}");
+}
+
+#[tokio::test]
+async fn agent_members_lists_this_server() {
+    let (app, _server) = app();
+    let (s, body) = call(&app, "GET", "/v1/agent/members", None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["ServerName"], "test");
+    let m = &v["Members"][0];
+    assert_eq!(m["Name"], "test.global");
+    assert_eq!(m["Status"], "alive");
+    assert_eq!(m["Tags"]["role"], "nomad");
+    assert_eq!(m["Tags"]["port"], "4647");
+    let (_, leader) = call(&app, "GET", "/v1/status/leader", None).await;
+    assert_eq!(
+        leader,
+        format!("\"{}:{}\"", m["Addr"].as_str().unwrap_or(""), "4647")
+    );
+}
+
+#[tokio::test]
+async fn writes_need_the_token_when_one_is_configured() {
+    let (secured, server) = app_with_token(Some("s3cret"));
+    two_nodes(&server);
+    let job = whoami_json();
+    for headers in [
+        &[][..],
+        &[("X-Nomad-Token", "wrong")][..],
+        &[("X-Nomad-Token", "s3cre")][..],
+        &[("Authorization", "Bearer nope")][..],
+    ] {
+        let (s, text) = call_with(&secured, "POST", "/v1/jobs", headers, Some(job.clone())).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{headers:?}");
+        assert_eq!(text, "Permission denied");
+    }
+    let (s, _) = call_with(
+        &secured,
+        "POST",
+        "/v1/node/5a1b/eligibility",
+        &[],
+        Some(json!({"Eligibility": "ineligible"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "node operations are writes too");
+    let (s, _) = call_with(&secured, "DELETE", "/v1/job/whoami", &[], None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(
+        server.jobs().expect("jobs").is_empty(),
+        "nothing was written"
+    );
+
+    // Reads stay open.
+    let (s, _) = call(&secured, "GET", "/v1/jobs", None).await;
+    assert_eq!(s, StatusCode::OK);
+
+    let (s, body) = call_with(
+        &secured,
+        "POST",
+        "/v1/jobs",
+        &[("X-Nomad-Token", "s3cret")],
+        Some(job.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, body) = call_with(
+        &secured,
+        "DELETE",
+        "/v1/job/whoami",
+        &[("Authorization", "Bearer s3cret")],
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+
+    // Without a token configured (a loopback API), writes need none.
+    let (open, _) = app();
+    let (s, body) = call(&open, "POST", "/v1/jobs", Some(job)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
 }

@@ -125,6 +125,8 @@ impl AgentArgs {
                 c.bind_addr
             )
         })?;
+        c.token_from_env(std::env::var("DROVER_TOKEN").ok());
+        c.check_api_exposure().map_err(anyhow::Error::msg)?;
         Ok((c, warnings))
     }
 }

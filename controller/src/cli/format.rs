@@ -73,7 +73,7 @@ pub fn or_none(v: &Value) -> String {
     }
 }
 
-fn now_nanos() -> i64 {
+pub fn now_nanos() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)

@@ -9,6 +9,7 @@ mod format;
 mod job;
 mod node;
 mod plan;
+mod server;
 mod status;
 
 use std::ffi::OsString;
@@ -38,9 +39,12 @@ pub enum Command {
     /// Inspect allocations: status, logs.
     #[command(subcommand)]
     Alloc(alloc::AllocCommand),
-    /// Inspect nodes: status.
+    /// Inspect and operate nodes: status, eligibility, drain.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Inspect the servers: members.
+    #[command(subcommand)]
+    Server(server::ServerCommand),
     /// List jobs (and job files that fail to parse), or show a job, allocation or node by ID.
     Status(StatusArgs),
     /// Print drover's version.
@@ -88,7 +92,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Agent(a) => agent::run(a),
         Command::Job(cmd) => job::run(cmd),
         Command::Alloc(cmd) => alloc::run(cmd).map(|()| ExitCode::SUCCESS),
-        Command::Node(cmd) => node::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Node(cmd) => node::run(cmd),
+        Command::Server(cmd) => server::run(cmd),
         Command::Status(a) => {
             let api = client::ApiClient::new(&a.api);
             match &a.id {

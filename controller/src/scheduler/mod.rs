@@ -7,6 +7,8 @@
 #[cfg(test)]
 mod decision_tests;
 mod feasible;
+#[cfg(test)]
+mod node_ops_tests;
 mod reconcile;
 #[cfg(test)]
 mod tests;
@@ -23,7 +25,9 @@ use crate::structs::{
 };
 
 pub use feasible::{DYNAMIC_PORT_MAX, DYNAMIC_PORT_MIN};
-pub use reconcile::{group_updated, reconcile, task_updated, tasks_updated};
+pub use reconcile::{
+    NodeIndex, group_updated, reconcile, reconcile_indexed, task_updated, tasks_updated,
+};
 
 /// Everything the planner looks at for one job.
 #[derive(Debug, Clone, Copy)]

@@ -2,15 +2,17 @@
 //! recorded allocations, decide stops, in-place and destructive updates, replacements and new
 //! placements, then place everything on nodes in one pass so usage accumulates.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use crate::structs::{
-    Allocation, ClientStatus, DesiredStatus, EvalTrigger, Job, JobType, RescheduleEvent,
+    Allocation, ClientStatus, DesiredStatus, EvalTrigger, Job, JobType, Node, RescheduleEvent,
     ReschedulePolicy, RescheduleTracker, Task, TaskGroup, alloc_name, desc, unix_nanos,
 };
 
-use super::feasible::{Usage, node_lost, select_node};
+use super::feasible::{
+    FastHash, Usage, in_job_scope, in_scope, node_lost, rank_limit, select_node,
+};
 use super::{
     DesiredUpdates, FollowupEval, Placement, PlacementFailure, Plan, ReconcileInput, StopAlloc,
 };
@@ -20,6 +22,10 @@ use super::{
 const FOLLOWUP_BATCH_WINDOW: i64 = 5_000_000_000;
 /// A reschedule due this soon happens now (Nomad's `rescheduleWindowSize`).
 const RESCHEDULE_WINDOW: i64 = 1_000_000_000;
+/// Nomad's `migrate` defaults: allocations leave a draining node one at a time per group, the
+/// next once the previous replacement ran this long.
+const MIGRATE_MAX_PARALLEL: usize = 1;
+const MIGRATE_MIN_HEALTHY: Duration = Duration::from_secs(10);
 /// Nomad keeps at most this many past events for unlimited rescheduling.
 const MAX_PAST_RESCHEDULE_EVENTS: usize = 5;
 
@@ -31,10 +37,41 @@ struct Want {
     tracker: Option<RescheduleTracker>,
     /// The stop it pairs with, for a destructive update.
     replaces: Option<StopAlloc>,
+    /// The one node it may go to: a system job's allocation belongs to its node.
+    node: Option<String>,
+}
+
+/// Node lookups by id for one or many plans (a periodic pass plans every job against one set
+/// of nodes, and need not index them once per job). Built on first use: a plan for a job with
+/// no allocations yet never looks a node up by id.
+pub struct NodeIndex<'a> {
+    nodes: &'a [Node],
+    by_id: std::cell::OnceCell<HashMap<&'a str, &'a Node, FastHash>>,
+}
+
+impl<'a> NodeIndex<'a> {
+    pub fn new(nodes: &'a [Node]) -> Self {
+        NodeIndex {
+            nodes,
+            by_id: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<&'a Node> {
+        self.by_id
+            .get_or_init(|| self.nodes.iter().map(|n| (n.id.as_str(), n)).collect())
+            .get(id)
+            .copied()
+    }
 }
 
 /// Computes the plan for one job. Pure: see the module docs of [`super`].
 pub fn reconcile(input: &ReconcileInput<'_>) -> Plan {
+    reconcile_indexed(input, &NodeIndex::new(input.nodes))
+}
+
+/// [`reconcile`] with the nodes already indexed; `index` must index `input.nodes`.
+pub fn reconcile_indexed<'a>(input: &ReconcileInput<'a>, index: &NodeIndex<'a>) -> Plan {
     let job = input.job;
     let now = unix_nanos(input.now);
     let mut plan = Plan {
@@ -42,8 +79,6 @@ pub fn reconcile(input: &ReconcileInput<'_>) -> Plan {
         job_version: job.version,
         ..Plan::default()
     };
-    let nodes: BTreeMap<&str, &crate::structs::Node> =
-        input.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
 
     let mut by_group: BTreeMap<&str, Vec<&Allocation>> = BTreeMap::new();
     for a in input.existing {
@@ -51,18 +86,30 @@ pub fn reconcile(input: &ReconcileInput<'_>) -> Plan {
             by_group.entry(a.task_group.as_str()).or_default().push(a);
         }
     }
+    let system = matches!(job.job_type, JobType::System | JobType::Sysbatch);
     let mut groups: BTreeSet<&str> = by_group.keys().copied().collect();
     groups.extend(job.task_groups.iter().map(|g| g.name.as_str()));
 
     let mut wants = Vec::new();
     for group in groups {
         let mut allocs = by_group.remove(group).unwrap_or_default();
-        allocs.sort_by(|a, b| (a.index(), &a.id).cmp(&(b.index(), &b.id)));
+        // The index is parsed from the name: once per allocation, not once per comparison.
+        allocs.sort_by_cached_key(|a| (a.index(), a.id.as_str()));
         let mut du = DesiredUpdates::default();
-        compute_group(
-            input, now, &nodes, group, &allocs, &mut plan, &mut wants, &mut du,
-        );
+        if system {
+            compute_system_group(
+                input, now, index, group, &allocs, &mut plan, &mut wants, &mut du,
+            );
+        } else {
+            compute_group(
+                input, now, index, group, &allocs, &mut plan, &mut wants, &mut du,
+            );
+        }
         plan.desired_tg_updates.insert(group.to_string(), du);
+    }
+    if wants.is_empty() {
+        // Nothing to place: no need to know what the nodes hold.
+        return plan;
     }
 
     // Usage after every stop of this plan, so replacements can reuse what the old held.
@@ -83,25 +130,53 @@ pub fn reconcile(input: &ReconcileInput<'_>) -> Plan {
             .iter()
             .filter(|a| !stopped.contains(a.id.as_str())),
     );
+    // Where new allocations may go, sorted by id; the scan starts at a point that depends
+    // only on the job, so plans stay reproducible while jobs start in different places.
+    let mut candidates: Vec<&Node> = input.nodes.iter().filter(|n| in_scope(job, n)).collect();
+    candidates.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut cursor = if candidates.is_empty() {
+        0
+    } else {
+        (fnv1a(&job.id) % candidates.len() as u64) as usize
+    };
 
     for want in wants {
         let Some(tg) = job.group(&want.group) else {
             continue;
         };
-        match select_node(job, tg, input.nodes, &usage) {
+        let chosen = match &want.node {
+            Some(id) => {
+                let pinned: Vec<&Node> = index
+                    .get(id)
+                    .filter(|n| in_scope(job, n))
+                    .into_iter()
+                    .collect();
+                select_node(job, tg, &pinned, &mut 0, 1, &usage)
+            }
+            None => {
+                // Nomad's coalescing: once a group failed to place, its other placements
+                // would fail for the same reasons.
+                if let Some(failed) = plan.failed_tg.get_mut(&want.group) {
+                    failed.coalesced_failures += 1;
+                    continue;
+                }
+                let limit = rank_limit(job, tg, candidates.len());
+                select_node(job, tg, &candidates, &mut cursor, limit, &usage)
+            }
+        };
+        match chosen {
             Ok(chosen) => {
                 usage.apply(
-                    &chosen.node_id,
+                    &chosen.node.id,
                     &job.id,
                     &tg.name,
                     chosen.resources,
                     &chosen.networks,
-                    1,
                 );
                 let placement = Placement {
                     name: want.name,
                     task_group: want.group,
-                    node_id: chosen.node_id,
+                    node_id: chosen.node.id.clone(),
                     job_version: job.version,
                     networks: chosen.networks,
                     resources: chosen.resources,
@@ -113,6 +188,9 @@ pub fn reconcile(input: &ReconcileInput<'_>) -> Plan {
                     None => plan.place.push(placement),
                 }
             }
+            // A system job runs only where it fits: a node its constraints or drivers rule
+            // out is not a failure (Nomad reports only exhausted nodes for system jobs).
+            Err(metric) if system && metric.nodes_exhausted == 0 => {}
             Err(metric) => {
                 // The old allocation of a destructive update keeps running: stopping it with
                 // nowhere to put its replacement would only lose capacity.
@@ -121,6 +199,13 @@ pub fn reconcile(input: &ReconcileInput<'_>) -> Plan {
         }
     }
     plan
+}
+
+/// FNV-1a: a stable hash (std's is seeded per process, and plans must be reproducible).
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn record_failure(
@@ -140,7 +225,7 @@ fn record_failure(
 fn compute_group(
     input: &ReconcileInput<'_>,
     now: i64,
-    nodes: &BTreeMap<&str, &crate::structs::Node>,
+    nodes: &NodeIndex<'_>,
     group: &str,
     allocs: &[&Allocation],
     plan: &mut Plan,
@@ -166,17 +251,13 @@ fn compute_group(
     };
     let batch = matches!(job.job_type, JobType::Batch | JobType::Sysbatch);
 
-    let mut untainted: Vec<&Allocation> = Vec::new();
+    let mut untainted: Vec<&Allocation> = Vec::with_capacity(allocs.len());
     // (alloc, description, client status) of allocations to stop and replace.
-    let mut replace: Vec<(
-        &Allocation,
-        &'static str,
-        Option<ClientStatus>,
-        Option<RescheduleTracker>,
-    )> = Vec::new();
+    let mut replace: Replace<'_> = Vec::new();
     let mut waiting: Vec<(&Allocation, i64)> = Vec::new();
+    let mut draining: Vec<&Allocation> = Vec::new();
     for &a in &allocs {
-        let node = nodes.get(a.node_id.as_str()).copied();
+        let node = nodes.get(&a.node_id);
         match a.client_status {
             ClientStatus::Complete if batch => untainted.push(a),
             // A service whose tasks all exited is gone: its slot is free for a new one.
@@ -214,13 +295,21 @@ fn compute_group(
                 replace.push((a, desc::LOST, Some(ClientStatus::Lost), None));
                 du.place += 1;
             }
-            _ if node.is_some_and(|n| n.drain) => {
-                replace.push((a, desc::MIGRATING, None, None));
-                du.migrate += 1;
-            }
+            _ if node.is_some_and(|n| n.drain) => draining.push(a),
             _ => untainted.push(a),
         }
     }
+    migrate_from_draining(
+        now,
+        nodes,
+        group,
+        batch,
+        &draining,
+        &mut untainted,
+        &mut replace,
+        plan,
+        du,
+    );
 
     followups_for_failed(group, &mut waiting, plan);
 
@@ -238,7 +327,7 @@ fn compute_group(
         .collect();
     ranked.sort_by(|x, y| (y.0, y.1, &y.2.id).cmp(&(x.0, x.1, &x.2.id)));
     let excess = untainted.len().saturating_sub(desired);
-    let mut kept: Vec<&Allocation> = Vec::new();
+    let mut kept: Vec<&Allocation> = Vec::with_capacity(ranked.len());
     for (i, (_, _, a)) in ranked.into_iter().enumerate() {
         if i < excess {
             // Even a finished one is stopped: left alone it would count again next time.
@@ -248,7 +337,7 @@ fn compute_group(
             kept.push(a);
         }
     }
-    kept.sort_by(|a, b| (a.index(), &a.id).cmp(&(b.index(), &b.id)));
+    kept.sort_by_cached_key(|a| (a.index(), a.id.as_str()));
 
     // Updates to the current version.
     let mut destructive: Vec<&Allocation> = Vec::new();
@@ -273,6 +362,7 @@ fn compute_group(
 
     // Replacements reuse their name when it is still free; new ones take the lowest free index.
     let mut used: BTreeSet<u32> = kept.iter().filter_map(|a| a.index()).collect();
+    let mut free_from = 0;
     let mut room = desired.saturating_sub(kept.len());
     for (a, why, client_status, tracker) in replace {
         plan.stop.push(stop(a, why, client_status));
@@ -283,7 +373,7 @@ fn compute_group(
         room -= 1;
         let idx = match a.index() {
             Some(i) if (i as usize) < desired && !used.contains(&i) => i,
-            _ => lowest_free(&used),
+            _ => lowest_free(&used, &mut free_from),
         };
         used.insert(idx);
         wants.push(Want {
@@ -292,10 +382,11 @@ fn compute_group(
             previous: Some(a.id.clone()),
             tracker,
             replaces: None,
+            node: None,
         });
     }
     for _ in 0..room {
-        let idx = lowest_free(&used);
+        let idx = lowest_free(&used, &mut free_from);
         used.insert(idx);
         du.place += 1;
         wants.push(Want {
@@ -304,12 +395,217 @@ fn compute_group(
             previous: None,
             tracker: None,
             replaces: None,
+            node: None,
         });
     }
 }
 
-fn lowest_free(used: &BTreeSet<u32>) -> u32 {
-    (0..).find(|i| !used.contains(i)).unwrap_or(u32::MAX)
+/// Allocations to stop and replace elsewhere, with why, the client status the server sets, and
+/// the reschedule tracker the replacement carries.
+type Replace<'a> = Vec<(
+    &'a Allocation,
+    &'static str,
+    Option<ClientStatus>,
+    Option<RescheduleTracker>,
+)>;
+
+/// Allocations on draining nodes move `MIGRATE_MAX_PARALLEL` at a time per group: the next
+/// moves once the group's replacements have run for `MIGRATE_MIN_HEALTHY` (a follow-up
+/// evaluation for that moment). Batch allocations are left to finish. Past the drain's
+/// deadline everything moves at once. (Nomad's drainer, with the `migrate` block's defaults.)
+#[allow(clippy::too_many_arguments)]
+fn migrate_from_draining<'a>(
+    now: i64,
+    nodes: &NodeIndex<'_>,
+    group: &str,
+    batch: bool,
+    draining: &[&'a Allocation],
+    untainted: &mut Vec<&'a Allocation>,
+    replace: &mut Replace<'a>,
+    plan: &mut Plan,
+    du: &mut DesiredUpdates,
+) {
+    if draining.is_empty() {
+        return;
+    }
+    let forced = |a: &Allocation| nodes.get(&a.node_id).is_some_and(|n| n.drain_forced(now));
+    let min_healthy = i64::try_from(MIGRATE_MIN_HEALTHY.as_nanos()).unwrap_or(i64::MAX);
+    let healthy_at = |a: &Allocation| a.running_since.map(|t| t.saturating_add(min_healthy));
+    // Replacements still starting, or not yet running long enough to count as healthy.
+    let unhealthy: Vec<&Allocation> = untainted
+        .iter()
+        .copied()
+        .filter(|a| a.desired_status == DesiredStatus::Run && !a.client_terminal())
+        .filter(|a| {
+            a.client_status != ClientStatus::Running || healthy_at(a).is_none_or(|t| t > now)
+        })
+        .collect();
+    let mut room = MIGRATE_MAX_PARALLEL.saturating_sub(unhealthy.len());
+    let mut held = false;
+    for &a in draining {
+        if forced(a) {
+            replace.push((a, desc::MIGRATING, None, None));
+            du.migrate += 1;
+        } else if batch {
+            // A batch allocation finishes its work; only the deadline moves it.
+            untainted.push(a);
+        } else if room > 0 {
+            room -= 1;
+            replace.push((a, desc::MIGRATING, None, None));
+            du.migrate += 1;
+        } else {
+            untainted.push(a);
+            held = true;
+        }
+    }
+    if !held {
+        return;
+    }
+    let next = unhealthy
+        .iter()
+        .filter(|a| a.client_status == ClientStatus::Running)
+        .filter_map(|a| healthy_at(a).map(|t| (t, *a)))
+        .min_by(|x, y| (x.0, &x.1.id).cmp(&(y.0, &y.1.id)));
+    if let Some((at, a)) = next
+        && a.followup_eval_id.is_none()
+    {
+        plan.followup_evals.push(FollowupEval {
+            task_group: group.to_string(),
+            triggered_by: EvalTrigger::NodeDrain,
+            wait_until: at,
+            description: desc::MIGRATION_FOLLOWUP.into(),
+            alloc_ids: vec![a.id.clone()],
+        });
+    }
+}
+
+/// A system (or sysbatch) job's group: one allocation on every ready, eligible node in the
+/// job's datacenters and pool (after Nomad's `system_sched.go`). Allocations on down nodes are
+/// lost and not replaced; on draining nodes they stop (unless the drain ignores system jobs);
+/// on an ineligible node they keep running. A failed one is not rescheduled: system jobs have
+/// no reschedule policy. Updates follow the group's `update` block like a service's.
+#[allow(clippy::too_many_arguments)]
+fn compute_system_group(
+    input: &ReconcileInput<'_>,
+    now: i64,
+    nodes: &NodeIndex<'_>,
+    group: &str,
+    allocs: &[&Allocation],
+    plan: &mut Plan,
+    wants: &mut Vec<Want>,
+    du: &mut DesiredUpdates,
+) {
+    let job = input.job;
+    let allocs: Vec<&Allocation> = allocs
+        .iter()
+        .copied()
+        .filter(|a| !a.server_terminal())
+        .collect();
+    let tg = match job.group(group) {
+        Some(tg) if !job.stop => tg,
+        _ => {
+            for a in allocs.iter().filter(|a| !a.client_terminal()) {
+                plan.stop.push(stop(a, desc::NOT_NEEDED, None));
+                du.stop += 1;
+            }
+            return;
+        }
+    };
+    let mut by_node: BTreeMap<&str, Vec<&Allocation>> = BTreeMap::new();
+    for a in &allocs {
+        by_node.entry(a.node_id.as_str()).or_default().push(a);
+    }
+    let mut kept: Vec<&Allocation> = Vec::new();
+    let mut covered: BTreeSet<&str> = BTreeSet::new();
+    for (node_id, mut here) in by_node {
+        // The one to keep: a live one first, then the newest.
+        here.sort_by_key(|a| (a.client_terminal(), std::cmp::Reverse(a.create_index)));
+        for extra in &here[1..] {
+            plan.stop.push(stop(extra, desc::NOT_NEEDED, None));
+            du.stop += 1;
+        }
+        let a = here[0];
+        let node = nodes.get(node_id);
+        if node_lost(node) {
+            if !a.client_terminal() {
+                plan.stop
+                    .push(stop(a, desc::LOST, Some(ClientStatus::Lost)));
+                du.stop += 1;
+            }
+            continue;
+        }
+        let Some(node) = node else { continue };
+        if node.drain
+            && !node
+                .drain_strategy
+                .as_ref()
+                .is_some_and(|d| d.ignore_system_jobs)
+        {
+            if !a.client_terminal() {
+                plan.stop.push(stop(a, desc::MIGRATING, None));
+                du.migrate += 1;
+            }
+            continue;
+        }
+        if !in_job_scope(job, node) {
+            plan.stop.push(stop(a, desc::NOT_NEEDED, None));
+            du.stop += 1;
+            continue;
+        }
+        covered.insert(node_id);
+        kept.push(a);
+    }
+
+    let mut destructive: Vec<&Allocation> = Vec::new();
+    for &a in &kept {
+        if a.job_version == job.version || a.client_terminal() {
+            du.ignore += 1;
+            continue;
+        }
+        let old = input
+            .versions
+            .get(&a.job_version)
+            .and_then(|j| j.group(group));
+        match old {
+            Some(old) if !tasks_updated(old, tg) => {
+                plan.inplace.push(a.id.clone());
+                du.in_place_update += 1;
+            }
+            _ => destructive.push(a),
+        }
+    }
+    let before = wants.len();
+    rolling_update(job, tg, now, &kept, &destructive, plan, wants, du);
+    for w in &mut wants[before..] {
+        w.node = w
+            .previous
+            .as_ref()
+            .and_then(|prev| kept.iter().find(|a| &a.id == prev))
+            .map(|a| a.node_id.clone());
+    }
+
+    for node in input.nodes.iter().filter(|n| in_scope(job, n)) {
+        if covered.contains(node.id.as_str()) {
+            continue;
+        }
+        du.place += 1;
+        wants.push(Want {
+            group: group.to_string(),
+            name: alloc_name(&job.id, group, 0),
+            previous: None,
+            tracker: None,
+            replaces: None,
+            node: Some(node.id.clone()),
+        });
+    }
+}
+
+/// The lowest index not in `used`, searching from `*from`: `used` only grows within a group,
+/// so the answer never goes down, and a group of 10,000 new allocations is not quadratic.
+fn lowest_free(used: &BTreeSet<u32>, from: &mut u32) -> u32 {
+    let found = (*from..).find(|i| !used.contains(i)).unwrap_or(u32::MAX);
+    *from = found;
+    found
 }
 
 fn stop(a: &Allocation, why: &str, client_status: Option<ClientStatus>) -> StopAlloc {
@@ -365,6 +661,7 @@ fn rolling_update(
             previous: Some(a.id.clone()),
             tracker: None,
             replaces: Some(stop(a, desc::UPDATING, None)),
+            node: None,
         });
     }
     du.ignore += (destructive.len() - limit) as u64;

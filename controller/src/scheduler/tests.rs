@@ -521,6 +521,32 @@ fn seed_whoami_with_count_two_fails_on_one_node() {
     );
 }
 
+#[test]
+fn large_clusters_rank_a_window_of_nodes_and_spread_deterministically() {
+    let nodes: Vec<Node> = (0..100)
+        .map(|i| mock::node().id(&format!("node-{i:03}")))
+        .collect();
+    let job = mock::job().count(50);
+    let p = plan(&job, &[], &nodes);
+    assert_eq!(p.place.len(), 50);
+    let used: std::collections::BTreeSet<&str> =
+        p.place.iter().map(|p| p.node_id.as_str()).collect();
+    assert_eq!(
+        used.len(),
+        50,
+        "one instance per node while empty nodes remain"
+    );
+    assert_eq!(p, plan(&job, &[], &nodes), "same input, same plan");
+
+    // A group that fits nowhere is reported on every node, once, the rest coalesced.
+    let huge = mock::job().count(3).resources(5000, 100);
+    let p = plan(&huge, &[], &nodes);
+    let failure = &p.failed_tg["web"];
+    assert_eq!(failure.nodes_evaluated, 100);
+    assert_eq!(failure.dimension_exhausted["cpu"], 100);
+    assert_eq!(failure.coalesced_failures, 2);
+}
+
 // ---- properties ----------------------------------------------------------------------------
 
 fn versions() -> Vec<Job> {

@@ -196,15 +196,22 @@ fn update_allocations(
         let eval = Evaluation::new(job_id, ns, EvalTrigger::RetryFailedAlloc, now());
         server.submit_eval(eval)?;
     }
-    // A new allocation became running: a rolling update may be waiting on it.
+    // A new allocation became running: a rolling update or a drain's next migration may be
+    // waiting on it.
+    let draining: BTreeSet<String> = if running_jobs.is_empty() {
+        BTreeSet::new()
+    } else {
+        store.draining_nodes()?.into_iter().map(|n| n.id).collect()
+    };
     for (ns, job_id) in running_jobs.difference(&failed_jobs) {
-        let versions: BTreeSet<u64> = store
+        let live: Vec<Allocation> = store
             .allocs_by_job(ns, job_id)?
-            .iter()
+            .into_iter()
             .filter(|a| !a.terminal())
-            .map(|a| a.job_version)
             .collect();
-        if versions.len() > 1 {
+        let versions: BTreeSet<u64> = live.iter().map(|a| a.job_version).collect();
+        let migrating = live.iter().any(|a| draining.contains(&a.node_id));
+        if versions.len() > 1 || migrating {
             let eval = Evaluation::new(job_id, ns, EvalTrigger::DeploymentWatcher, now());
             server.submit_eval(eval)?;
         }

@@ -9,7 +9,7 @@ mod local;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -24,7 +24,8 @@ use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::state::{JobRecord, JobRegistration, JobSource, SourceError, Store, StoreError};
 use crate::structs::{
-    Allocation, EvalTrigger, Evaluation, Job, Node, SchedulingEligibility, TaskEvent, unix_nanos,
+    Allocation, DrainStrategy, EvalTrigger, Evaluation, Job, JobType, Node, SchedulingEligibility,
+    TaskEvent, unix_nanos,
 };
 
 pub use local::LocalServer;
@@ -95,6 +96,8 @@ pub struct Server {
     heartbeats: Mutex<HashMap<String, Instant>>,
     /// What plans of many jobs share, at the index it was read (`plan_job`).
     plan_base: Mutex<Option<Arc<crate::jobplan::PlanBase>>>,
+    /// Draining nodes whose deadline already forced a round of evaluations.
+    forced_drains: Mutex<HashSet<String>>,
 }
 
 fn now() -> i64 {
@@ -125,6 +128,7 @@ impl Server {
             liveness: Arc::new(Liveness::default()),
             heartbeats: Mutex::new(HashMap::new()),
             plan_base: Mutex::new(None),
+            forced_drains: Mutex::new(HashSet::new()),
         });
         let pending = server
             .store
@@ -246,21 +250,20 @@ impl Server {
         Ok(self.store.clear_source_error(path)?)
     }
 
-    /// Enqueues an evaluation for every job that is not stopped-and-settled; returns how many.
+    /// Enqueues an evaluation for every job that is not stopped-and-settled; returns their ids.
     pub fn enqueue_all(
         &self,
         trigger: EvalTrigger,
         node_id: Option<&str>,
-    ) -> Result<usize, ServerError> {
-        let mut n = 0;
+    ) -> Result<Vec<String>, ServerError> {
+        let mut ids = Vec::new();
         for rec in self.store.jobs()? {
             let mut eval = Evaluation::new(&rec.job.id, &rec.job.namespace, trigger, now());
             eval.priority = rec.job.priority;
             eval.node_id = node_id.map(str::to_string);
-            self.submit_eval(eval)?;
-            n += 1;
+            ids.push(self.submit_eval(eval)?.id);
         }
-        Ok(n)
+        Ok(ids)
     }
 
     /// What registering `job` would do, without writing anything (`drover job plan` against a
@@ -286,55 +289,118 @@ impl Server {
         Ok(base)
     }
 
-    /// `drover node eligibility -enable|-disable`.
-    pub fn set_node_eligibility(&self, node_id: &str, eligible: bool) -> Result<Node, ServerError> {
-        let current = self
-            .store
-            .node(node_id)?
-            .ok_or_else(|| StoreError::NodeNotFound {
-                node_id: node_id.to_string(),
-            })?;
+    /// `drover node eligibility -enable|-disable`; returns the node and the evaluations it
+    /// created (becoming eligible re-evaluates every job: capacity appeared).
+    pub fn set_node_eligibility(
+        &self,
+        node_id: &str,
+        eligible: bool,
+    ) -> Result<(Node, Vec<String>), ServerError> {
         let eligibility = if eligible {
             SchedulingEligibility::Eligible
         } else {
             SchedulingEligibility::Ineligible
         };
-        let node = self
-            .store
-            .set_node_scheduling(node_id, eligibility, current.drain)?;
-        if eligible {
-            self.enqueue_all(EvalTrigger::NodeUpdate, Some(node_id))?;
-        }
-        Ok(node)
+        let node = self.store.set_node_eligibility(node_id, eligibility)?;
+        info!(
+            node_id,
+            eligibility = eligibility.as_str(),
+            "node eligibility set"
+        );
+        let evals = if eligible {
+            self.enqueue_all(EvalTrigger::NodeUpdate, Some(node_id))?
+        } else {
+            Vec::new()
+        };
+        Ok((node, evals))
     }
 
-    /// `drover node drain -enable|-disable`: a draining node takes no new allocations and its
-    /// allocations migrate elsewhere (`node-drain` evaluations for each job on it).
-    pub fn set_node_drain(&self, node_id: &str, drain: bool) -> Result<Node, ServerError> {
-        let node = self.store.set_node_scheduling(
-            node_id,
-            if drain {
-                SchedulingEligibility::Ineligible
-            } else {
-                SchedulingEligibility::Eligible
-            },
-            drain,
-        )?;
+    /// `drover node drain -enable|-disable`: a draining node is ineligible and every job with
+    /// an allocation on it gets a `node-drain` evaluation; the planner migrates them
+    /// (`docs/cluster-operations.md`). `None` cancels a drain; the node becomes eligible again
+    /// only with `mark_eligible`. Returns the node and the evaluations created.
+    pub fn set_node_drain(
+        &self,
+        node_id: &str,
+        strategy: Option<DrainStrategy>,
+        mark_eligible: bool,
+    ) -> Result<(Node, Vec<String>), ServerError> {
+        let enable = strategy.is_some();
+        let node = self
+            .store
+            .set_node_drain(node_id, strategy, mark_eligible, now())?;
+        self.forced_drains_lock().remove(node_id);
+        info!(node_id, drain = enable, "node drain set");
+        let evals = if enable {
+            self.drain_evals(node_id)?
+        } else if mark_eligible {
+            self.enqueue_all(EvalTrigger::NodeUpdate, Some(node_id))?
+        } else {
+            Vec::new()
+        };
+        Ok((node, evals))
+    }
+
+    /// One `node-drain` evaluation per job with a live allocation on the node.
+    fn drain_evals(&self, node_id: &str) -> Result<Vec<String>, ServerError> {
         let mut jobs = std::collections::BTreeSet::new();
         for a in self.store.allocs_by_node(node_id)? {
             if !a.terminal() {
                 jobs.insert((a.namespace, a.job_id));
             }
         }
+        let mut ids = Vec::new();
         for (ns, job_id) in jobs {
             let mut eval = Evaluation::new(&job_id, &ns, EvalTrigger::NodeDrain, now());
             eval.node_id = Some(node_id.to_string());
-            self.submit_eval(eval)?;
+            ids.push(self.submit_eval(eval)?.id);
         }
-        if !drain {
-            self.enqueue_all(EvalTrigger::NodeUpdate, Some(node_id))?;
+        Ok(ids)
+    }
+
+    /// The drainer's pass (every heartbeat sweep): a drain whose deadline passed gets one more
+    /// round of evaluations, which move everything left; a drain with nothing left to move is
+    /// complete, and the node stays ineligible. Returns the nodes whose drain completed.
+    pub fn drain_tick(&self) -> Result<Vec<String>, ServerError> {
+        let now = now();
+        let mut completed = Vec::new();
+        for node in self.store.draining_nodes()? {
+            let Some(strategy) = &node.drain_strategy else {
+                continue;
+            };
+            let mut left = 0;
+            for a in self.store.allocs_by_node(&node.id)? {
+                if a.server_terminal() || a.client_terminal() {
+                    continue;
+                }
+                if strategy.ignore_system_jobs {
+                    let system = self.store.job(&a.namespace, &a.job_id)?.is_some_and(|r| {
+                        matches!(r.job.job_type, JobType::System | JobType::Sysbatch)
+                    });
+                    if system {
+                        continue;
+                    }
+                }
+                left += 1;
+            }
+            if left == 0 {
+                self.store.complete_node_drain(&node.id, now)?;
+                self.forced_drains_lock().remove(&node.id);
+                info!(node_id = %node.id, "node drain complete");
+                completed.push(node.id);
+                continue;
+            }
+            if strategy.forced(now) && self.forced_drains_lock().insert(node.id.clone()) {
+                warn!(node_id = %node.id, allocs = left, "drain deadline reached; forcing the remaining allocations off the node");
+                self.drain_evals(&node.id)?;
+            }
         }
-        Ok(node)
+        Ok(completed)
+    }
+
+    fn forced_drains_lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        // A set of node ids; a panic elsewhere cannot leave it inconsistent.
+        self.forced_drains.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     // ---- reads ---------------------------------------------------------------------------
@@ -468,6 +534,9 @@ impl Server {
                         }
                         _ = tick.tick() => {
                             server.sweep_heartbeats();
+                            if let Err(e) = server.drain_tick() {
+                                warn!(error = %e, "failed to advance node drains");
+                            }
                             server.liveness.beat("heartbeat sweep");
                         }
                     }

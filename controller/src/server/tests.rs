@@ -422,8 +422,11 @@ fn draining_a_node_migrates_its_allocations() {
     };
     assert_eq!(on_1(&server), 1, "spread across the two nodes");
 
-    let node = server.set_node_drain("node-1", true).expect("drain");
+    let (node, evals) = server
+        .set_node_drain("node-1", Some(DrainStrategy::new(-1, false, now())), false)
+        .expect("drain");
     assert!(node.drain && !node.schedulable());
+    assert_eq!(evals.len(), 1, "one node-drain evaluation for the one job");
     drain(&server);
     assert_eq!(on_1(&server), 0);
     let on_2 = server
@@ -441,12 +444,91 @@ fn draining_a_node_migrates_its_allocations() {
         .expect("stopped");
     assert_eq!(migrated.desired_description, "alloc is being migrated");
 
-    let node = server
+    let (node, _) = server
         .set_node_eligibility("node-1", false)
         .expect("ineligible");
     assert!(node.drain, "eligibility leaves the drain as it is");
-    let node = server.set_node_drain("node-1", false).expect("undrain");
+    let err = server
+        .set_node_eligibility("node-1", true)
+        .expect_err("a draining node cannot be made eligible");
+    assert!(err.to_string().contains("while it is draining"), "{err}");
+    let (node, _) = server
+        .set_node_drain("node-1", None, true)
+        .expect("undrain");
     assert!(!node.drain && node.schedulable());
+    assert_eq!(
+        node.last_drain.as_ref().map(|d| d.status.as_str()),
+        Some("canceled")
+    );
+}
+
+#[test]
+fn a_drain_completes_when_nothing_is_left_and_its_deadline_forces_the_rest() {
+    let server = server();
+    server.store().upsert_node(mock::node()).expect("node-1");
+    server
+        .store()
+        .upsert_node(crate::structs::mock::MockNode::id(mock::node(), "node-2"))
+        .expect("node-2");
+    // Two allocations on node-1 only.
+    server
+        .store()
+        .set_node_eligibility("node-2", crate::structs::SchedulingEligibility::Ineligible)
+        .expect("ineligible");
+    server
+        .register_job(mock::job().count(2), JobSource::Api)
+        .expect("register");
+    drain(&server);
+    server
+        .set_node_eligibility("node-2", true)
+        .expect("eligible");
+    drain(&server);
+    let live = |s: &Server, node: &str| {
+        s.allocs_by_node(node)
+            .expect("allocs")
+            .into_iter()
+            .filter(|a| !a.server_terminal())
+            .count()
+    };
+    assert_eq!(live(&server, "node-1"), 2);
+
+    // A one-hour deadline: one allocation moves, the other waits for its replacement.
+    server
+        .set_node_drain(
+            "node-1",
+            Some(DrainStrategy::new(3_600 * 1_000_000_000, false, now())),
+            false,
+        )
+        .expect("drain");
+    drain(&server);
+    assert_eq!(live(&server, "node-1"), 1);
+    assert!(server.drain_tick().expect("tick").is_empty(), "one is left");
+
+    // The deadline passes: the drainer forces the rest, then the drain completes.
+    server
+        .store()
+        .set_node_drain(
+            "node-1",
+            Some(DrainStrategy::new(1, false, now() - 10)),
+            false,
+            now(),
+        )
+        .expect("past deadline");
+    assert!(server.drain_tick().expect("tick").is_empty());
+    drain(&server);
+    assert_eq!(live(&server, "node-1"), 0);
+    assert_eq!(live(&server, "node-2"), 2);
+    assert_eq!(server.drain_tick().expect("tick"), ["node-1"]);
+    let node = server.node("node-1").expect("read").expect("node");
+    assert!(!node.drain && node.drain_strategy.is_none());
+    assert!(
+        !node.schedulable(),
+        "a drained node stays ineligible, as in Nomad"
+    );
+    assert_eq!(
+        node.last_drain.as_ref().map(|d| d.status.as_str()),
+        Some("complete")
+    );
 }
 
 #[test]

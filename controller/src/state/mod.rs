@@ -22,7 +22,8 @@ use tokio::sync::watch;
 use drover_runtime::spec::AllocUpdate;
 
 use crate::structs::{
-    Allocation, ClientStatus, EvalStatus, EvalTrigger, Evaluation, Job, Node, NodeStatus, TaskEvent,
+    Allocation, ClientStatus, DrainMetadata, DrainStrategy, EvalStatus, EvalTrigger, Evaluation,
+    Job, Node, NodeStatus, SchedulingEligibility, TaskEvent,
 };
 
 /// Why the store could not do something.
@@ -80,6 +81,10 @@ pub enum StoreError {
     #[error("node {node_id} not found")]
     NodeNotFound { node_id: String },
     #[error(
+        "node {node_id}: can not set the node's scheduling eligibility to eligible while it is draining"
+    )]
+    NodeDraining { node_id: String },
+    #[error(
         "failed to apply the plan for job {job_id:?}: allocations on its nodes changed after index {snapshot_index}"
     )]
     StalePlan { job_id: String, snapshot_index: u64 },
@@ -100,6 +105,7 @@ impl StoreError {
             | StoreError::EvalNotFound { .. }
             | StoreError::NodeNotFound { .. } => "not_found",
             StoreError::StalePlan { .. } => "stale_plan",
+            StoreError::NodeDraining { .. } => "node_draining",
         }
     }
 }
@@ -662,6 +668,8 @@ impl Store {
                 node.create_index = old.create_index;
                 node.scheduling_eligibility = old.scheduling_eligibility;
                 node.drain = old.drain;
+                node.drain_strategy = old.drain_strategy;
+                node.last_drain = old.last_drain;
             } else {
                 node.create_index = index;
             }
@@ -677,6 +685,24 @@ impl Store {
 
     pub fn nodes(&self) -> Result<Vec<Node>, StoreError> {
         read_nodes(&self.lock())
+    }
+
+    /// Nodes with a drain in progress, without decoding every node (the drainer asks each
+    /// second).
+    pub fn draining_nodes(&self) -> Result<Vec<Node>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, body FROM nodes WHERE json_extract(body, '$.drain') = 1 ORDER BY id",
+            )
+            .map_err(sql("list draining nodes"))?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(sql("list draining nodes"))?;
+        rows.into_iter()
+            .map(|(id, body)| decode("node", &id, &body))
+            .collect()
     }
 
     /// Marks a node down in one transaction: its live allocations become `lost` and each job
@@ -1018,28 +1044,98 @@ impl Store {
         })
     }
 
-    /// Changes a node's scheduling eligibility and drain flag (`drover node eligibility`,
-    /// `drover node drain`); a drained node is also ineligible, as in Nomad.
-    pub fn set_node_scheduling(
+    /// Changes a node's scheduling eligibility (`drover node eligibility`). A draining node
+    /// cannot be made eligible, as in Nomad: the drain must be disabled first.
+    pub fn set_node_eligibility(
         &self,
         node_id: &str,
-        eligibility: crate::structs::SchedulingEligibility,
-        drain: bool,
+        eligibility: SchedulingEligibility,
     ) -> Result<Node, StoreError> {
         self.write(
-            &format!("update scheduling of node {node_id}"),
+            &format!("update the eligibility of node {node_id}"),
             |tx, index| {
-                let Some(mut node) = read_node(tx, node_id)? else {
-                    return Err(StoreError::NodeNotFound {
+                let mut node = read_node(tx, node_id)?.ok_or_else(|| StoreError::NodeNotFound {
+                    node_id: node_id.to_string(),
+                })?;
+                if node.drain && eligibility == SchedulingEligibility::Eligible {
+                    return Err(StoreError::NodeDraining {
                         node_id: node_id.to_string(),
                     });
-                };
-                node.drain = drain;
-                node.scheduling_eligibility = if drain {
-                    crate::structs::SchedulingEligibility::Ineligible
-                } else {
-                    eligibility
-                };
+                }
+                node.scheduling_eligibility = eligibility;
+                node.modify_index = index;
+                put_node(tx, &node)?;
+                Ok(node)
+            },
+        )
+    }
+
+    /// Starts (`Some`) or cancels (`None`) a node's drain (`drover node drain`). A draining node
+    /// is ineligible; a canceled drain leaves it ineligible unless `mark_eligible`.
+    pub fn set_node_drain(
+        &self,
+        node_id: &str,
+        strategy: Option<DrainStrategy>,
+        mark_eligible: bool,
+        now: i64,
+    ) -> Result<Node, StoreError> {
+        self.write(
+            &format!("update the drain of node {node_id}"),
+            |tx, index| {
+                let mut node = read_node(tx, node_id)?.ok_or_else(|| StoreError::NodeNotFound {
+                    node_id: node_id.to_string(),
+                })?;
+                match strategy {
+                    Some(strategy) => {
+                        // Changing the deadline of a running drain keeps when it started.
+                        let started_at = node
+                            .drain_strategy
+                            .as_ref()
+                            .map_or(strategy.started_at, |d| d.started_at);
+                        node.last_drain = Some(DrainMetadata {
+                            started_at,
+                            updated_at: now,
+                            status: "draining".into(),
+                        });
+                        node.drain = true;
+                        node.drain_strategy = Some(strategy);
+                        node.scheduling_eligibility = SchedulingEligibility::Ineligible;
+                    }
+                    None => {
+                        if node.drain
+                            && let Some(last) = node.last_drain.as_mut()
+                        {
+                            last.status = "canceled".into();
+                            last.updated_at = now;
+                        }
+                        node.drain = false;
+                        node.drain_strategy = None;
+                        if mark_eligible {
+                            node.scheduling_eligibility = SchedulingEligibility::Eligible;
+                        }
+                    }
+                }
+                node.modify_index = index;
+                put_node(tx, &node)?;
+                Ok(node)
+            },
+        )
+    }
+
+    /// Ends a drain that has nothing left to move: the node stays ineligible, as in Nomad.
+    pub fn complete_node_drain(&self, node_id: &str, now: i64) -> Result<Node, StoreError> {
+        self.write(
+            &format!("complete the drain of node {node_id}"),
+            |tx, index| {
+                let mut node = read_node(tx, node_id)?.ok_or_else(|| StoreError::NodeNotFound {
+                    node_id: node_id.to_string(),
+                })?;
+                node.drain = false;
+                node.drain_strategy = None;
+                if let Some(last) = node.last_drain.as_mut() {
+                    last.status = "complete".into();
+                    last.updated_at = now;
+                }
                 node.modify_index = index;
                 put_node(tx, &node)?;
                 Ok(node)

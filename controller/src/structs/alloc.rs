@@ -19,6 +19,7 @@ pub mod desc {
     pub const RESCHEDULED: &str = "alloc was rescheduled because it failed";
     pub const RESCHEDULING_FOLLOWUP: &str = "created for delayed rescheduling";
     pub const ROLLING_FOLLOWUP: &str = "created for the next rolling update batch";
+    pub const MIGRATION_FOLLOWUP: &str = "created for the next migration off a draining node";
 }
 
 /// The cpu and memory an allocation holds on its node (sum over its tasks).

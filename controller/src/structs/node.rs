@@ -76,6 +76,12 @@ pub struct Node {
     pub status_description: String,
     pub scheduling_eligibility: SchedulingEligibility,
     pub drain: bool,
+    /// How the current drain proceeds; `None` when the node is not draining.
+    #[serde(default)]
+    pub drain_strategy: Option<DrainStrategy>,
+    /// The last drain's outcome, as Nomad's `LastDrain`.
+    #[serde(default)]
+    pub last_drain: Option<DrainMetadata>,
     /// Unix seconds, as Nomad's `StatusUpdatedAt`.
     pub status_updated_at: i64,
     pub create_index: u64,
@@ -103,6 +109,8 @@ impl Node {
             status_description: String::new(),
             scheduling_eligibility: SchedulingEligibility::Eligible,
             drain: false,
+            drain_strategy: None,
+            last_drain: None,
             status_updated_at: now_secs,
             create_index: 0,
             modify_index: 0,
@@ -121,10 +129,60 @@ impl Node {
         matches!(self.status, NodeStatus::Down)
     }
 
+    /// Whether the drain must now move everything left, without waiting for `max_parallel`
+    /// batches or for batch allocations to finish.
+    pub fn drain_forced(&self, now: i64) -> bool {
+        self.drain_strategy.as_ref().is_some_and(|d| d.forced(now))
+    }
+
     /// A driver that was detected and is healthy.
     pub fn has_healthy_driver(&self, name: &str) -> bool {
         self.drivers
             .get(name)
             .is_some_and(|d| d.detected && d.healthy)
     }
+}
+
+/// Nomad's `DrainStrategy`: what `drover node drain -enable` asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainStrategy {
+    /// Nomad's `DrainSpec.Deadline` in nanoseconds: negative forces at once, 0 means no
+    /// deadline.
+    pub deadline: i64,
+    /// Leave system allocations running (Nomad's `IgnoreSystemJobs`).
+    pub ignore_system_jobs: bool,
+    /// Unix nanoseconds after which the rest is forced; 0 without a deadline.
+    pub force_deadline: i64,
+    /// Unix nanoseconds.
+    pub started_at: i64,
+}
+
+impl DrainStrategy {
+    pub fn new(deadline: i64, ignore_system_jobs: bool, now: i64) -> Self {
+        DrainStrategy {
+            deadline,
+            ignore_system_jobs,
+            force_deadline: if deadline > 0 {
+                now.saturating_add(deadline)
+            } else {
+                0
+            },
+            started_at: now,
+        }
+    }
+
+    pub fn forced(&self, now: i64) -> bool {
+        self.deadline < 0 || (self.force_deadline > 0 && now >= self.force_deadline)
+    }
+}
+
+/// Nomad's `DrainMetadata` (`LastDrain`): how the last drain ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainMetadata {
+    /// Unix nanoseconds.
+    pub started_at: i64,
+    /// Unix nanoseconds.
+    pub updated_at: i64,
+    /// `draining`, `complete` or `canceled`.
+    pub status: String,
 }

@@ -1,0 +1,327 @@
+//! Scheduler and server figures at cluster scale, printed rather than asserted (timings on a
+//! shared machine make poor pass/fail tests). One thread, release build:
+//!
+//! ```sh
+//! cargo bench -p drover-controller --bench scheduler            # place, small, tick
+//! cargo bench -p drover-controller --bench scheduler -- memory  # its own process, for RSS
+//! ```
+//!
+//! - place: one job of 10,000 allocations on 5,000 simulated nodes (target ≥ 20,000/s).
+//! - small: 1,000 jobs of 10 allocations, planned one after another, each seeing every
+//!   allocation placed before it, as a worker's snapshot does (target ≥ 20,000/s).
+//! - tick: 10,000 jobs with 50,000 allocations and nothing to change, every job planned once
+//!   against one node index (target < 20 ms).
+//! - memory: a server (SQLite store, heartbeat table, broker, workers) holding 5,000 nodes
+//!   heartbeating every 10 s and 50,000 allocations of 10,000 jobs: the process's VmRSS.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use drover::scheduler::{NodeIndex, Plan, ReconcileInput, reconcile, reconcile_indexed};
+use drover::structs::mock::{self, MockAlloc, MockJob, MockNode};
+use drover::structs::{Allocation, ClientStatus, Job, Node, unix_nanos};
+
+const NODES: usize = 5_000;
+
+/// Sorted by id, as the store's snapshot gives them.
+fn nodes() -> Vec<Node> {
+    let mut nodes: Vec<Node> = (0..NODES)
+        .map(|i| {
+            mock::node()
+                .id(&format!("{:08x}-0000-4000-8000-{i:012}", i * 7919))
+                .with(|n| n.name = format!("node-{i}"))
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    nodes
+}
+
+fn job(id: &str, count: u32) -> Job {
+    mock::job().count(count).resources(100, 128).with(|j| {
+        j.id = id.into();
+        j.name = id.into();
+    })
+}
+
+/// What the plan applier would write for the plan's placements: running allocations.
+fn applied(job: &Job, plan: &Plan, seq: &mut u64) -> Vec<Allocation> {
+    plan.place
+        .iter()
+        .map(|p| {
+            *seq += 1;
+            mock::alloc(job, 0)
+                .id(&format!("{:016x}-alloc", *seq))
+                .node(&p.node_id)
+                .with(|a| {
+                    a.name = p.name.clone();
+                    a.networks = p.networks.clone();
+                    a.resources = p.resources;
+                })
+        })
+        .collect()
+}
+
+fn plan(job: &Job, existing: &[Allocation], nodes: &[Node]) -> Plan {
+    let versions = BTreeMap::from([(job.version, job.clone())]);
+    reconcile(&ReconcileInput {
+        job,
+        versions: &versions,
+        existing,
+        nodes,
+        now: SystemTime::now(),
+    })
+}
+
+fn rate(n: usize, d: Duration) -> String {
+    format!("{:.0}/s", n as f64 / d.as_secs_f64())
+}
+
+fn place(nodes: &[Node]) {
+    let big = job("big", 10_000);
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let p = plan(&big, &[], nodes);
+        let d = t.elapsed();
+        assert_eq!(
+            p.place.len(),
+            10_000,
+            "every allocation placed: {:?}",
+            p.failed_tg
+        );
+        let used: std::collections::BTreeSet<&str> =
+            p.place.iter().map(|p| p.node_id.as_str()).collect();
+        if d < best {
+            best = d;
+            println!(
+                "place: 1 job x 10,000 allocations on {NODES} nodes: {:.1} ms, {} placements/s ({} distinct nodes used)",
+                d.as_secs_f64() * 1e3,
+                rate(10_000, d),
+                used.len()
+            );
+        }
+    }
+}
+
+fn small(nodes: &[Node]) {
+    let jobs: Vec<Job> = (0..1_000)
+        .map(|i| job(&format!("small-{i:04}"), 10))
+        .collect();
+    let mut existing: Vec<Allocation> = Vec::with_capacity(10_000);
+    let mut seq = 0;
+    let mut planning = Duration::ZERO;
+    for j in &jobs {
+        let t = Instant::now();
+        let p = plan(j, &existing, nodes);
+        planning += t.elapsed();
+        assert_eq!(p.place.len(), 10, "{:?}", p.failed_tg);
+        existing.extend(applied(j, &p, &mut seq));
+    }
+    println!(
+        "small: 1,000 jobs x 10 allocations on {NODES} nodes: {:.1} ms planning, {} placements/s",
+        planning.as_secs_f64() * 1e3,
+        rate(10_000, planning)
+    );
+}
+
+fn tick(nodes: &[Node]) {
+    const JOBS: usize = 10_000;
+    let jobs: Vec<Job> = (0..JOBS)
+        .map(|i| job(&format!("steady-{i:05}"), 5))
+        .collect();
+    let versions: Vec<BTreeMap<u64, Job>> = jobs
+        .iter()
+        .map(|j| BTreeMap::from([(j.version, j.clone())]))
+        .collect();
+    let mut by_job: Vec<Vec<Allocation>> = Vec::with_capacity(JOBS);
+    for (k, j) in jobs.iter().enumerate() {
+        by_job.push(
+            (0..5u32)
+                .map(|i| {
+                    let n = (k * 5 + i as usize) % NODES;
+                    mock::alloc(j, i)
+                        .id(&format!("{k:08}-{i}"))
+                        .node(&nodes[n].id)
+                        .client_status(ClientStatus::Running)
+                })
+                .collect(),
+        );
+    }
+    let total: usize = by_job.iter().map(Vec::len).sum();
+    let index = NodeIndex::new(nodes);
+    let mut best = Duration::MAX;
+    for _ in 0..5 {
+        let now = SystemTime::now();
+        let t = Instant::now();
+        let mut changes = 0;
+        for (k, j) in jobs.iter().enumerate() {
+            let p = reconcile_indexed(
+                &ReconcileInput {
+                    job: j,
+                    versions: &versions[k],
+                    existing: &by_job[k],
+                    nodes,
+                    now,
+                },
+                &index,
+            );
+            changes += usize::from(!p.is_noop());
+        }
+        let d = t.elapsed();
+        assert_eq!(changes, 0, "a steady state plans nothing");
+        best = best.min(d);
+    }
+    println!(
+        "tick: {JOBS} jobs / {total} allocations, nothing to change: {:.1} ms (best of 5)",
+        best.as_secs_f64() * 1e3
+    );
+}
+
+fn rss_kb() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn memory() {
+    use drover::server::{Server, ServerConfig};
+    use drover::state::{JobSource, PlanWrite};
+    use drover_runtime::client::ServerApi;
+
+    let (base, _) = rss_kb();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::open(ServerConfig::new(dir.path())).expect("server");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let local = server.local();
+    let t = Instant::now();
+    let mut infos = Vec::with_capacity(NODES);
+    for i in 0..NODES {
+        let mut info = mock::node_info();
+        info.id = format!("{:08x}-0000-4000-8000-{i:012}", i * 7919);
+        info.name = format!("node-{i}");
+        infos.push(info);
+    }
+    let ids: Vec<String> = infos.iter().map(|i| i.id.clone()).collect();
+    rt.block_on(async {
+        for info in infos {
+            local.register_node(info).await.expect("register");
+        }
+    });
+    let now = unix_nanos(SystemTime::now());
+    for k in 0..10_000usize {
+        let j = job(&format!("mem-{k:05}"), 5);
+        let reg = server
+            .store()
+            .register_job(j.clone(), &JobSource::Api, now)
+            .expect("job");
+        let allocs = (0..5u32)
+            .map(|i| {
+                mock::alloc(&j, i)
+                    .id(&format!("{k:08}-{i}-mem"))
+                    .node(&ids[(k * 5 + i as usize) % NODES])
+            })
+            .collect();
+        let mut done = reg.eval.clone();
+        done.status = drover::structs::EvalStatus::Complete;
+        server
+            .store()
+            .commit_plan(
+                &j.id,
+                PlanWrite {
+                    allocs,
+                    evals: vec![done],
+                    guard: None,
+                },
+            )
+            .expect("allocs");
+    }
+    println!(
+        "memory: loaded 5,000 nodes and 50,000 allocations in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    // Heartbeats as 5,000 clients with a 10 s TTL send them, for 20 s, with the server's
+    // workers, heartbeat sweep and drainer running.
+    // Loading took longer than a heartbeat TTL: every node beats once before the sweep runs,
+    // or the first sweep would declare the early ones down.
+    rt.block_on(async {
+        for id in &ids {
+            local.heartbeat(id).await.expect("heartbeat");
+        }
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = rt.spawn(server.clone().run(async move {
+        let _ = stop_rx.await;
+    }));
+    let beats = rt.block_on(async {
+        let mut beats = 0u64;
+        let start = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        while start.elapsed() < Duration::from_secs(20) {
+            tick.tick().await;
+            // 1/100 of the nodes every 100 ms: each node once every 10 s.
+            let slot = (start.elapsed().as_millis() / 100 % 100) as usize;
+            for id in ids.iter().skip(slot).step_by(100) {
+                local.heartbeat(id).await.expect("heartbeat");
+                beats += 1;
+            }
+        }
+        beats
+    });
+    let (rss, hwm) = rss_kb();
+    let down = server
+        .nodes()
+        .expect("nodes")
+        .iter()
+        .filter(|n| n.status != drover::structs::NodeStatus::Ready)
+        .count();
+    assert_eq!(down, 0, "every node kept its heartbeat");
+    let _ = stop_tx.send(());
+    let _ = rt.block_on(running);
+    let db = std::fs::metadata(dir.path().join("state.db")).map_or(0, |m| m.len());
+    println!(
+        "memory: {beats} heartbeats in 20 s; VmRSS {:.1} MiB (peak {:.1} MiB, {:.1} MiB before the server); state.db {:.1} MiB",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0,
+        base as f64 / 1024.0,
+        db as f64 / (1024.0 * 1024.0)
+    );
+}
+
+fn main() {
+    let which: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let want = |name: &str| {
+        if name == "memory" {
+            which.iter().any(|w| w == name)
+        } else {
+            which.is_empty() || which.iter().any(|w| w == name)
+        }
+    };
+    if want("memory") {
+        memory();
+        return;
+    }
+    let nodes = nodes();
+    if want("place") {
+        place(&nodes);
+    }
+    if want("small") {
+        small(&nodes);
+    }
+    if want("tick") {
+        tick(&nodes);
+    }
+}
