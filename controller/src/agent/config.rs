@@ -30,6 +30,8 @@ pub struct AgentConfig {
     pub docker: DockerPluginConfig,
     pub raw_exec_enabled: bool,
     pub manifests: ManifestsConfig,
+    /// drover's `dns { … }` block: the Consul-compatible DNS interface of a client agent.
+    pub dns: crate::dns::DnsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +108,7 @@ impl AgentConfig {
                 resync_interval: Duration::from_secs(30),
                 allow_empty: false,
             },
+            dns: crate::dns::DnsConfig::default(),
         }
     }
 
@@ -253,6 +256,47 @@ impl AgentConfig {
             }
             pf.finish(d);
         }
+        if let Some(b) = f.block(d, "dns") {
+            let mut df = Fields::new("dns", b.pos, &b.body, &DNS);
+            let c = &mut self.dns;
+            c.enabled = df.bool(d, "enabled").unwrap_or(c.enabled);
+            if let Some(v) = df.int(d, "port", 1, 65535) {
+                c.port = v as u16;
+            }
+            if let Some(v) = df.string_list(d, "bind") {
+                for ip in &v {
+                    if ip.parse::<std::net::IpAddr>().is_err() {
+                        d.push(Diagnostic::error(
+                            b.pos,
+                            "dns > bind",
+                            format!("{ip:?} is not an IP address"),
+                        ));
+                    }
+                }
+                c.bind = v;
+            }
+            if let Some(v) = df.string_list(d, "recursors") {
+                for r in &v {
+                    if let Err(e) = crate::dns::parse_recursor(r) {
+                        d.push(Diagnostic::error(b.pos, "dns > recursors", e));
+                    }
+                }
+                c.recursors = v;
+            }
+            if let Some(v) = df.string(d, "domain") {
+                if let Err(e) = crate::dns::Zone::new(&v, "dc1", 0) {
+                    d.push(Diagnostic::error(b.pos, "dns > domain", e));
+                }
+                c.domain = v.trim_end_matches('.').to_string();
+            }
+            if let Some(v) = df.duration(d, "ttl") {
+                c.ttl = v.as_secs().min(u32::MAX as u64) as u32;
+            }
+            if let Some(v) = df.int(d, "udp_answer_limit", 1, 64) {
+                c.udp_answer_limit = v as usize;
+            }
+            df.finish(d);
+        }
         if let Some(m) = f.block(d, "manifests") {
             let mut mf = Fields::new("manifests", m.pos, &m.body, &MANIFESTS);
             if let Some(dir) = mf.string(d, "dir") {
@@ -302,6 +346,7 @@ static AGENT: BlockSchema = BlockSchema {
         "client",
         "plugin",
         "manifests",
+        "dns",
     ],
     ignored: &[
         ("addresses", NOT_USED),
@@ -347,6 +392,21 @@ static AGENT: BlockSchema = BlockSchema {
         ("reporting", NOT_USED),
         ("sentinel", NOT_USED),
     ],
+    unsupported: &[],
+};
+
+static DNS: BlockSchema = BlockSchema {
+    block: "dns",
+    supported: &[
+        "enabled",
+        "port",
+        "bind",
+        "recursors",
+        "domain",
+        "ttl",
+        "udp_answer_limit",
+    ],
+    ignored: &[],
     unsupported: &[],
 };
 

@@ -8,6 +8,7 @@ pub mod client;
 mod format;
 mod job;
 mod node;
+mod service;
 mod status;
 
 use std::ffi::OsString;
@@ -40,6 +41,9 @@ pub enum Command {
     /// Inspect nodes: status.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Nomad's native service discovery: list services, show one's registrations.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
     /// List jobs (and job files that fail to parse), or show a job, allocation or node by ID.
     Status(StatusArgs),
     /// Print drover's version.
@@ -78,6 +82,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Job(cmd) => job::run(cmd),
         Command::Alloc(cmd) => alloc::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Node(cmd) => node::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Service(cmd) => service::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Status(a) => {
             let api = client::ApiClient::new(&a.api);
             match &a.id {

@@ -65,7 +65,7 @@ impl LocalServer {
 }
 
 /// The allocation plus the task group of the job version it was placed for.
-fn alloc_spec(server: &Server, a: &Allocation) -> Result<AllocSpec, ServerError> {
+pub(crate) fn alloc_spec(server: &Server, a: &Allocation) -> Result<AllocSpec, ServerError> {
     let job = server
         .store()
         .job_version(&a.namespace, &a.job_id, a.job_version)?;
