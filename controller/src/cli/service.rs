@@ -238,9 +238,9 @@ mod tests {
     #[test]
     fn verbose_info_is_one_block_per_registration_with_checks() {
         let out = info_output(&[reg("5f0730ca-b055-52ac-f56e-358f3f7412f6", Some("passing"))], true);
-        assert!(out.contains("ID            = _nomad-task-5f0730ca-b055-52ac-f56e-358f3f7412f6-db-todo-db-db\n"), "{out}");
-        assert!(out.contains("Address       = 127.0.0.1:22686\n"));
-        assert!(out.contains("Datacenter    = dc1\n"));
+        assert!(out.contains("ID           = _nomad-task-5f0730ca-b055-52ac-f56e-358f3f7412f6-db-todo-db-db\n"), "{out}");
+        assert!(out.contains("Address      = 127.0.0.1:22686\n"));
+        assert!(out.contains("Datacenter   = dc1\n"));
         assert!(out.contains("alive  tcp   passing  TCP connect 127.0.0.1:22686: Success"), "{out}");
     }
 

@@ -364,6 +364,8 @@ fn client_updates_record_status_task_events_and_transitions() {
                 ..Default::default()
             },
         )]),
+        checks: vec![],
+        driver_networks: BTreeMap::new(),
     };
     let t = store
         .update_allocs_from_client("node-1", &[update(ClientStatus::Running)], NOW)
