@@ -390,9 +390,8 @@ impl AllocServices {
     }
 
     fn on_msg(&mut self, msg: ServiceMsg) {
-        let current = |task: &str, generation: i64| {
-            self.running.get(task).map(|r| r.0) == Some(generation)
-        };
+        let current =
+            |task: &str, generation: i64| self.running.get(task).map(|r| r.0) == Some(generation);
         match msg {
             ServiceMsg::Network {
                 task,

@@ -67,13 +67,10 @@ pub fn task_services<'a>(alloc: &'a AllocSpec, task: &str) -> Vec<&'a Service> {
         .iter()
         .filter(|t| t.name == task)
         .flat_map(|t| t.services.iter());
-    let group = alloc
-        .services
-        .iter()
-        .filter(move |s| match &s.task {
-            Some(t) => t == task,
-            None => first == Some(task),
-        });
+    let group = alloc.services.iter().filter(move |s| match &s.task {
+        Some(t) => t == task,
+        None => first == Some(task),
+    });
     own.chain(group).collect()
 }
 
@@ -130,8 +127,18 @@ fn probe_for(
     node_address: &str,
     driver: Option<&DriverNetwork>,
 ) -> Probe {
-    // Nomad: a check has no `auto` mode; it goes to the host unless it says `driver`.
-    let mode = check.address_mode.as_deref().unwrap_or("host");
+    // A check has no `auto` mode. Unset, it follows a `driver` service to the container's own
+    // address (what the seed's todo-db expects), and otherwise goes to the host: a check on a
+    // docker host port would reach docker's userland proxy, which accepts connections even when
+    // nothing listens in the container, so it could never fail.
+    let mode = check
+        .address_mode
+        .as_deref()
+        .unwrap_or(if svc.address_mode == "driver" {
+            "driver"
+        } else {
+            "host"
+        });
     let port = check.port.as_deref().or(svc.port.as_deref());
     let Some((ip, port)) = resolve_address(mode, port, networks, node_address, driver) else {
         return Probe::Unrunnable(match mode {
@@ -200,10 +207,7 @@ pub async fn run_probe(probe: &Probe, timeout: Duration) -> (CheckStatus, String
     match probe {
         Probe::Unrunnable(why) => (CheckStatus::Critical, why.clone()),
         Probe::Tcp(addr) => match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(_)) => (
-                CheckStatus::Passing,
-                format!("TCP connect {addr}: Success"),
-            ),
+            Ok(Ok(_)) => (CheckStatus::Passing, format!("TCP connect {addr}: Success")),
             Ok(Err(e)) => (
                 CheckStatus::Critical,
                 format!("dial tcp {addr}: connect: {e}"),
@@ -444,7 +448,11 @@ mod tests {
     }
 
     fn alloc(services: Vec<Service>) -> AllocSpec {
-        let mut a = crate::testutil::alloc("j", "n1", vec![crate::testutil::task_raw_exec("web", "true", &[])]);
+        let mut a = crate::testutil::alloc(
+            "j",
+            "n1",
+            vec![crate::testutil::task_raw_exec("web", "true", &[])],
+        );
         a.tasks[0].services = services;
         a.networks = vec![NetworkResource {
             mode: "host".into(),
@@ -475,10 +483,15 @@ mod tests {
         let planned = plan_task_checks(&a, "web", "10.0.0.7", Some(&driver));
         assert_eq!(planned.len(), 3);
         assert_eq!(planned[0].name, "service: \"redis\" check");
-        // A check goes to the host unless it says driver, even for a driver-mode service.
-        assert_eq!(planned[0].probe, Probe::Tcp("10.0.0.7:23456".parse().unwrap()));
+        // An unset check mode follows the driver-mode service into the container.
+        assert_eq!(
+            planned[0].probe,
+            Probe::Tcp("172.17.0.5:6379".parse().unwrap())
+        );
         match &planned[1].probe {
-            Probe::Http { addr, path, method, .. } => {
+            Probe::Http {
+                addr, path, method, ..
+            } => {
                 assert_eq!(*addr, "172.17.0.5:6379".parse().unwrap());
                 assert_eq!(path, "/health");
                 assert_eq!(method, "GET");
@@ -497,8 +510,37 @@ mod tests {
     }
 
     #[test]
+    fn a_host_service_is_checked_on_the_host_port_unless_the_check_says_driver() {
+        let mut in_container = check("tcp", None);
+        in_container.address_mode = Some("driver".into());
+        let a = alloc(vec![service(
+            "redis",
+            "db",
+            "host",
+            vec![check("tcp", None), in_container],
+        )]);
+        let driver = DriverNetwork {
+            ip: "172.17.0.5".into(),
+        };
+        let planned = plan_task_checks(&a, "web", "10.0.0.7", Some(&driver));
+        assert_eq!(
+            planned[0].probe,
+            Probe::Tcp("10.0.0.7:23456".parse().unwrap())
+        );
+        assert_eq!(
+            planned[1].probe,
+            Probe::Tcp("172.17.0.5:6379".parse().unwrap())
+        );
+    }
+
+    #[test]
     fn an_unknown_port_label_is_named() {
-        let a = alloc(vec![service("redis", "nope", "host", vec![check("tcp", None)])]);
+        let a = alloc(vec![service(
+            "redis",
+            "nope",
+            "host",
+            vec![check("tcp", None)],
+        )]);
         let planned = plan_task_checks(&a, "web", "10.0.0.7", None);
         assert!(matches!(&planned[0].probe, Probe::Unrunnable(m) if m.contains("\"nope\"")));
     }
@@ -512,7 +554,10 @@ mod tests {
         named.task = Some("side".into());
         a.services = vec![service("plain", "db", "host", vec![]), named];
         let names = |t: &str| -> Vec<String> {
-            task_services(&a, t).iter().map(|s| s.name.clone()).collect()
+            task_services(&a, t)
+                .iter()
+                .map(|s| s.name.clone())
+                .collect()
         };
         assert_eq!(names("web"), vec!["plain"]);
         assert_eq!(names("side"), vec!["named"]);
@@ -579,7 +624,13 @@ mod tests {
             headers: BTreeMap::from([("X-Probe".to_string(), vec!["yes".to_string()])]),
         };
         let (st, out) = run_probe(&http("/ok"), t).await;
-        assert_eq!((st, out.as_str()), (CheckStatus::Passing, &*format!("HTTP GET http://{addr}/ok: 200 OK")));
+        assert_eq!(
+            (st, out.as_str()),
+            (
+                CheckStatus::Passing,
+                &*format!("HTTP GET http://{addr}/ok: 200 OK")
+            )
+        );
         assert_eq!(run_probe(&http("/busy"), t).await.0, CheckStatus::Warning);
         assert_eq!(run_probe(&http("/down"), t).await.0, CheckStatus::Critical);
         // Nothing listens on port 1 of loopback.
@@ -619,7 +670,10 @@ mod tests {
         .await;
         let (key, first) = rx.recv().await.unwrap();
         assert_eq!((key.as_str(), first.status), ("k", CheckStatus::Critical));
-        assert!(rx.try_recv().is_err(), "an unchanged status is not reported again");
+        assert!(
+            rx.try_recv().is_err(),
+            "an unchanged status is not reported again"
+        );
         let restarts = restarts.lock().unwrap();
         assert_eq!(restarts.len(), 1);
         // Runs at 0 and 1 s fall in the 2 s grace; 2, 3 and 4 s count: the third restarts.

@@ -623,8 +623,16 @@ pub fn resolve_address(
     let Some(port) = port.filter(|p| !p.is_empty()) else {
         return Some((ip, 0));
     };
-    if let Some(p) = networks.iter().flat_map(|n| n.ports()).find(|p| p.label == port) {
-        let n = if driver_mode && p.to > 0 { p.to } else { p.value };
+    if let Some(p) = networks
+        .iter()
+        .flat_map(|n| n.ports())
+        .find(|p| p.label == port)
+    {
+        let n = if driver_mode && p.to > 0 {
+            p.to
+        } else {
+            p.value
+        };
         return Some((ip, n));
     }
     port.parse::<u16>().ok().map(|n| (ip, n))

@@ -237,11 +237,22 @@ mod tests {
 
     #[test]
     fn verbose_info_is_one_block_per_registration_with_checks() {
-        let out = info_output(&[reg("5f0730ca-b055-52ac-f56e-358f3f7412f6", Some("passing"))], true);
-        assert!(out.contains("ID           = _nomad-task-5f0730ca-b055-52ac-f56e-358f3f7412f6-db-todo-db-db\n"), "{out}");
+        let out = info_output(
+            &[reg("5f0730ca-b055-52ac-f56e-358f3f7412f6", Some("passing"))],
+            true,
+        );
+        assert!(
+            out.contains(
+                "ID           = _nomad-task-5f0730ca-b055-52ac-f56e-358f3f7412f6-db-todo-db-db\n"
+            ),
+            "{out}"
+        );
         assert!(out.contains("Address      = 127.0.0.1:22686\n"));
         assert!(out.contains("Datacenter   = dc1\n"));
-        assert!(out.contains("alive  tcp   passing  TCP connect 127.0.0.1:22686: Success"), "{out}");
+        assert!(
+            out.contains("alive  tcp   passing  TCP connect 127.0.0.1:22686: Success"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -255,6 +266,9 @@ mod tests {
             "Service Name  Tags\ntodo-db       [db]\ntodo-web      []\n"
         );
         assert!(list_output(&v, true).starts_with("Service Name  Namespace  Tags\n"));
-        assert_eq!(list_output(&json!([]), false), "No service registrations found\n");
+        assert_eq!(
+            list_output(&json!([]), false),
+            "No service registrations found\n"
+        );
     }
 }

@@ -134,7 +134,9 @@ impl<C: CatalogSource> DnsHandler<C> {
             match tokio::time::timeout(RECURSOR_TIMEOUT, exchange).await {
                 Ok(Ok(bytes)) => match Message::from_vec(&bytes) {
                     Ok(m) => return Some(m),
-                    Err(e) => tracing::debug!(recursor = %r, error = %e, "bad answer from recursor"),
+                    Err(e) => {
+                        tracing::debug!(recursor = %r, error = %e, "bad answer from recursor")
+                    }
                 },
                 Ok(Err(e)) => tracing::debug!(recursor = %r, error = %e, "recursor failed"),
                 Err(_) => tracing::debug!(recursor = %r, "recursor timed out"),
@@ -234,11 +236,7 @@ async fn send<'a, R: ResponseHandler>(
         Ok(info) => info,
         Err(e) => {
             tracing::debug!(error = %e, "failed to send a DNS response");
-            let mut m = Metadata::new(
-                id,
-                hickory_proto::op::MessageType::Response,
-                op,
-            );
+            let mut m = Metadata::new(id, hickory_proto::op::MessageType::Response, op);
             m.response_code = ResponseCode::ServFail;
             hickory_proto::op::Header {
                 metadata: m,

@@ -10,7 +10,14 @@ use super::*;
 use crate::services::Catalog;
 use crate::structs::{CheckResult, CheckStatus, ServiceRegistration};
 
-fn reg(name: &str, alloc: &str, address: &str, port: u16, dc: &str, tags: &[&str]) -> ServiceRegistration {
+fn reg(
+    name: &str,
+    alloc: &str,
+    address: &str,
+    port: u16,
+    dc: &str,
+    tags: &[&str],
+) -> ServiceRegistration {
     ServiceRegistration {
         id: format!("_nomad-task-{alloc}-web-{name}-http"),
         service_name: name.into(),
@@ -112,16 +119,37 @@ fn srv_answers_list_the_healthy_instances_of_the_local_datacenter() {
     assert_eq!(additionals[0].0, "0a000007.addr.dc1.consul.");
     assert_eq!(additionals[0].1, RData::A("10.0.0.7".parse().unwrap()));
     // The same with the datacenter named, and another datacenter's own instances.
-    let dc1 = answer(&c, &zone(), &name("todo-db.service.dc1.consul."), RecordType::SRV, 0, 9);
+    let dc1 = answer(
+        &c,
+        &zone(),
+        &name("todo-db.service.dc1.consul."),
+        RecordType::SRV,
+        0,
+        9,
+    );
     assert_eq!(srv_ports(&records(dc1).0), vec![20001, 20002]);
-    let dc2 = answer(&c, &zone(), &name("TODO-DB.service.DC2.consul."), RecordType::SRV, 0, 9);
+    let dc2 = answer(
+        &c,
+        &zone(),
+        &name("TODO-DB.service.DC2.consul."),
+        RecordType::SRV,
+        0,
+        9,
+    );
     assert_eq!(srv_ports(&records(dc2).0), vec![20004]);
 }
 
 #[test]
 fn a_records_tags_and_rfc2782_names() {
     let c = catalog();
-    let (a, _) = records(answer(&c, &zone(), &name("todo-db.service.consul."), RecordType::A, 0, 9));
+    let (a, _) = records(answer(
+        &c,
+        &zone(),
+        &name("todo-db.service.consul."),
+        RecordType::A,
+        0,
+        9,
+    ));
     assert_eq!(
         a,
         vec![
@@ -138,15 +166,46 @@ fn a_records_tags_and_rfc2782_names() {
         9,
     ));
     assert_eq!(srv_ports(&tagged), vec![20001]);
-    let (rfc, _) = records(answer(&c, &zone(), &name("_todo-db._tcp.service.consul."), RecordType::SRV, 0, 9));
+    let (rfc, _) = records(answer(
+        &c,
+        &zone(),
+        &name("_todo-db._tcp.service.consul."),
+        RecordType::SRV,
+        0,
+        9,
+    ));
     assert_eq!(srv_ports(&rfc), vec![20001, 20002]);
     assert_eq!(
-        answer(&c, &zone(), &name("nope.todo-db.service.consul."), RecordType::SRV, 0, 9),
+        answer(
+            &c,
+            &zone(),
+            &name("nope.todo-db.service.consul."),
+            RecordType::SRV,
+            0,
+            9
+        ),
         Outcome::NxDomain
     );
     // An IPv6 instance has AAAA and no A.
-    assert_eq!(answer(&c, &zone(), &name("v6.service.consul."), RecordType::A, 0, 9), Outcome::NoData);
-    let (aaaa, _) = records(answer(&c, &zone(), &name("v6.service.consul."), RecordType::AAAA, 0, 9));
+    assert_eq!(
+        answer(
+            &c,
+            &zone(),
+            &name("v6.service.consul."),
+            RecordType::A,
+            0,
+            9
+        ),
+        Outcome::NoData
+    );
+    let (aaaa, _) = records(answer(
+        &c,
+        &zone(),
+        &name("v6.service.consul."),
+        RecordType::AAAA,
+        0,
+        9,
+    ));
     assert_eq!(aaaa, vec![RData::AAAA("fd00::1".parse().unwrap())]);
 }
 
@@ -154,13 +213,55 @@ fn a_records_tags_and_rfc2782_names() {
 fn unknown_and_unhealthy_services_are_nxdomain_and_other_names_not_ours() {
     let c = catalog();
     let z = zone();
-    assert_eq!(answer(&c, &z, &name("ghost.service.consul."), RecordType::SRV, 0, 9), Outcome::NxDomain);
-    assert_eq!(answer(&c, &z, &name("sick.service.consul."), RecordType::A, 0, 9), Outcome::NxDomain);
-    assert_eq!(answer(&c, &z, &name("whatever.consul."), RecordType::A, 0, 9), Outcome::NxDomain);
-    assert_eq!(answer(&c, &z, &name("a.b.c.d.service.consul."), RecordType::A, 0, 9), Outcome::NxDomain);
-    assert_eq!(answer(&c, &z, &name("example.com."), RecordType::A, 0, 9), Outcome::NotInZone);
-    assert_eq!(answer(&c, &z, &name("consul.example.com."), RecordType::A, 0, 9), Outcome::NotInZone);
-    assert_eq!(answer(&c, &z, &name("todo-db.service.consul."), RecordType::MX, 0, 9), Outcome::NoData);
+    assert_eq!(
+        answer(
+            &c,
+            &z,
+            &name("ghost.service.consul."),
+            RecordType::SRV,
+            0,
+            9
+        ),
+        Outcome::NxDomain
+    );
+    assert_eq!(
+        answer(&c, &z, &name("sick.service.consul."), RecordType::A, 0, 9),
+        Outcome::NxDomain
+    );
+    assert_eq!(
+        answer(&c, &z, &name("whatever.consul."), RecordType::A, 0, 9),
+        Outcome::NxDomain
+    );
+    assert_eq!(
+        answer(
+            &c,
+            &z,
+            &name("a.b.c.d.service.consul."),
+            RecordType::A,
+            0,
+            9
+        ),
+        Outcome::NxDomain
+    );
+    assert_eq!(
+        answer(&c, &z, &name("example.com."), RecordType::A, 0, 9),
+        Outcome::NotInZone
+    );
+    assert_eq!(
+        answer(&c, &z, &name("consul.example.com."), RecordType::A, 0, 9),
+        Outcome::NotInZone
+    );
+    assert_eq!(
+        answer(
+            &c,
+            &z,
+            &name("todo-db.service.consul."),
+            RecordType::MX,
+            0,
+            9
+        ),
+        Outcome::NoData
+    );
 }
 
 #[test]
@@ -170,16 +271,47 @@ fn addr_names_resolve_and_round_trip() {
     let n = addr_name(&zone(), ip, "dc1").unwrap();
     let (a, _) = records(answer(&c, &zone(), &n, RecordType::A, 0, 9));
     assert_eq!(a, vec![RData::A("10.0.0.7".parse().unwrap())]);
-    assert_eq!(answer(&c, &zone(), &name("zz.addr.dc1.consul."), RecordType::A, 0, 9), Outcome::NxDomain);
+    assert_eq!(
+        answer(
+            &c,
+            &zone(),
+            &name("zz.addr.dc1.consul."),
+            RecordType::A,
+            0,
+            9
+        ),
+        Outcome::NxDomain
+    );
 }
 
 #[test]
 fn answers_rotate_and_respect_the_limit() {
     let regs: Vec<_> = (0..5)
-        .map(|i| reg("many", &format!("a{i}"), &format!("10.0.0.{}", i + 1), 30000 + i, "dc1", &[]))
+        .map(|i| {
+            reg(
+                "many",
+                &format!("a{i}"),
+                &format!("10.0.0.{}", i + 1),
+                30000 + i,
+                "dc1",
+                &[],
+            )
+        })
         .collect();
     let c = Catalog::new(1, regs);
-    let ports = |start| srv_ports(&records(answer(&c, &zone(), &name("many.service.consul."), RecordType::SRV, start, 3)).0);
+    let ports = |start| {
+        srv_ports(
+            &records(answer(
+                &c,
+                &zone(),
+                &name("many.service.consul."),
+                RecordType::SRV,
+                start,
+                3,
+            ))
+            .0,
+        )
+    };
     assert_eq!(ports(0), vec![30000, 30001, 30002]);
     assert_eq!(ports(3), vec![30000, 30003, 30004]);
     assert_eq!(ports(5), ports(0));
@@ -252,7 +384,11 @@ async fn the_server_answers_over_udp_refuses_or_forwards_other_names() {
 
     let m = ask(addr, "ghost.service.consul.", RecordType::SRV).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
-    assert_eq!(m.authorities.len(), 1, "the zone's SOA for negative caching");
+    assert_eq!(
+        m.authorities.len(),
+        1,
+        "the zone's SOA for negative caching"
+    );
 
     let m = ask(addr, "example.com.", RecordType::A).await;
     assert_eq!(m.metadata.response_code, ResponseCode::Refused);

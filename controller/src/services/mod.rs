@@ -258,7 +258,9 @@ impl LocalCatalog {
                     Ok(Ok(c)) => {
                         tx.send_replace(Arc::new(c));
                     }
-                    Ok(Err(e)) => tracing::warn!(error = %e, "failed to rebuild the service catalog"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "failed to rebuild the service catalog")
+                    }
                     Err(e) => tracing::warn!(error = %e, "the service catalog rebuild panicked"),
                 }
                 tokio::select! {

@@ -121,7 +121,10 @@ fn host_mode_uses_the_node_address_and_the_host_port() {
     assert_eq!(r.service_name, "todo-db");
     assert_eq!((r.address.as_str(), r.port), ("10.0.0.7", 20000));
     assert_eq!(r.id, format!("_nomad-task-{}-web-todo-db-db", a.id));
-    assert_eq!((r.datacenter.as_str(), r.job_id.as_str()), ("dc1", "example"));
+    assert_eq!(
+        (r.datacenter.as_str(), r.job_id.as_str()),
+        ("dc1", "example")
+    );
     assert_eq!(r.tags, vec!["v1"]);
     assert!(r.healthy());
     // Nomad's JSON field names.
@@ -160,7 +163,10 @@ fn driver_mode_waits_for_the_container_address_then_uses_the_mapped_port() {
         },
     );
     let regs = alloc_registrations(&a, &spec(&job, &a), &node());
-    assert_eq!((regs[0].address.as_str(), regs[0].port), ("172.17.0.9", 6379));
+    assert_eq!(
+        (regs[0].address.as_str(), regs[0].port),
+        ("172.17.0.9", 6379)
+    );
     assert_eq!(regs[0].id, format!("_nomad-group-{}-web-cache-db", a.id));
     // No check result yet: a group service is registered, and is not healthy until one passes
     // only when the node reports it; without results it has no checks.
@@ -195,7 +201,10 @@ fn a_critical_check_makes_the_instance_unhealthy() {
 #[test]
 fn the_catalog_indexes_names_case_insensitively_and_lists_stubs() {
     let job = job_with(
-        vec![service("todo-db", "db", "host"), service("Todo-Web", "db", "host")],
+        vec![
+            service("todo-db", "db", "host"),
+            service("Todo-Web", "db", "host"),
+        ],
         vec![],
     );
     let a0 = running(mock::alloc(&job, 0));
