@@ -361,7 +361,9 @@ pub async fn run_check(
         .clone()
         .map(|p| RestartWatch::new(p, Instant::now()));
     let mut last = None;
-    let mut next = Instant::now();
+    // Checks of many tasks started together (an agent restart) would all connect at once:
+    // each starts within its first second at an offset its key decides.
+    let mut next = Instant::now() + stagger(&key, check.interval.min(Duration::from_secs(1)));
     loop {
         tokio::time::sleep_until(next).await;
         let (status, output) = run_probe(&check.probe, check.timeout).await;
@@ -388,6 +390,20 @@ pub async fn run_check(
             restart(restart_reason(&check.name));
             return;
         }
+    }
+}
+
+/// A fixed offset in `[0, within)` derived from `key` (FNV-1a), so restarts keep the spread.
+fn stagger(key: &str, within: Duration) -> Duration {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let nanos = within.as_nanos() as u64;
+    if nanos == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_nanos(h % nanos)
     }
 }
 
@@ -657,6 +673,7 @@ mod tests {
             }),
             initial: CheckStatus::Critical,
         };
+        let offset = stagger("k", Duration::from_secs(1));
         let (tx, mut rx) = mpsc::unbounded_channel();
         let restarts = Arc::new(std::sync::Mutex::new(Vec::new()));
         let r2 = restarts.clone();
@@ -676,8 +693,9 @@ mod tests {
         );
         let restarts = restarts.lock().unwrap();
         assert_eq!(restarts.len(), 1);
-        // Runs at 0 and 1 s fall in the 2 s grace; 2, 3 and 4 s count: the third restarts.
-        assert_eq!(restarts[0].0 - started, Duration::from_secs(4));
+        // Runs at 0 and 1 s (after the key's stagger) fall in the 2 s grace (counted from the
+        // check's start); 2, 3 and 4 s count: the third restarts.
+        assert_eq!(restarts[0].0 - started, Duration::from_secs(4) + offset);
         assert_eq!(restarts[0].1, "healthcheck: check \"c\" unhealthy");
     }
 }

@@ -264,13 +264,9 @@ impl AgentConfig {
                 c.port = v as u16;
             }
             if let Some(v) = df.string_list(d, "bind") {
-                for ip in &v {
-                    if ip.parse::<std::net::IpAddr>().is_err() {
-                        d.push(Diagnostic::error(
-                            b.pos,
-                            "dns > bind",
-                            format!("{ip:?} is not an IP address"),
-                        ));
+                for entry in &v {
+                    if let Err(e) = crate::dns::parse_bind(entry, 0) {
+                        d.push(Diagnostic::error(b.pos, "dns > bind", e.to_string()));
                     }
                 }
                 c.bind = v;
@@ -580,5 +576,31 @@ mod tests {
             err.to_string().contains("did you mean \"data_dir\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_dns_block_reads_and_refuses_bad_addresses() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("agent.hcl");
+        std::fs::write(
+            &p,
+            "dns {\n  port = 8653\n  bind = [\"127.0.0.1\", \"172.17.0.1:53\"]\n  recursors = [\"1.1.1.1\", \"9.9.9.9:5353\"]\n  ttl = \"5s\"\n}\n",
+        )
+        .expect("write");
+        let mut c = AgentConfig::dev();
+        c.merge_file(&p).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.dns.enabled);
+        assert_eq!(c.dns.port, 8653);
+        assert_eq!(c.dns.bind, ["127.0.0.1", "172.17.0.1:53"]);
+        assert_eq!(c.dns.recursors, ["1.1.1.1", "9.9.9.9:5353"]);
+        assert_eq!(c.dns.ttl, 5);
+        assert_eq!(c.dns.domain, "consul");
+
+        std::fs::write(&p, "dns {\n  recursors = [\"dns.example\"]\n  bind = [\"eth0\"]\n}\n")
+            .expect("write");
+        let err = AgentConfig::dev().merge_file(&p).expect_err("refused");
+        let msg = err.to_string();
+        assert!(msg.contains("recursor \"dns.example\""), "{msg}");
+        assert!(msg.contains("bind address \"eth0\""), "{msg}");
     }
 }

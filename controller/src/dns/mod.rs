@@ -41,8 +41,8 @@ const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct DnsConfig {
     pub enabled: bool,
     pub port: u16,
-    /// Addresses to listen on; empty means the agent's bind address plus the node's
-    /// `network_address` when one is set.
+    /// Addresses to listen on, `IP` (on `port`) or `IP:PORT`; empty means the agent's bind
+    /// address plus the node's `network_address` when one is set.
     pub bind: Vec<String>,
     /// `ip` or `ip:port` of DNS servers for names outside the domain; none means REFUSED.
     pub recursors: Vec<String>,
@@ -323,13 +323,23 @@ pub fn listen_addrs(
         config.bind.clone()
     };
     ips.dedup();
-    ips.iter()
-        .map(|ip| {
-            ip.parse::<IpAddr>()
-                .map(|ip| SocketAddr::new(ip, config.port))
-                .map_err(|_| DnsError::Config(format!("bind address {ip:?} is not an IP address")))
+    ips.iter().map(|b| parse_bind(b, config.port)).collect()
+}
+
+/// A `bind` entry: an IP (on the `port`), or `IP:PORT` for a listener on a port of its own —
+/// containers can only use port 53, which the loopback listener need not take.
+pub fn parse_bind(entry: &str, port: u16) -> Result<SocketAddr, DnsError> {
+    if let Ok(a) = entry.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    entry
+        .parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, port))
+        .map_err(|_| {
+            DnsError::Config(format!(
+                "bind address {entry:?} is not an IP address or IP:port"
+            ))
         })
-        .collect()
 }
 
 /// Builds the handler for `config` over `source`.

@@ -428,6 +428,15 @@ fn listen_addresses_default_to_the_bind_and_node_addresses() {
         listen_addrs(&c, "127.0.0.1", None).unwrap(),
         vec!["172.17.0.1:53".parse::<SocketAddr>().unwrap()]
     );
+    c.bind = vec!["127.0.0.1".into(), "172.17.0.1:53".into()];
+    c.port = 8600;
+    assert_eq!(
+        listen_addrs(&c, "127.0.0.1", None).unwrap(),
+        vec![
+            "127.0.0.1:8600".parse::<SocketAddr>().unwrap(),
+            "172.17.0.1:53".parse().unwrap()
+        ]
+    );
     c.bind = vec!["localhost".into()];
     assert!(listen_addrs(&c, "127.0.0.1", None).is_err());
     assert!(parse_recursor("8.8.8.8").is_ok());
