@@ -596,8 +596,11 @@ mod tests {
         assert_eq!(c.dns.ttl, 5);
         assert_eq!(c.dns.domain, "consul");
 
-        std::fs::write(&p, "dns {\n  recursors = [\"dns.example\"]\n  bind = [\"eth0\"]\n}\n")
-            .expect("write");
+        std::fs::write(
+            &p,
+            "dns {\n  recursors = [\"dns.example\"]\n  bind = [\"eth0\"]\n}\n",
+        )
+        .expect("write");
         let err = AgentConfig::dev().merge_file(&p).expect_err("refused");
         let msg = err.to_string();
         assert!(msg.contains("recursor \"dns.example\""), "{msg}");

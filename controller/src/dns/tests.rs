@@ -394,8 +394,10 @@ async fn the_server_answers_over_udp_refuses_or_forwards_other_names() {
     assert_eq!(m.metadata.response_code, ResponseCode::Refused);
 
     // With recursors, other names are forwarded and the answer relayed.
-    let mut cfg = DnsConfig::default();
-    cfg.recursors = vec![recursor_addr.to_string()];
+    let cfg = DnsConfig {
+        recursors: vec![recursor_addr.to_string()],
+        ..DnsConfig::default()
+    };
     let fwd = handler(&cfg, "dc1", source).unwrap();
     let (_stop2, stopped2) = tokio::sync::oneshot::channel::<()>();
     let server2 = DnsServer::start(&["127.0.5.1:0".parse().unwrap()], fwd, async move {
@@ -421,9 +423,11 @@ fn listen_addresses_default_to_the_bind_and_node_addresses() {
             "10.0.0.7:8600".parse().unwrap()
         ]
     );
-    let mut c = DnsConfig::default();
-    c.bind = vec!["172.17.0.1".into()];
-    c.port = 53;
+    let mut c = DnsConfig {
+        bind: vec!["172.17.0.1".into()],
+        port: 53,
+        ..DnsConfig::default()
+    };
     assert_eq!(
         listen_addrs(&c, "127.0.0.1", None).unwrap(),
         vec!["172.17.0.1:53".parse::<SocketAddr>().unwrap()]

@@ -103,6 +103,9 @@ pub fn alloc_registrations(
     out
 }
 
+/// `/v1/services` in short: per namespace, each service's name and tags.
+pub type ServiceStubs = Vec<(String, Vec<(String, Vec<String>)>)>;
+
 /// Every registration, sorted by service name, then job and allocation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Catalog {
@@ -158,7 +161,7 @@ impl Catalog {
     }
 
     /// Nomad's `/v1/services`: per namespace, each service name with the union of its tags.
-    pub fn stubs(&self, namespace: &str) -> Vec<(String, Vec<(String, Vec<String>)>)> {
+    pub fn stubs(&self, namespace: &str) -> ServiceStubs {
         let mut by_ns: BTreeMap<&str, BTreeMap<&str, Vec<String>>> = BTreeMap::new();
         for r in &self.registrations {
             if namespace != "*" && r.namespace != namespace {
