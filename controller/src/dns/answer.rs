@@ -200,20 +200,30 @@ pub fn answer(
             datacenter,
         } => (name, tag, datacenter),
     };
-    let healthy: Vec<&ServiceRegistration> = catalog
-        .instances(&name)
-        .filter(|r| r.datacenter.eq_ignore_ascii_case(&datacenter))
-        .filter(|r| {
-            tag.as_ref()
-                .is_none_or(|t| r.tags.iter().any(|x| x.eq_ignore_ascii_case(t)))
-        })
-        .filter(|r| r.healthy())
-        .collect();
+    let indexes = catalog.healthy_indexes(&name, &datacenter);
+    let tagged: Vec<usize>;
+    let healthy: &[usize] = match &tag {
+        None => indexes,
+        Some(t) => {
+            tagged = indexes
+                .iter()
+                .copied()
+                .filter(|i| {
+                    catalog.registrations[*i]
+                        .tags
+                        .iter()
+                        .any(|x| x.eq_ignore_ascii_case(t))
+                })
+                .collect();
+            &tagged
+        }
+    };
     if healthy.is_empty() {
         return Outcome::NxDomain;
     }
     let n = healthy.len();
-    let picked = (0..n.min(limit.max(1))).map(|i| healthy[(start + i) % n]);
+    let picked = (0..n.min(limit.max(1)))
+        .map(|i| -> &ServiceRegistration { &catalog.registrations[healthy[(start + i) % n]] });
     let mut answers = Vec::new();
     let mut additionals = Vec::new();
     match qtype {

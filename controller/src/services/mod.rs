@@ -114,6 +114,9 @@ pub struct Catalog {
     pub registrations: Vec<ServiceRegistration>,
     /// Lower-cased service name → indexes into `registrations`: DNS names are case-insensitive.
     by_name: HashMap<String, Vec<usize>>,
+    /// (lower-cased name, lower-cased datacenter) → the healthy ones: what most DNS questions
+    /// ask, answered without looking at every instance.
+    healthy: HashMap<(String, String), Vec<usize>>,
 }
 
 impl Catalog {
@@ -128,17 +131,34 @@ impl Catalog {
             ))
         });
         let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut healthy: HashMap<(String, String), Vec<usize>> = HashMap::new();
         for (i, r) in registrations.iter().enumerate() {
-            by_name
-                .entry(r.service_name.to_ascii_lowercase())
-                .or_default()
-                .push(i);
+            let name = r.service_name.to_ascii_lowercase();
+            if r.healthy() {
+                healthy
+                    .entry((name.clone(), r.datacenter.to_ascii_lowercase()))
+                    .or_default()
+                    .push(i);
+            }
+            by_name.entry(name).or_default().push(i);
         }
         Catalog {
             index,
             registrations,
             by_name,
+            healthy,
         }
+    }
+
+    /// The healthy instances of `name` in `datacenter` (both lower-case), as indexes into
+    /// [`Catalog::registrations`], in catalog order.
+    pub fn healthy_indexes(&self, name: &str, datacenter: &str) -> &[usize] {
+        // A tuple key cannot be borrowed from two `&str`s; the miss path allocates, the hit
+        // path is what DNS load is made of and allocates the same two short strings.
+        self.healthy
+            .get(&(name.to_string(), datacenter.to_string()))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// The instances of `name` (any case), in catalog order.
