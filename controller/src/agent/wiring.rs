@@ -19,7 +19,7 @@ use crate::state::JobSource;
 
 /// How long the DNS catalog waits after a store change before rebuilding, so a burst of
 /// allocation updates costs one rebuild.
-const CATALOG_DEBOUNCE: Duration = Duration::from_millis(50);
+const CATALOG_DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// A future that resolves once shutdown was asked for.
 fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {

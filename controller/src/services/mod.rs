@@ -15,7 +15,7 @@ use drover_runtime::checks::task_services;
 use drover_runtime::spec::{AllocSpec, resolve_address};
 use tokio::sync::watch;
 
-use crate::server::{Server, ServerError, alloc_spec};
+use crate::server::{Server, ServerError, alloc_spec_of};
 use crate::structs::{Allocation, Node, NodeStatus, Service, ServiceRegistration, TaskStateKind};
 
 /// Nomad's service registration ID: `_nomad-task-<alloc>-<task>-<service>-<port>` for a task's
@@ -226,12 +226,22 @@ impl Server {
             .filter(|n| n.status != NodeStatus::Down)
             .map(|n| (n.id.clone(), n))
             .collect();
+        // Each job version is read once, however many of its allocations run.
+        let mut jobs: HashMap<(String, String, u64), Option<crate::structs::Job>> = HashMap::new();
         let mut regs = Vec::new();
         for a in store.running_allocs()? {
             let Some(node) = nodes.get(&a.node_id) else {
                 continue;
             };
-            let spec = alloc_spec(self, &a)?;
+            let key = (a.namespace.clone(), a.job_id.clone(), a.job_version);
+            let job = match jobs.get(&key) {
+                Some(j) => j,
+                None => {
+                    let j = store.job_version(&a.namespace, &a.job_id, a.job_version)?;
+                    jobs.entry(key).or_insert(j)
+                }
+            };
+            let spec = alloc_spec_of(&a, job.as_ref());
             regs.extend(alloc_registrations(&a, &spec, node));
         }
         Ok(Catalog::new(index, regs))
