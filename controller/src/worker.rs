@@ -90,17 +90,9 @@ pub fn process(store: &Store, eval: &Evaluation) -> Result<Processed, WorkerErro
             nodes: &snap.nodes,
             now: wall,
         });
-        for (group, failure) in &plan.failed_tg {
-            info!(
-                job_id = %job.id,
-                eval_id = %eval.id,
-                group = %group,
-                failed = failure.failed(),
-                "placement failed: {}",
-                failure.lines().join("; ")
-            );
-        }
         if plan.is_noop() {
+            // Placement failures alone write nothing, but they are decisions all the same.
+            log_decisions(&job, eval, &plan);
             let done = plan_apply::completed_eval(eval, &plan, now);
             store
                 .upsert_eval(&done)
@@ -117,6 +109,7 @@ pub fn process(store: &Store, eval: &Evaluation) -> Result<Processed, WorkerErro
         }
         match plan_apply::apply(store, eval, &job, &plan, &snap, now) {
             Ok(applied) => {
+                log_decisions(&job, eval, &plan);
                 let stopped = plan.stop.len() + plan.destructive.len();
                 info!(
                     job_id = %job.id,
@@ -148,6 +141,28 @@ pub fn process(store: &Store, eval: &Evaluation) -> Result<Processed, WorkerErro
         job_id: eval.job_id.clone(),
         attempts: MAX_PLAN_ATTEMPTS,
     })
+}
+
+/// One info line per decision of an applied plan (`docs/scheduler.md`): the job, its version,
+/// the action, the allocation and node, and why. Logged only once the plan is written, so a
+/// stale plan that is computed again is not reported twice.
+fn log_decisions(job: &Job, eval: &Evaluation, plan: &crate::scheduler::Plan) {
+    for d in plan.decisions() {
+        info!(
+            job_id = %job.id,
+            version = plan.job_version,
+            eval_id = %eval.id,
+            action = d.action,
+            group = %d.task_group,
+            alloc_name = %d.alloc_name,
+            alloc_id = d.alloc_id.as_deref().unwrap_or(""),
+            node_id = d.node_id.as_deref().unwrap_or(""),
+            reason = %d.reason,
+            "reconcile decision: {} {}",
+            d.action,
+            if d.alloc_name.is_empty() { d.alloc_id.as_deref().unwrap_or(&d.task_group) } else { &d.alloc_name }
+        );
+    }
 }
 
 /// Marks superseded evaluations canceled (Nomad's wording for evals a newer one replaced).

@@ -195,9 +195,8 @@ job "full" {
         source      = "https://example.com/a.tgz"
         destination = "local/a"
         mode        = "dir"
-        options { checksum = "md5:abc" }
+        options { checksum = "md5:900150983cd24fb0d6963f7d28e17f72" }
         headers { X = "y" }
-        chown = true
       }
       constraint {
         attribute = "${attr.cpu.arch}"

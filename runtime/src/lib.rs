@@ -3,6 +3,7 @@
 //! `runtime` never depends on `controller`; the types that cross the wire live in [`spec`].
 
 pub mod allocrunner;
+pub mod artifact;
 pub mod checks;
 pub mod client;
 pub mod driver;

@@ -50,9 +50,11 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A `drover agent -dev` started for one test, on its own loopback address so several tests'
-/// agents (and their tasks' static ports) never collide. Killed, and its jobs' containers
-/// removed, when dropped.
+/// A `drover agent` started for one test, on its own loopback address so several tests'
+/// agents (and their tasks' static ports) never collide: a dev agent ([`TestAgent::start`]),
+/// or a server-only or client-only agent from the seed's agent files
+/// ([`TestAgent::server`], [`TestAgent::client`]). Killed, and its node's containers removed,
+/// when dropped.
 pub struct TestAgent {
     child: Option<std::process::Child>,
     pub ip: String,
@@ -63,6 +65,17 @@ pub struct TestAgent {
     extra_args: Vec<String>,
     /// Set in the agent's environment on every (re)start, e.g. `DOCKER_HOST`.
     envs: Vec<(String, String)>,
+    kind: Kind,
+}
+
+/// How a [`TestAgent`] is started.
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    /// `drover agent -dev`.
+    Dev,
+    /// `drover agent -config …` with these files, in order; `server`: the agent runs the
+    /// server only (no node of its own).
+    Config { files: Vec<PathBuf>, server: bool },
 }
 
 impl TestAgent {
@@ -100,9 +113,72 @@ impl TestAgent {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            kind: Kind::Dev,
         };
         a.spawn();
         a
+    }
+
+    /// A server-only agent from the seed's `server.hcl`, plus `extra` agent HCL (e.g. a short
+    /// heartbeat TTL, a join token), bound to `ip` with its own data dir. Its RPC port is
+    /// [`TestAgent::rpc_addr`]; job files dropped with [`TestAgent::drop_job`] are watched.
+    pub fn server(ip: &str, extra: &str, envs: &[(&str, &str)]) -> TestAgent {
+        TestAgent::from_config(ip, "server.hcl", &[extra], envs, true)
+    }
+
+    /// A client-only agent from the seed's `client.hcl` joining `servers` (`host:port`), plus
+    /// `extra` agent HCL, bound to `ip` (its tasks' ports bind there) with its own data dir.
+    pub fn client(ip: &str, servers: &[String], extra: &str, envs: &[(&str, &str)]) -> TestAgent {
+        let list: Vec<String> = servers.iter().map(|s| format!("{s:?}")).collect();
+        let join = format!("client {{\n  servers = [{}]\n}}\n", list.join(", "));
+        TestAgent::from_config(ip, "client.hcl", &[&join, extra], envs, false)
+    }
+
+    fn from_config(
+        ip: &str,
+        seed_file: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+        server: bool,
+    ) -> TestAgent {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let manifests = data_dir.path().join("manifests");
+        std::fs::create_dir(&manifests).expect("mkdir manifests");
+        let mut files = vec![repo().join("tests/fixtures/seed").join(seed_file)];
+        for (i, hcl) in extra
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| !h.trim().is_empty())
+        {
+            let f = data_dir.path().join(format!("extra-{i}.hcl"));
+            std::fs::write(&f, hcl).expect("write agent config");
+            files.push(f);
+        }
+        let mut a = TestAgent {
+            child: None,
+            ip: ip.to_string(),
+            data_dir,
+            manifests,
+            node_id: String::new(),
+            extra_args: vec![],
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            kind: Kind::Config { files, server },
+        };
+        a.spawn();
+        a
+    }
+
+    /// The agent's node name: `drover-<ip>` for agents started from config files.
+    pub fn name(&self) -> String {
+        format!("drover-{}", self.ip)
+    }
+
+    /// The RPC port clients join on (`host:4647`).
+    pub fn rpc_addr(&self) -> String {
+        format!("{}:4647", self.ip)
     }
 
     /// The agent process's id while it runs (benchmarks read its /proc status).
@@ -123,15 +199,33 @@ impl TestAgent {
         let err = log.try_clone().expect("agent log");
         let data = self.data_dir.path().join("data");
         let mut cmd = Command::new(drover_bin());
-        cmd.args(["agent", "-dev", "-bind", &self.ip, "-data-dir"])
-            .arg(&data)
-            .arg("-manifests")
-            .arg(&self.manifests)
-            .args(&self.extra_args)
+        cmd.arg("agent");
+        let server_only = match &self.kind {
+            Kind::Dev => {
+                cmd.arg("-dev");
+                false
+            }
+            Kind::Config { files, server } => {
+                for f in files {
+                    cmd.arg("-config").arg(f);
+                }
+                cmd.args(["-node", &self.name()]);
+                *server
+            }
+        };
+        cmd.args(["-bind", &self.ip, "-data-dir"]).arg(&data);
+        if self.kind == Kind::Dev || server_only {
+            cmd.arg("-manifests").arg(&self.manifests);
+        }
+        cmd.args(&self.extra_args)
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdout(log)
             .stderr(err);
         self.child = Some(cmd.spawn().expect("the drover agent starts"));
+        if server_only {
+            self.wait_for_server();
+            return;
+        }
         // The API that answers must be this agent's (its node id is in this data dir): another
         // agent on the same address would answer for it, and this one would then drive (and
         // on drop clean up) the wrong node.
@@ -165,7 +259,30 @@ impl TestAgent {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        assert!(!self.node_id.is_empty(), "the dev agent runs a client");
+        assert!(!self.node_id.is_empty(), "the agent runs a client");
+    }
+
+    /// A server-only agent is up once the API that answers names this agent.
+    fn wait_for_server(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let me = self.get("/v1/agent/self").ok();
+            if me.is_some_and(|me| me["config"]["NodeName"] == self.name().as_str()) {
+                return;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() > deadline {
+                panic!(
+                    "the server agent on {} did not come up ({exited:?}); is another one using the address?\n--- agent log ---\n{}",
+                    self.ip,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Writes a job file into the watched directory (atomically, as git and editors do).

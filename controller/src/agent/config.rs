@@ -54,13 +54,18 @@ pub struct ClientConfig {
     pub meta: BTreeMap<String, String>,
     /// The address the node's task ports bind on; the bind address when unset.
     pub network_address: Option<String>,
+    /// Nomad's `client { artifact { … } }`.
+    pub artifact: drover_runtime::artifact::ArtifactLimits,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DockerPluginConfig {
     pub volumes_enabled: bool,
     pub allow_privileged: bool,
-    pub allow_caps: Vec<String>,
+    /// `None`: Nomad's default list.
+    pub allow_caps: Option<Vec<String>>,
+    /// drover's own gate on `network_mode = "host"`.
+    pub allow_host_network: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +105,7 @@ impl AgentConfig {
                 node_pool: "default".into(),
                 meta: BTreeMap::new(),
                 network_address: None,
+                artifact: Default::default(),
             },
             docker: DockerPluginConfig::default(),
             raw_exec_enabled: false,
@@ -211,6 +217,35 @@ impl AgentConfig {
             cl.network_address = cf
                 .string(d, "network_address")
                 .or(cl.network_address.take());
+            if let Some(a) = cf.block(d, "artifact") {
+                let mut af = Fields::new("client > artifact", a.pos, &a.body, &CLIENT_ARTIFACT);
+                let lim = &mut cl.artifact;
+                if let Some(t) = af.duration(d, "http_read_timeout") {
+                    lim.http_read_timeout = t;
+                }
+                for (key, slot) in [
+                    ("http_max_size", &mut lim.http_max_size),
+                    (
+                        "decompression_size_limit",
+                        &mut lim.decompression_size_limit,
+                    ),
+                ] {
+                    if let Some(v) = af.string(d, key) {
+                        match parse_size(&v) {
+                            Ok(n) => *slot = n,
+                            Err(msg) => d.push(Diagnostic::error(
+                                af.pos_of(key).unwrap_or(a.pos),
+                                af.child(key),
+                                msg,
+                            )),
+                        }
+                    }
+                }
+                if let Some(n) = af.u64(d, "decompression_file_count_limit") {
+                    lim.decompression_file_count_limit = n;
+                }
+                af.finish(d);
+            }
             let options = cf.string_map(d, "options");
             if let Some(v) = options.get("driver.raw_exec.enable") {
                 self.raw_exec_enabled = v == "true" || v == "1";
@@ -242,7 +277,10 @@ impl AgentConfig {
                         self.docker.allow_privileged =
                             cf.bool(d, "allow_privileged").unwrap_or(false);
                         if let Some(caps) = cf.string_list(d, "allow_caps") {
-                            self.docker.allow_caps = caps;
+                            self.docker.allow_caps = Some(caps);
+                        }
+                        if let Some(v) = cf.bool(d, "allow_host_network") {
+                            self.docker.allow_host_network = v;
                         }
                     }
                     "raw_exec" => {
@@ -437,7 +475,10 @@ static SERVER: BlockSchema = BlockSchema {
         ("node_gc_threshold", NOT_USED),
         ("raft_protocol", "drover keeps its state in SQLite"),
         ("default_scheduler_config", NOT_USED),
-        ("max_heartbeats_per_second", NOT_USED),
+        (
+            "max_heartbeats_per_second",
+            "drover scales the heartbeat TTL with Nomad's default, 50 per second",
+        ),
         ("license_path", NOT_USED),
         ("authoritative_region", NOT_USED),
     ],
@@ -455,6 +496,7 @@ static CLIENT: BlockSchema = BlockSchema {
         "meta",
         "network_address",
         "options",
+        "artifact",
     ],
     ignored: &[
         ("state_dir", "the agent's data_dir is used"),
@@ -473,7 +515,6 @@ static CLIENT: BlockSchema = BlockSchema {
         ("bridge_network_name", NOT_USED),
         ("max_kill_timeout", NOT_USED),
         ("template", NOT_USED),
-        ("artifact", NOT_USED),
         ("chroot_env", NOT_USED),
     ],
     unsupported: &[],
@@ -488,7 +529,13 @@ static PLUGIN: BlockSchema = BlockSchema {
 
 static PLUGIN_CONFIG: BlockSchema = BlockSchema {
     block: "plugin config",
-    supported: &["volumes", "allow_privileged", "allow_caps", "enabled"],
+    supported: &[
+        "volumes",
+        "allow_privileged",
+        "allow_caps",
+        "allow_host_network",
+        "enabled",
+    ],
     ignored: &[
         ("gc", NOT_USED),
         ("auth", NOT_USED),
@@ -502,6 +549,67 @@ static PLUGIN_CONFIG: BlockSchema = BlockSchema {
     ],
     unsupported: &[],
 };
+
+static CLIENT_ARTIFACT: BlockSchema = BlockSchema {
+    block: "artifact",
+    supported: &[
+        "http_read_timeout",
+        "http_max_size",
+        "decompression_size_limit",
+        "decompression_file_count_limit",
+    ],
+    ignored: &[
+        (
+            "gcs_timeout",
+            "drover fetches http, https and file sources only",
+        ),
+        (
+            "git_timeout",
+            "drover fetches http, https and file sources only",
+        ),
+        (
+            "hg_timeout",
+            "drover fetches http, https and file sources only",
+        ),
+        (
+            "s3_timeout",
+            "drover fetches http, https and file sources only",
+        ),
+        ("disable_filesystem_isolation", NOT_USED),
+        ("set_environment_variables", NOT_USED),
+    ],
+    unsupported: &[],
+};
+
+/// A size as Nomad's agent config writes it (go-humanize): `100GB` (powers of 1000), `1GiB`
+/// (powers of 1024), or plain bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| {
+        format!("invalid size {s:?}: expected a number and a unit such as 1GiB or 500MB")
+    })?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1000,
+        "kib" | "ki" => 1 << 10,
+        "mb" | "m" => 1000 * 1000,
+        "mib" | "mi" => 1 << 20,
+        "gb" | "g" => 1000 * 1000 * 1000,
+        "gib" | "gi" => 1 << 30,
+        "tb" | "t" => 1000u64.pow(4),
+        "tib" | "ti" => 1 << 40,
+        other => return Err(format!("invalid size {s:?}: unknown unit {other:?}")),
+    };
+    let bytes = n * mult as f64;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        return Err(format!("invalid size {s:?}: must be at least 1 byte"));
+    }
+    Ok(bytes as u64)
+}
 
 static PLUGIN_VOLUMES: BlockSchema = BlockSchema {
     block: "volumes",
@@ -563,6 +671,12 @@ mod tests {
         assert_eq!(c.manifests.resync_interval, Duration::from_secs(10));
         assert_eq!(c.client.servers, ["127.0.0.1:4647"]);
         assert!(c.docker.volumes_enabled);
+        assert!(!c.docker.allow_host_network);
+        assert_eq!(c.docker.allow_caps, None);
+        assert_eq!(
+            c.client.artifact,
+            drover_runtime::artifact::ArtifactLimits::default()
+        );
         assert!(
             warnings.iter().any(|w| w.message.contains("consul")),
             "{warnings:?}"
@@ -576,6 +690,48 @@ mod tests {
             err.to_string().contains("did you mean \"data_dir\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn artifact_limits_and_docker_gates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("agent.hcl");
+        std::fs::write(
+            &p,
+            "client {\n  artifact {\n    http_read_timeout = \"5m\"\n    http_max_size = \"100MB\"\n    decompression_size_limit = \"2GiB\"\n    decompression_file_count_limit = 10\n    git_timeout = \"1m\"\n  }\n}\nplugin \"docker\" {\n  config {\n    allow_privileged = true\n    allow_host_network = true\n    allow_caps = [\"net_raw\"]\n  }\n}\n",
+        )
+        .expect("write");
+        let mut c = AgentConfig::base();
+        let warnings = c.merge_file(&p).unwrap_or_else(|e| panic!("{e}"));
+        let a = c.client.artifact;
+        assert_eq!(a.http_read_timeout, Duration::from_secs(300));
+        assert_eq!(a.http_max_size, 100_000_000);
+        assert_eq!(a.decompression_size_limit, 2 << 30);
+        assert_eq!(a.decompression_file_count_limit, 10);
+        assert!(
+            warnings.iter().any(|w| w.message.contains("git_timeout")),
+            "{warnings:?}"
+        );
+        assert!(c.docker.allow_privileged && c.docker.allow_host_network);
+        assert_eq!(c.docker.allow_caps, Some(vec!["net_raw".to_string()]));
+
+        std::fs::write(
+            &p,
+            "client {\n  artifact {\n    http_max_size = \"lots\"\n  }\n}\n",
+        )
+        .expect("write");
+        let err = AgentConfig::base().merge_file(&p).expect_err("bad size");
+        assert!(err.to_string().contains("http_max_size"), "{err}");
+    }
+
+    #[test]
+    fn sizes_parse_like_nomads() {
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("100GB"), Ok(100_000_000_000));
+        assert_eq!(parse_size("1.5 MiB"), Ok(1_572_864));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("1 parsec").is_err());
     }
 
     #[test]

@@ -1,12 +1,17 @@
-//! One agent process: the server (store, broker, workers), the manifests source feeding it, the
-//! node client talking to it through the same `ServerApi` a remote client uses, and the HTTP
-//! API. SIGINT and SIGTERM stop the agent and leave every workload running.
+//! One agent process. A server agent: the server (store, broker, workers), the manifests source
+//! feeding it, the HTTP API, and the RPC port its clients join on; with the client role too
+//! (dev mode), its node's client talks to it in-process through the same `ServerApi` a remote
+//! client uses. A client agent: its node's client talking to the servers of
+//! `client { servers }` (`RemoteServer`), and a small HTTP API of its own
+//! (`api::client_agent`). SIGINT and SIGTERM stop the agent and leave every workload running.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use drover_runtime::client::RemoteServer;
+use drover_runtime::client::remote::JOIN_TOKEN_ENV;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
@@ -30,9 +35,14 @@ fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> 
 }
 
 pub async fn run(config: AgentConfig, data_dir: PathBuf) -> anyhow::Result<()> {
-    if !config.server.enabled {
+    if !config.server.enabled && !config.client.enabled {
         bail!(
-            "a client-only agent (joining a remote server) is not available yet; run `drover agent -dev` or enable the server"
+            "the agent has no role: set server {{ enabled = true }} and/or client {{ enabled = true }} in its config, or run `drover agent -dev`"
+        );
+    }
+    if !config.server.enabled && config.client.servers.is_empty() {
+        bail!(
+            "a client agent needs a server to join: set client {{ servers = [\"HOST:4647\"] }} in its config"
         );
     }
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -41,10 +51,44 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf) -> anyhow::Result<()> {
         info!("shutting down; workloads keep running");
         let _ = stop_tx.send(true);
     });
+    if config.server.enabled {
+        run_server(config, data_dir, stop_rx).await
+    } else {
+        run_client(config, data_dir, stop_rx).await
+    }
+}
 
+/// The join token: the config's, else `DROVER_JOIN_TOKEN`; `None` when neither sets one.
+fn join_token(configured: &Option<String>) -> Option<String> {
+    configured
+        .clone()
+        .or_else(|| std::env::var(JOIN_TOKEN_ENV).ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+fn is_loopback(addr: &str) -> bool {
+    addr == "localhost"
+        || addr
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A server agent (with, in dev mode or when both roles are enabled, its own node's client
+/// in-process): store, broker, workers, manifests, the HTTP API, and the RPC port for clients.
+async fn run_server(
+    config: AgentConfig,
+    data_dir: PathBuf,
+    stop_rx: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let mut server_config = ServerConfig::new(data_dir.join("server"));
     server_config.min_heartbeat_ttl = config.server.min_heartbeat_ttl;
     server_config.heartbeat_grace = config.server.heartbeat_grace;
+    // A node is declared down within an eighth of its allowance after it expires (at most 1 s
+    // late), so small test TTLs are honoured too.
+    server_config.heartbeat_sweep_interval =
+        ((config.server.min_heartbeat_ttl + config.server.heartbeat_grace) / 8)
+            .clamp(Duration::from_millis(50), Duration::from_secs(1));
     server_config.scheduled_interval = config.manifests.resync_interval;
     let server = Server::open(server_config).context("failed to open the server's state")?;
     let server_task = tokio::spawn(server.clone().run(stopped(&stop_rx)));
@@ -56,6 +100,22 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf) -> anyhow::Result<()> {
         .with_context(|| {
             format!("failed to listen on {addr} for the HTTP API (is another agent running?)")
         })?;
+    let rpc_addr = format!("{}:{}", config.bind_addr, config.rpc_port);
+    let rpc_listener = match tokio::net::TcpListener::bind(&rpc_addr).await {
+        Ok(l) => Some(l),
+        // The dev agent's clients are in-process; others joining it are a bonus.
+        Err(e) if config.dev => {
+            warn!(addr = %rpc_addr, error = %e, "failed to listen on the RPC port; no remote client can join this dev agent");
+            None
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "failed to listen on {rpc_addr} for clients (the RPC port, ports {{ rpc }})"
+                )
+            });
+        }
+    };
 
     // Every client answers DNS for the whole catalog; here the catalog is the in-process
     // server's (a client-only agent would back `CatalogSource` with its remote server).
@@ -95,6 +155,11 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf) -> anyhow::Result<()> {
     let mut logs: Option<Arc<dyn api::TaskLogs>> = None;
     let mut client_task = None;
     if config.client.enabled {
+        if !config.client.servers.is_empty() {
+            warn!(
+                "client {{ servers }} is ignored: this agent runs the server, and its client talks to it in-process"
+            );
+        }
         let client = build_client(&config, &data_dir)?;
         node_id = Some(client.node_id().to_string());
         logs = Some(Arc::new(ClientLogs(client.handle())) as Arc<dyn api::TaskLogs>);
@@ -110,19 +175,34 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf) -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         server: server.clone(),
         manifests: manifests_status,
-        agent: AgentInfo {
-            name: config.name.clone(),
-            region: config.region.clone(),
-            datacenter: config.datacenter.clone(),
-            bind_addr: config.bind_addr.clone(),
-            http_port: config.http_port,
-            rpc_port: config.rpc_port,
-            server: config.server.enabled,
-            client: config.client.enabled,
-            node_id,
-        },
+        agent: agent_info(&config, node_id),
         logs,
     });
+    let mut rpc_task = None;
+    if let Some(rpc_listener) = rpc_listener {
+        let token = join_token(&config.server.join_token);
+        if token.is_none() && !is_loopback(&config.bind_addr) {
+            warn!(addr = %rpc_addr, "no join token is set (server {{ join_token }} or {JOIN_TOKEN_ENV}): any client that reaches this address may join");
+        }
+        let rpc_state = Arc::new(api::rpc::RpcState {
+            local: server.local(),
+            join_token: token,
+        });
+        let router = api::rpc::router(rpc_state, api::router(state.clone()));
+        let shutdown = stopped(&stop_rx);
+        info!(addr = %rpc_addr, "listening for clients");
+        rpc_task = Some(tokio::spawn(async move {
+            let served = axum::serve(
+                rpc_listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await;
+            if let Err(e) = served {
+                error!(error = %e, "the RPC port failed");
+            }
+        }));
+    }
     info!(addr = %addr, data_dir = %data_dir.display(), manifests = ?config.manifests.dir, "drover agent started");
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(stopped(&stop_rx))
@@ -132,8 +212,76 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf) -> anyhow::Result<()> {
     if let Some(t) = client_task {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
+    // Blocking queries of remote clients end with the server; the clients ask again.
+    if let Some(t) = rpc_task {
+        let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+    }
     let _ = tokio::time::timeout(Duration::from_secs(10), server_task).await;
     Ok(())
+}
+
+/// A client agent: runs its node's workloads and talks to the servers of
+/// `client { servers }` over their RPC port; keeps no cluster state of its own.
+async fn run_client(
+    config: AgentConfig,
+    data_dir: PathBuf,
+    stop_rx: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    if let Some(dir) = &config.manifests.dir {
+        warn!(dir = %dir.display(), "manifests {{ dir }} is ignored: only a server agent watches job files");
+    }
+    let addr = format!("{}:{}", config.bind_addr, config.http_port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| {
+            format!("failed to listen on {addr} for the HTTP API (is another agent running?)")
+        })?;
+    let client = build_client(&config, &data_dir)?;
+    let node_id = client.node_id().to_string();
+    let token = join_token(&config.client.join_token);
+    let remote = RemoteServer::new(&config.client.servers, token.clone())
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .identify(&node_id, &config.name);
+    let remote = match config.bind_addr.parse::<std::net::IpAddr>() {
+        Ok(ip) => remote.bind_local(ip),
+        Err(_) => remote,
+    };
+    let servers = remote.servers().to_vec();
+    let logs = Arc::new(ClientLogs(client.handle())) as Arc<dyn api::TaskLogs>;
+    let shutdown = stopped(&stop_rx);
+    let remote = Arc::new(remote);
+    let client_task = tokio::spawn(async move {
+        if let Err(e) = client.run(remote, shutdown).await {
+            error!(error = %e, "the node client stopped");
+        }
+    });
+    let state = Arc::new(api::client_agent::ClientAgentState {
+        agent: agent_info(&config, Some(node_id)),
+        logs,
+        servers: servers.clone(),
+        join_token: token,
+    });
+    info!(addr = %addr, data_dir = %data_dir.display(), servers = ?servers, "drover client agent started");
+    axum::serve(listener, api::client_agent::router(state))
+        .with_graceful_shutdown(stopped(&stop_rx))
+        .await
+        .context("the HTTP API failed")?;
+    let _ = tokio::time::timeout(Duration::from_secs(10), client_task).await;
+    Ok(())
+}
+
+fn agent_info(config: &AgentConfig, node_id: Option<String>) -> AgentInfo {
+    AgentInfo {
+        name: config.name.clone(),
+        region: config.region.clone(),
+        datacenter: config.datacenter.clone(),
+        bind_addr: config.bind_addr.clone(),
+        http_port: config.http_port,
+        rpc_port: config.rpc_port,
+        server: config.server.enabled,
+        client: config.client.enabled,
+        node_id,
+    }
 }
 
 async fn wait_for_signal() {
@@ -173,7 +321,12 @@ fn build_client(
     if let Some(docker) = c.docker.as_mut() {
         docker.allow_host_volumes = config.docker.volumes_enabled;
         docker.allow_privileged = config.docker.allow_privileged;
+        docker.allow_host_network = config.docker.allow_host_network;
+        if let Some(caps) = &config.docker.allow_caps {
+            docker.allow_caps = caps.clone();
+        }
     }
+    c.artifact_limits = config.client.artifact;
     drover_runtime::client::Client::new(c).context("failed to start the node client")
 }
 
@@ -249,6 +402,10 @@ fn start_manifests(
 struct ClientLogs(drover_runtime::client::ClientHandle);
 
 impl api::TaskLogs for ClientLogs {
+    fn holds(&self, alloc_id: &str) -> bool {
+        self.0.alloc_status(alloc_id).is_some()
+    }
+
     fn logs(
         &self,
         alloc_id: &str,

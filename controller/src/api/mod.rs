@@ -1,10 +1,14 @@
 //! The agent's HTTP API, on Nomad's paths and in Nomad's JSON shapes, so `drover`'s CLI and
 //! Nomad's own API clients work against it: jobs (list, register, parse, read, stop, versions,
 //! allocations, evaluations, summary), allocations, evaluations, nodes, task logs, agent and
-//! leader status, plus `/v1/drover/manifests` for the watched directory's state.
+//! leader status, plus `/v1/drover/manifests` for the watched directory's state, and the
+//! read-only status page at `/ui` (`status_page`).
 
+pub mod client_agent;
 mod convert;
 mod error;
+pub mod rpc;
+mod status_page;
 #[cfg(test)]
 mod tests;
 
@@ -14,7 +18,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::{Path as UrlPath, Query, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -44,6 +48,12 @@ pub trait TaskLogs: Send + Sync + 'static {
         follow: bool,
         tail_bytes: Option<u64>,
     ) -> Pin<Box<dyn std::future::Future<Output = Result<LogBytes, String>> + Send + '_>>;
+
+    /// Whether this node runs (or ran) `alloc_id`; a client agent forwards the others.
+    fn holds(&self, alloc_id: &str) -> bool {
+        let _ = alloc_id;
+        true
+    }
 }
 
 /// Who this agent is, for `/v1/agent/self` and `/v1/status/leader`.
@@ -85,6 +95,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .put(job_register)
                 .delete(job_deregister),
         )
+        .route("/v1/job/{id}/plan", post(job_plan).put(job_plan))
         .route("/v1/job/{id}/allocations", get(job_allocations))
         .route("/v1/job/{id}/versions", get(job_versions))
         .route("/v1/job/{id}/summary", get(job_summary))
@@ -106,6 +117,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/agent/self", get(agent_self))
         .route("/v1/agent/health", get(agent_health))
         .route("/v1/drover/manifests", get(manifests_status))
+        .merge(status_page::routes())
         .with_state(state)
 }
 
@@ -271,6 +283,95 @@ async fn job_register(State(st): St, UrlPath(id): UrlPath<String>, body: Bytes) 
         )));
     }
     blocking(st, move |st| register(st, job)).await
+}
+
+/// Nomad's `JobPlanResponse` for a computed plan. `job_modify_index` is the registered job's
+/// modify index (0 for a new job). Shared with `drover job plan -offline`, so both print alike.
+pub fn plan_response(
+    plan: &crate::jobplan::JobPlan,
+    job_modify_index: u64,
+    with_diff: bool,
+    now: i64,
+) -> crate::jobplan::render::PlanResponse {
+    use crate::jobplan::render::{PlanAnnotations, PlanResponse};
+    let p = &plan.plan;
+    let failed: BTreeMap<String, Value> = p
+        .failed_tg
+        .iter()
+        .map(|(g, f)| (g.clone(), convert::placement_failure(f, &BTreeMap::new())))
+        .collect();
+    let evals: Vec<Value> = p
+        .followup_evals
+        .iter()
+        .map(|f| {
+            json!({
+                "JobID": p.job_id,
+                "TriggeredBy": f.triggered_by.as_str(),
+                "Status": "pending",
+                "StatusDescription": f.description,
+                "WaitUntil": convert::time(f.wait_until),
+                "Wait": (f.wait_until - now).max(0),
+            })
+        })
+        .collect();
+    PlanResponse {
+        annotations: Some(PlanAnnotations {
+            desired_tg_updates: Some(
+                p.desired_tg_updates
+                    .iter()
+                    .map(|(g, du)| (g.clone(), du.into()))
+                    .collect(),
+            ),
+            preempted_allocs: None,
+        }),
+        failed_tg_allocs: (plan.nodes_known && !failed.is_empty()).then_some(failed),
+        job_modify_index,
+        created_evals: (!evals.is_empty()).then_some(evals),
+        diff: with_diff.then(|| plan.diff.clone()),
+        next_periodic_launch: Some("0001-01-01T00:00:00Z".into()),
+        warnings: String::new(),
+        placement_checked: plan.nodes_known,
+    }
+}
+
+/// `PUT /v1/job/:id/plan`: `{"Job": {…}, "Diff": true}` → what registering it would do, in
+/// Nomad's `JobPlanResponse`. Reads only: no job, evaluation or index is written.
+async fn job_plan(State(st): St, UrlPath(id): UrlPath<String>, body: Bytes) -> ApiResult {
+    let req: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("the request body is not JSON: {e}")))?;
+    let with_diff = req.get("Diff").and_then(Value::as_bool).unwrap_or(false);
+    let job_json = match req.get("Job") {
+        Some(j) if j.is_object() => j,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "the request body has no Job: expected {\"Job\": {…}, \"Diff\": true}".into(),
+            ));
+        }
+    };
+    let job = job_from_body(&Bytes::from(job_json.to_string()))?;
+    if job.id != id {
+        return Err(ApiError::BadRequest(format!(
+            "the job ID in the body ({:?}) does not match the URL ({id:?})",
+            job.id
+        )));
+    }
+    blocking(st, move |st| {
+        // A stopped job in the body plans its stop, as Nomad's `job plan` of `Stop = true` does.
+        let remove = job.stop;
+        let modify_index = st
+            .server
+            .job(&job.namespace, &job.id)?
+            .map_or(0, |r| r.modify_index);
+        let plan = st.server.plan_job(&job, remove)?;
+        let now = crate::structs::unix_nanos(std::time::SystemTime::now());
+        let resp = plan_response(&plan, modify_index, with_diff, now);
+        let mut v = serde_json::to_value(&resp).map_err(internal)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("Index".into(), json!(st.server.store().index()));
+        }
+        ok(st, v)
+    })
+    .await
 }
 
 /// `POST /v1/jobs/parse`: `{"JobHCL": "…", "Variables": "…"}` → the job in API JSON.
@@ -592,10 +693,63 @@ async fn node_allocations(State(st): St, UrlPath(id): UrlPath<String>) -> ApiRes
     .await
 }
 
+/// What `/v1/client/fs/logs` asks for: `type=stdout|stderr`, `follow`, `origin=end&offset=N`.
+pub(crate) struct LogQuery {
+    pub stderr: bool,
+    pub follow: bool,
+    pub tail_bytes: Option<u64>,
+}
+
+impl LogQuery {
+    pub(crate) fn read(q: &HashMap<String, String>) -> Result<LogQuery, ApiError> {
+        let stderr = match q.get("type").map(String::as_str) {
+            None | Some("stdout") => false,
+            Some("stderr") => true,
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid log type {other:?}: expected stdout or stderr"
+                )));
+            }
+        };
+        let follow = query_bool(q.get("follow"))?;
+        let tail_bytes = match (q.get("origin").map(String::as_str), q.get("offset")) {
+            (Some("end"), Some(off)) => Some(
+                off.parse::<u64>()
+                    .map_err(|_| ApiError::BadRequest(format!("invalid offset {off:?}")))?,
+            ),
+            _ => None,
+        };
+        Ok(LogQuery {
+            stderr,
+            follow,
+            tail_bytes,
+        })
+    }
+}
+
+/// A log stream as Nomad's `plain=true` answer: the bytes as they come.
+pub(crate) fn log_response(stream: LogBytes) -> Response {
+    let body = Body::from_stream(futures_util::StreamExt::map(stream, |r| {
+        r.map(Bytes::from).map_err(std::io::Error::other)
+    }));
+    let mut resp = Response::new(body);
+    *resp.status_mut() = StatusCode::OK;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
 /// `GET /v1/client/fs/logs/:alloc?task=&type=stdout|stderr&follow=&origin=end&offset=&plain=`.
-async fn alloc_logs(State(st): St, UrlPath(alloc): UrlPath<String>, Query(q): Q) -> ApiResult {
+async fn alloc_logs(
+    State(st): St,
+    UrlPath(alloc): UrlPath<String>,
+    Query(q): Q,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
     let task = q.get("task").cloned();
-    let (a, task, driver) = blocking(st.clone(), move |st| {
+    let (a, task, driver, node) = blocking(st.clone(), move |st| {
         let a = st
             .server
             .alloc(&alloc)?
@@ -606,45 +760,32 @@ async fn alloc_logs(State(st): St, UrlPath(alloc): UrlPath<String>, Query(q): Q)
                 "task {task:?} not found in allocation {alloc:?}"
             )));
         };
-        Ok((a, task, driver))
+        let node = st.server.node(&a.node_id)?;
+        Ok((a, task, driver, node))
     })
     .await?;
-    let stderr = match q.get("type").map(String::as_str) {
-        None | Some("stdout") => false,
-        Some("stderr") => true,
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "invalid log type {other:?}: expected stdout or stderr"
-            )));
+    let lq = LogQuery::read(&q)?;
+    let local = st.agent.node_id.as_deref() == Some(a.node_id.as_str());
+    let logs = match st.logs.clone() {
+        Some(logs) if local => logs,
+        // The task runs on another node: its agent serves the logs, and this one relays them
+        // (Nomad's servers forward `/v1/client/fs/logs` to the node the same way).
+        _ => {
+            let Some(node) = node else {
+                return Err(ApiError::NotFound(format!(
+                    "node {:?} of allocation {:?} not found",
+                    a.node_id, a.id
+                )));
+            };
+            return client_agent::relay_logs(&node.http_addr, &node.id, &a.id, raw.as_deref())
+                .await;
         }
     };
-    let follow = query_bool(q.get("follow"))?;
-    let tail = match (q.get("origin").map(String::as_str), q.get("offset")) {
-        (Some("end"), Some(off)) => Some(
-            off.parse::<u64>()
-                .map_err(|_| ApiError::BadRequest(format!("invalid offset {off:?}")))?,
-        ),
-        _ => None,
-    };
-    let Some(logs) = st.logs.clone() else {
-        return Err(ApiError::BadRequest(
-            "this agent runs no client; ask the agent of the allocation's node".into(),
-        ));
-    };
     let stream = logs
-        .logs(&a.id, &task, &driver, stderr, follow, tail)
+        .logs(&a.id, &task, &driver, lq.stderr, lq.follow, lq.tail_bytes)
         .await
         .map_err(ApiError::NotFound)?;
-    let body = Body::from_stream(futures_util::StreamExt::map(stream, |r| {
-        r.map(Bytes::from).map_err(std::io::Error::other)
-    }));
-    let mut resp = Response::new(body);
-    *resp.status_mut() = StatusCode::OK;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    Ok(resp)
+    Ok(log_response(stream))
 }
 
 /// The driver of `task` in the allocation's job version, if the task exists.
@@ -674,33 +815,34 @@ async fn status_peers(State(st): St) -> ApiResult {
 }
 
 async fn agent_self(State(st): St) -> ApiResult {
-    let a = &st.agent;
-    ok(
-        &st,
-        json!({
-            "config": {
-                "Region": a.region,
-                "Datacenter": a.datacenter,
-                "NodeName": a.name,
-                "BindAddr": a.bind_addr,
-                "Ports": {"HTTP": a.http_port, "RPC": a.rpc_port},
-                "Server": {"Enabled": a.server},
-                "Client": {"Enabled": a.client},
-                "Version": {"Version": env!("CARGO_PKG_VERSION"), "VersionMetadata": "drover"},
-            },
-            "member": {
-                "Name": format!("{}.{}", a.name, a.region),
-                "Addr": a.bind_addr,
-                "Port": a.rpc_port,
-                "Status": "alive",
-                "Tags": {"role": if a.server { "nomad" } else { "client" }, "region": a.region, "dc": a.datacenter, "build": env!("CARGO_PKG_VERSION")},
-            },
-            "stats": {
-                "client": {"node_id": a.node_id.clone().unwrap_or_default()},
-                "nomad": {"server": a.server.to_string(), "leader": a.server.to_string()},
-            },
-        }),
-    )
+    ok(&st, agent_self_json(&st.agent))
+}
+
+/// `/v1/agent/self` in Nomad's shape (the CLI reads `stats.client.node_id`, `config.Server`).
+pub(crate) fn agent_self_json(a: &AgentInfo) -> Value {
+    json!({
+        "config": {
+            "Region": a.region,
+            "Datacenter": a.datacenter,
+            "NodeName": a.name,
+            "BindAddr": a.bind_addr,
+            "Ports": {"HTTP": a.http_port, "RPC": a.rpc_port},
+            "Server": {"Enabled": a.server},
+            "Client": {"Enabled": a.client},
+            "Version": {"Version": env!("CARGO_PKG_VERSION"), "VersionMetadata": "drover"},
+        },
+        "member": {
+            "Name": format!("{}.{}", a.name, a.region),
+            "Addr": a.bind_addr,
+            "Port": a.rpc_port,
+            "Status": "alive",
+            "Tags": {"role": if a.server { "nomad" } else { "client" }, "region": a.region, "dc": a.datacenter, "build": env!("CARGO_PKG_VERSION")},
+        },
+        "stats": {
+            "client": {"node_id": a.node_id.clone().unwrap_or_default()},
+            "nomad": {"server": a.server.to_string(), "leader": a.server.to_string()},
+        },
+    })
 }
 
 async fn agent_health(State(st): St) -> ApiResult {

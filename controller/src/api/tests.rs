@@ -219,3 +219,143 @@ async fn leader_is_a_quoted_string_and_unknown_params_are_tolerated() {
     assert_eq!(s, StatusCode::OK);
     let _unused: HashMap<String, String> = HashMap::new();
 }
+
+#[tokio::test]
+async fn plan_a_job_without_writing_anything() {
+    let (app, server) = app();
+    let job = whoami_json()["Job"].clone();
+    let before = (server.store().index(), server.evals().expect("evals").len());
+    let (s, body) = call(
+        &app,
+        "PUT",
+        "/v1/job/whoami/plan",
+        Some(json!({"Job": job, "Diff": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["Diff"]["Type"], "Added");
+    assert_eq!(v["Diff"]["ID"], "whoami");
+    assert_eq!(v["Diff"]["TaskGroups"][0]["Updates"]["create"], 1);
+    assert_eq!(v["Annotations"]["DesiredTGUpdates"]["web"]["Place"], 1);
+    assert_eq!(v["JobModifyIndex"], 0);
+    // No node: placement is not claimed to fail, it is not checked.
+    assert!(v["FailedTGAllocs"].is_null());
+    assert_eq!(v["PlacementChecked"], false);
+    assert_eq!(
+        (server.store().index(), server.evals().expect("evals").len()),
+        before,
+        "a plan writes no job, evaluation or index"
+    );
+    assert!(server.jobs().expect("jobs").is_empty());
+
+    // Without Diff, Nomad leaves the diff out.
+    let (_, body) = call(
+        &app,
+        "POST",
+        "/v1/job/whoami/plan",
+        Some(json!({"Job": job})),
+    )
+    .await;
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert!(v["Diff"].is_null(), "{v}");
+}
+
+#[tokio::test]
+async fn plan_an_edit_and_a_removal_of_a_running_job() {
+    let (app, server) = app();
+    server
+        .store()
+        .upsert_node(crate::structs::mock::node())
+        .expect("node");
+    let (s, body) = call(&app, "POST", "/v1/jobs", Some(whoami_json())).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    for eval in server
+        .store()
+        .evals_by_status(crate::structs::EvalStatus::Pending)
+        .expect("pending")
+    {
+        crate::worker::process(server.store(), &eval).expect("process");
+    }
+    let modify = server
+        .job("default", "whoami")
+        .expect("job")
+        .expect("registered")
+        .modify_index;
+    let index = server.store().index();
+
+    let mut job = whoami_json()["Job"].clone();
+    job["TaskGroups"][0]["Tasks"][0]["Env"] = json!({"GREETING": "hi"});
+    let (s, body) = call(
+        &app,
+        "PUT",
+        "/v1/job/whoami/plan",
+        Some(json!({"Job": job, "Diff": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["JobModifyIndex"], modify);
+    assert_eq!(v["Diff"]["Type"], "Edited");
+    let task = &v["Diff"]["TaskGroups"][0]["Tasks"][0];
+    assert_eq!(task["Annotations"][0], "forces create/destroy update");
+    assert_eq!(task["Fields"][0]["Name"], "Env[GREETING]");
+    assert_eq!(task["Fields"][0]["Type"], "Added");
+    assert_eq!(
+        v["Annotations"]["DesiredTGUpdates"]["web"]["DestructiveUpdate"],
+        1
+    );
+
+    // What the CLI sends for a job whose file is gone: the job as the agent holds it, stopped.
+    let (_, body) = call(&app, "GET", "/v1/job/whoami", None).await;
+    let mut current: Value = serde_json::from_str(&body).expect("json");
+    current["Stop"] = json!(true);
+    let (s, body) = call(
+        &app,
+        "PUT",
+        "/v1/job/whoami/plan",
+        Some(json!({"Job": current, "Diff": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["Diff"]["Type"], "Deleted");
+    assert_eq!(v["Annotations"]["DesiredTGUpdates"]["web"]["Stop"], 1);
+    assert_eq!(server.store().index(), index, "planning wrote nothing");
+    assert!(
+        !server
+            .job("default", "whoami")
+            .expect("job")
+            .expect("job")
+            .job
+            .stop
+    );
+}
+
+#[tokio::test]
+async fn plan_rejects_bad_requests_with_400() {
+    let (app, _server) = app();
+    let job = whoami_json()["Job"].clone();
+    let (s, body) = call(&app, "PUT", "/v1/job/other/plan", Some(json!({"Job": job}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains("does not match the URL"), "{body}");
+    let (s, body) = call(
+        &app,
+        "PUT",
+        "/v1/job/whoami/plan",
+        Some(json!({"Diff": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains("no Job"), "{body}");
+    let mut broken = job.clone();
+    broken["TaskGroups"][0]["Count"] = json!("many");
+    let (s, body) = call(
+        &app,
+        "PUT",
+        "/v1/job/whoami/plan",
+        Some(json!({"Job": broken})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+}

@@ -156,6 +156,17 @@ impl ApiClient {
             .with_context(|| format!("the agent's answer to POST {path} is not JSON"))
     }
 
+    pub fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let mut req = self.agent.put(&self.url(path));
+        if let Some(t) = &self.token {
+            req = req.header("X-Nomad-Token", t);
+        }
+        let resp = self.finish("PUT", path, req.send_json(body))?;
+        resp.into_body()
+            .read_json::<Value>()
+            .with_context(|| format!("the agent's answer to PUT {path} is not JSON"))
+    }
+
     /// Resolves an allocation ID prefix to the one full ID, as Nomad does.
     pub fn resolve_alloc(&self, prefix: &str) -> anyhow::Result<String> {
         if prefix.len() < 2 {

@@ -21,6 +21,9 @@ pub enum JobCommand {
     Inspect(InspectArgs),
     /// Write an example job file to start from.
     Init(InitArgs),
+    /// Show what submitting job files (or a directory of them) would change, without changing
+    /// anything (exit 0 no allocations created or destroyed, 1 changes, 255 an error).
+    Plan(super::plan::PlanArgs),
     /// Stop a job (its allocations are stopped); -purge also forgets it.
     Stop(StopArgs),
     /// Show a job's summary, placement failures and allocations, or list jobs.
@@ -144,6 +147,7 @@ pub struct InitArgs {
 pub fn run(cmd: JobCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         JobCommand::Validate(a) => validate(&a),
+        JobCommand::Plan(a) => Ok(super::plan::run(&a)),
         JobCommand::Run(a) => {
             let parsed = parse_or_report(&a.file, &a.vars.inputs()?)?;
             let Some(parsed) = parsed else {
@@ -389,7 +393,7 @@ fn display_paths(paths: &[PathBuf]) -> String {
 }
 
 /// Files as given, and the job files directly inside given directories, sorted.
-fn expand_paths(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+pub(super) fn expand_paths(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {

@@ -8,6 +8,7 @@ pub mod client;
 mod format;
 mod job;
 mod node;
+mod plan;
 mod service;
 mod status;
 
@@ -62,13 +63,23 @@ pub struct StatusArgs {
 /// Runs the CLI on `args` (including the program name) and returns the process exit code.
 pub fn main(args: Vec<OsString>) -> ExitCode {
     let args = nomad_style_flags(args, &Cli::command());
+    // `job plan` keeps exit 1 for "changes": its usage errors are 255, as Nomad's are, so a
+    // CI step cannot read a typo as a plan.
+    let words: Vec<&str> = args
+        .iter()
+        .skip(1)
+        .filter_map(|a| a.to_str())
+        .filter(|a| !a.starts_with('-'))
+        .take(2)
+        .collect();
+    let usage_error = if words == ["job", "plan"] { 255 } else { 1 };
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
             // Nomad exits 1 on a usage error; help and version are not errors.
             return if e.use_stderr() {
-                ExitCode::from(1)
+                ExitCode::from(usage_error)
             } else {
                 ExitCode::SUCCESS
             };

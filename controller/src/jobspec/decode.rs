@@ -1180,8 +1180,34 @@ fn decode_artifact(parent: &Fields, b: &BlockRef, d: &mut Diags) -> Artifact {
         mode,
         options: f.string_map(d, "options"),
         headers: f.string_map(d, "headers"),
-        chown: f.bool(d, "chown").unwrap_or(false),
+        // Ignored (see schema::ARTIFACT): the fetched files are the agent user's.
+        chown: false,
     };
+    // The node fetches with the same checks; catching an unsupported getter, a bad checksum
+    // or an escaping destination here fails the job at submit time instead. Values that are
+    // only known on the node (`${…}`) are checked there.
+    let node_only = drover_runtime::artifact::is_interpolated(&a.source)
+        || drover_runtime::artifact::is_interpolated(&a.destination)
+        || a.options
+            .values()
+            .any(|v| drover_runtime::artifact::is_interpolated(v));
+    let already_reported = f.failed("source")
+        || a.source.trim().is_empty()
+        || !matches!(a.mode.as_str(), "any" | "file" | "dir");
+    if !node_only
+        && !already_reported
+        && let Err(e) = drover_runtime::artifact::Plan::new(&a)
+    {
+        let field = e.field();
+        let pos = f
+            .pos_of(field.split('.').next().unwrap_or(field))
+            .unwrap_or(b.pos);
+        d.push(Diagnostic::error(
+            pos,
+            f.child(&field.replace('.', " > ")),
+            e.to_string(),
+        ));
+    }
     f.finish(d);
     a
 }

@@ -962,7 +962,7 @@ const ARTIFACT: &[Field] = &[
     field("GetterMode", "mode", Attr),
     field("GetterOptions", "options", FreeMap),
     field("GetterHeaders", "headers", FreeMap),
-    field("Chown", "chown", Attr),
+    field("Chown", "chown", Unsupported),
     field("GetterInsecure", "insecure", Unsupported),
 ];
 

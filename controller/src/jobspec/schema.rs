@@ -410,15 +410,11 @@ pub const CHECK_RESTART: BlockSchema = BlockSchema {
 
 pub const ARTIFACT: BlockSchema = BlockSchema {
     block: "artifact",
-    supported: &[
-        "source",
-        "destination",
-        "mode",
-        "options",
-        "headers",
+    supported: &["source", "destination", "mode", "options", "headers"],
+    ignored: &[(
         "chown",
-    ],
-    ignored: &[],
+        "artifacts are written by the agent's user, readable by the task",
+    )],
     unsupported: &[(
         "insecure",
         "artifact downloads that skip TLS certificate verification",

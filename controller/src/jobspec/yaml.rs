@@ -499,7 +499,9 @@ fn encode_task(t: &Task) -> Json {
                 o.insert("mode".into(), json!(a.mode));
                 put_map(&mut o, "options", &a.options);
                 put_map(&mut o, "headers", &a.headers);
-                o.insert("chown".into(), json!(a.chown));
+                if a.chown {
+                    o.insert("chown".into(), json!(true));
+                }
                 Json::Object(o)
             })
             .collect();

@@ -4,6 +4,8 @@
 //! in, output is sorted, and ties are broken by node id, so the same input gives the same plan.
 //! A placement that finds no node is data (`PlacementFailure`), never an error.
 
+#[cfg(test)]
+mod decision_tests;
 mod feasible;
 mod reconcile;
 #[cfg(test)]
@@ -21,7 +23,7 @@ use crate::structs::{
 };
 
 pub use feasible::{DYNAMIC_PORT_MAX, DYNAMIC_PORT_MIN};
-pub use reconcile::{reconcile, tasks_updated};
+pub use reconcile::{group_updated, reconcile, task_updated, tasks_updated};
 
 /// Everything the planner looks at for one job.
 #[derive(Debug, Clone, Copy)]
@@ -171,5 +173,133 @@ impl Plan {
             && self.destructive.is_empty()
             && self.inplace.is_empty()
             && self.followup_evals.is_empty()
+    }
+}
+
+/// What a plan does to one allocation (or one group, for a placement failure), and why: the
+/// worker logs one line per decision. Derived from the plan, so the planner stays pure and
+/// the log cannot say something the plan did not decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// `place`, `stop`, `destructive-update`, `in-place-update`, `followup-eval` or
+    /// `placement-failed`.
+    pub action: &'static str,
+    pub task_group: String,
+    /// `job.group[i]`; empty for an in-place update (the plan keeps only its ID) and for a
+    /// placement failure.
+    pub alloc_name: String,
+    /// The allocation acted on (for a placement: the one it replaces, if any).
+    pub alloc_id: Option<String>,
+    /// Where a new allocation goes.
+    pub node_id: Option<String>,
+    pub reason: String,
+}
+
+/// The group of an allocation name `job.group[i]` of `job_id`.
+fn group_of_name<'a>(job_id: &str, name: &'a str) -> &'a str {
+    let rest = name
+        .strip_prefix(job_id)
+        .and_then(|r| r.strip_prefix('.'))
+        .unwrap_or(name);
+    rest.rsplit_once('[').map_or(rest, |(g, _)| g)
+}
+
+impl Plan {
+    /// Every decision of this plan, in a stable order: stops, destructive updates, placements,
+    /// in-place updates, follow-up evaluations, placement failures.
+    pub fn decisions(&self) -> Vec<Decision> {
+        let mut out = Vec::new();
+        for s in &self.stop {
+            let mut reason = s.description.clone();
+            if let Some(cs) = s.client_status {
+                reason.push_str(&format!(" (client status set to {})", cs.as_str()));
+            }
+            out.push(Decision {
+                action: "stop",
+                task_group: group_of_name(&self.job_id, &s.name).to_string(),
+                alloc_name: s.name.clone(),
+                alloc_id: Some(s.alloc_id.clone()),
+                node_id: None,
+                reason,
+            });
+        }
+        for (s, p) in &self.destructive {
+            out.push(Decision {
+                action: "destructive-update",
+                task_group: p.task_group.clone(),
+                alloc_name: p.name.clone(),
+                alloc_id: Some(s.alloc_id.clone()),
+                node_id: Some(p.node_id.clone()),
+                reason: format!(
+                    "{}: its tasks changed in version {}",
+                    s.description, p.job_version
+                ),
+            });
+        }
+        for p in &self.place {
+            let replaced = p
+                .previous_allocation
+                .as_ref()
+                .and_then(|prev| self.stop.iter().find(|s| &s.alloc_id == prev));
+            let reason = match (&p.previous_allocation, replaced) {
+                (Some(prev), Some(s)) => format!("replaces {prev}: {}", s.description),
+                (Some(prev), None) => format!("replaces {prev}"),
+                (None, _) => "the group runs fewer allocations than its count".to_string(),
+            };
+            out.push(Decision {
+                action: "place",
+                task_group: p.task_group.clone(),
+                alloc_name: p.name.clone(),
+                alloc_id: p.previous_allocation.clone(),
+                node_id: Some(p.node_id.clone()),
+                reason,
+            });
+        }
+        for id in &self.inplace {
+            out.push(Decision {
+                action: "in-place-update",
+                task_group: String::new(),
+                alloc_name: String::new(),
+                alloc_id: Some(id.clone()),
+                node_id: None,
+                reason: format!(
+                    "moved to version {} without restarting: no task changed",
+                    self.job_version
+                ),
+            });
+        }
+        for f in &self.followup_evals {
+            out.push(Decision {
+                action: "followup-eval",
+                task_group: f.task_group.clone(),
+                alloc_name: String::new(),
+                alloc_id: f.alloc_ids.first().cloned(),
+                node_id: None,
+                reason: format!(
+                    "{} ({}, for {} allocation{}, wait until {}Z)",
+                    f.description,
+                    f.triggered_by.as_str(),
+                    f.alloc_ids.len(),
+                    if f.alloc_ids.len() == 1 { "" } else { "s" },
+                    crate::timefmt::utc_parts(f.wait_until).0
+                ),
+            });
+        }
+        for (group, f) in &self.failed_tg {
+            out.push(Decision {
+                action: "placement-failed",
+                task_group: group.clone(),
+                alloc_name: String::new(),
+                alloc_id: None,
+                node_id: None,
+                reason: format!(
+                    "failed to place {} allocation{}: {}",
+                    f.failed(),
+                    if f.failed() == 1 { "" } else { "s" },
+                    f.lines().join("; ")
+                ),
+            });
+        }
+        out
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::structs::{
     Allocation, ClientStatus, DesiredStatus, EvalTrigger, Job, JobType, RescheduleEvent,
-    ReschedulePolicy, RescheduleTracker, TaskGroup, alloc_name, desc, unix_nanos,
+    ReschedulePolicy, RescheduleTracker, Task, TaskGroup, alloc_name, desc, unix_nanos,
 };
 
 use super::feasible::{Usage, node_lost, select_node};
@@ -469,26 +469,32 @@ fn next_delay(policy: &ReschedulePolicy, events: &[RescheduleEvent]) -> Duration
 /// (destructive) rather than new bookkeeping (in place). Restart, reschedule and update policy,
 /// services, job meta and priority change in place; what the driver was started with does not.
 pub fn tasks_updated(a: &TaskGroup, b: &TaskGroup) -> bool {
-    if a.tasks.len() != b.tasks.len()
+    group_updated(a, b)
+        || a.tasks.iter().any(|at| match b.task(&at.name) {
+            Some(bt) => task_updated(at, bt),
+            None => true,
+        })
+}
+
+/// The group-level half of [`tasks_updated`]: what every task of the group shares (its set of
+/// tasks, network, disk and meta).
+pub fn group_updated(a: &TaskGroup, b: &TaskGroup) -> bool {
+    a.tasks.len() != b.tasks.len()
         || a.networks != b.networks
         || a.ephemeral_disk != b.ephemeral_disk
         || a.meta != b.meta
-    {
-        return true;
-    }
-    a.tasks.iter().any(|at| {
-        let Some(bt) = b.task(&at.name) else {
-            return true;
-        };
-        at.driver != bt.driver
-            || at.user != bt.user
-            || at.config != bt.config
-            || at.env != bt.env
-            || at.meta != bt.meta
-            || at.artifacts != bt.artifacts
-            || at.resources != bt.resources
-            || at.logs != bt.logs
-            || at.kill_signal != bt.kill_signal
-            || at.leader != bt.leader
-    })
+}
+
+/// The task-level half of [`tasks_updated`]: whether this task must be started again.
+pub fn task_updated(at: &Task, bt: &Task) -> bool {
+    at.driver != bt.driver
+        || at.user != bt.user
+        || at.config != bt.config
+        || at.env != bt.env
+        || at.meta != bt.meta
+        || at.artifacts != bt.artifacts
+        || at.resources != bt.resources
+        || at.logs != bt.logs
+        || at.kill_signal != bt.kill_signal
+        || at.leader != bt.leader
 }

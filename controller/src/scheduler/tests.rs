@@ -489,6 +489,23 @@ fn cpu_and_memory_exhaustion() {
 }
 
 #[test]
+fn memory_is_placed_by_the_reservation_not_memory_max() {
+    // Nomad's oversubscription: `memory` is what the node reserves (and what docker gets as
+    // MemoryReservation); `memory_max` is only the container's hard limit.
+    let job = mock::job()
+        .count(3)
+        .resources(100, 3000)
+        .with(|j| j.task_groups[0].tasks[0].resources.memory_max = 100_000);
+    let p = plan(&job, &[], &[mock::node()]);
+    assert_eq!(
+        p.place.len(),
+        2,
+        "2 × 3000 MB of 8192 MB fit, a third does not"
+    );
+    assert_eq!(p.failed_tg["web"].dimension_exhausted["memory"], 1);
+}
+
+#[test]
 fn seed_whoami_with_count_two_fails_on_one_node() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures/seed/whoami.nomad");

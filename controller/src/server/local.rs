@@ -120,7 +120,9 @@ fn node_specs(
         }
         .into());
     }
-    let index = store.node_alloc_index(node_id)?;
+    // Never 0: a client asks again with the index it was given, and `min_index = 0` means
+    // "answer at once", so a node without allocations would poll in a tight loop.
+    let index = store.node_alloc_index(node_id)?.max(1);
     if !(force || min_index == 0 || index > min_index) {
         return Ok(None);
     }

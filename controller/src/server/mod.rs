@@ -20,7 +20,6 @@ use tracing::{info, warn};
 
 use crate::broker::{Broker, BrokerConfig};
 use crate::jobspec::Diagnostic;
-use crate::scheduler::Plan;
 use crate::state::{JobRecord, JobRegistration, JobSource, SourceError, Store, StoreError};
 use crate::structs::{
     Allocation, EvalTrigger, Evaluation, Job, Node, SchedulingEligibility, TaskEvent, unix_nanos,
@@ -31,6 +30,9 @@ pub(crate) use local::alloc_spec_of;
 
 /// Nomad's `min_heartbeat_ttl`.
 pub const MIN_HEARTBEAT_TTL: Duration = Duration::from_secs(10);
+/// Nomad's `max_heartbeats_per_second`: past `min_heartbeat_ttl × this` nodes, the TTL grows
+/// with the node count (nodes / this, in seconds), so heartbeats do not grow with the cluster.
+pub const MAX_HEARTBEATS_PER_SECOND: f64 = 50.0;
 /// Nomad's `heartbeat_grace`.
 pub const HEARTBEAT_GRACE: Duration = Duration::from_secs(10);
 /// Nomad's evaluation GC threshold.
@@ -79,17 +81,7 @@ impl ServerConfig {
     }
 }
 
-/// What registering a job would do (`Server::plan_job`).
-#[derive(Debug, Clone)]
-pub struct JobPlan {
-    /// The job as it is now, if registered.
-    pub current: Option<Job>,
-    /// Whether the spec differs from the current version.
-    pub changed: bool,
-    /// The version the job would have.
-    pub version: u64,
-    pub plan: Plan,
-}
+pub use crate::jobplan::JobPlan;
 
 /// The control plane in one process.
 pub struct Server {
@@ -98,6 +90,8 @@ pub struct Server {
     config: ServerConfig,
     /// Node id → when it is declared down without another heartbeat.
     heartbeats: Mutex<HashMap<String, Instant>>,
+    /// What plans of many jobs share, at the index it was read (`plan_job`).
+    plan_base: Mutex<Option<Arc<crate::jobplan::PlanBase>>>,
 }
 
 fn now() -> i64 {
@@ -125,6 +119,7 @@ impl Server {
             broker,
             config,
             heartbeats: Mutex::new(HashMap::new()),
+            plan_base: Mutex::new(None),
         });
         let pending = server
             .store
@@ -166,9 +161,12 @@ impl Server {
         LocalServer::new(self.clone())
     }
 
-    /// The heartbeat TTL handed to nodes.
+    /// The heartbeat TTL handed to nodes: `min_heartbeat_ttl`, or nodes / 50 seconds when that
+    /// is longer (Nomad's rate scaling: 5,000 nodes get 100 s).
     pub fn ttl(&self) -> Duration {
-        self.config.min_heartbeat_ttl
+        let nodes = self.heartbeats_lock().len();
+        let scaled = Duration::from_secs_f64(nodes as f64 / MAX_HEARTBEATS_PER_SECOND);
+        self.config.min_heartbeat_ttl.max(scaled)
     }
 
     /// Writes `eval` (pending) and hands it to the broker.
@@ -252,29 +250,26 @@ impl Server {
     }
 
     /// What registering `job` would do, without writing anything (`drover job plan` against a
-    /// running agent): the same `reconcile` a worker runs, on the current state.
-    pub fn plan_job(&self, job: &Job) -> Result<JobPlan, ServerError> {
-        let snap = self.store.snapshot(&job.namespace, &job.id)?;
-        let mut candidate = job.clone();
-        let (changed, version) = match &snap.job {
-            Some(current) if current.spec_changed(job) => (true, current.version + 1),
-            Some(current) => (false, current.version),
-            None => (true, 0),
-        };
-        candidate.version = version;
-        let plan = crate::scheduler::reconcile(&crate::scheduler::ReconcileInput {
-            job: &candidate,
-            versions: &snap.versions,
-            existing: &snap.allocs,
-            nodes: &snap.nodes,
-            now: SystemTime::now(),
-        });
-        Ok(JobPlan {
-            current: snap.job,
-            changed,
-            version,
-            plan,
-        })
+    /// running agent, `PUT /v1/job/:id/plan`): the same `reconcile` a worker runs, on the
+    /// current state. With `remove`, what stopping it would do (its file deleted).
+    pub fn plan_job(&self, job: &Job, remove: bool) -> Result<JobPlan, ServerError> {
+        let (plan, _) = self
+            .plan_base()?
+            .plan(&self.store, job, remove, SystemTime::now())?;
+        Ok(plan)
+    }
+
+    /// The nodes and busy allocations plans share, read again only when the index moved:
+    /// `drover job plan DIR` asks for one plan per file in a row.
+    fn plan_base(&self) -> Result<Arc<crate::jobplan::PlanBase>, ServerError> {
+        let index = self.store.index();
+        let mut cached = self.plan_base.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(base) = cached.as_ref().filter(|b| b.index == index) {
+            return Ok(base.clone());
+        }
+        let base = Arc::new(crate::jobplan::PlanBase::read(&self.store)?);
+        *cached = Some(base.clone());
+        Ok(base)
     }
 
     /// `drover node eligibility -enable|-disable`.

@@ -388,7 +388,7 @@ fn plan_job_previews_without_writing() {
     let server = server();
     server.store().upsert_node(mock::node()).expect("node");
     let index = server.store().index();
-    let preview = server.plan_job(&mock::job().count(2)).expect("plan");
+    let preview = server.plan_job(&mock::job().count(2), false).expect("plan");
     assert!(preview.changed && preview.current.is_none());
     assert_eq!(preview.plan.place.len(), 2);
     assert_eq!(server.store().index(), index, "nothing written");
@@ -398,10 +398,10 @@ fn plan_job_previews_without_writing() {
         .register_job(mock::job().count(2), JobSource::Api)
         .expect("register");
     drain(&server);
-    let same = server.plan_job(&mock::job().count(2)).expect("plan");
+    let same = server.plan_job(&mock::job().count(2), false).expect("plan");
     assert!(!same.changed && same.plan.is_noop());
     let update = server
-        .plan_job(&mock::job().count(2).image("busybox:v2"))
+        .plan_job(&mock::job().count(2).image("busybox:v2"), false)
         .expect("plan");
     assert_eq!((update.changed, update.version), (true, 1));
     assert_eq!(update.plan.desired_tg_updates["web"].destructive_update, 1);
@@ -453,4 +453,15 @@ fn draining_a_node_migrates_its_allocations() {
     assert!(node.drain, "eligibility leaves the drain as it is");
     let node = server.set_node_drain("node-1", false).expect("undrain");
     assert!(!node.drain && node.schedulable());
+}
+
+#[test]
+fn the_heartbeat_ttl_grows_with_the_cluster_past_fifty_heartbeats_a_second() {
+    let server = server();
+    server.touch_heartbeat("node-0");
+    assert_eq!(server.ttl(), MIN_HEARTBEAT_TTL);
+    for i in 1..1000 {
+        server.touch_heartbeat(&format!("node-{i}"));
+    }
+    assert_eq!(server.ttl(), Duration::from_secs(20));
 }

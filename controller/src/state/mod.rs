@@ -275,6 +275,67 @@ impl Store {
         Store::init(conn, Path::new(":memory:"))
     }
 
+    /// Opens an agent's existing database without changing it (`drover job plan -offline
+    /// -data-dir`): read-only at the SQLite level, `query_only` on top, no migration. A
+    /// database of another schema version is refused rather than misread; one the agent is
+    /// writing at the same time is read consistently (WAL).
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let conn = if Path::new(&wal).exists() {
+            // An agent has it open (or died with it open): read through its WAL and
+            // shared-memory index, as any reader beside the writer does.
+            Connection::open_with_flags(path, flags)
+        } else {
+            // Closed cleanly, the file holds everything. `immutable` keeps SQLite from
+            // creating the -wal and -shm files a WAL reader otherwise makes next to it.
+            Connection::open_with_flags(
+                format!("file:{}?immutable=1", uri_path(path)),
+                flags | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+            )
+        }
+        .map_err(open_err)?;
+        conn.pragma_update(None, "query_only", "ON")
+            .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_err)?;
+        let found: Option<i64> = conn
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .map_err(sql(format!(
+                "read the schema version of {}",
+                path.display()
+            )))?;
+        let found = found.unwrap_or(0) as usize;
+        let known = schema::MIGRATIONS.len();
+        if found > known {
+            return Err(StoreError::SchemaTooNew { found, known });
+        }
+        if found < known {
+            return Err(StoreError::ReadOnly {
+                what: format!(
+                    "read {}: its schema version {found} is older than this drover's ({known}); start the agent once to migrate it",
+                    path.display()
+                ),
+            });
+        }
+        let index: i64 = conn
+            .query_row("SELECT value FROM meta WHERE key = 'index'", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql("read the state index"))?;
+        let (index_tx, _) = watch::channel(index as u64);
+        Ok(Store {
+            conn: Mutex::new(conn),
+            index_tx,
+        })
+    }
+
     fn init(mut conn: Connection, path: &Path) -> Result<Store, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.to_path_buf(),
@@ -1085,6 +1146,18 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.commit().map_err(err)?;
     }
     Ok(())
+}
+
+/// `path` for an SQLite `file:` URI: the characters a URI gives meaning to, percent-encoded.
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'%' | b'?' | b'#' | 0x80.. => out.push_str(&format!("%{b:02X}")),
+            _ => out.push(*b as char),
+        }
+    }
+    out
 }
 
 /// The schema version of an open database.

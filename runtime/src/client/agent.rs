@@ -16,6 +16,7 @@ use tracing::Instrument;
 use super::sync::{RunningAlloc, sync};
 use super::{ApiError, ServerApi};
 use crate::allocrunner::{AllocRunner, AllocRunnerArgs};
+use crate::artifact::ArtifactLimits;
 use crate::driver::docker::{DockerDriver, DockerDriverConfig};
 use crate::driver::raw_exec::RawExecDriver;
 use crate::driver::{Driver, Drivers, LogChunks, LogStream, NodeEnv, TaskHandle, TaskStatus};
@@ -80,6 +81,8 @@ pub struct ClientConfig {
     pub reserved_ports: Vec<u16>,
     /// How often drivers are fingerprinted again (a dead engine shows up as unhealthy).
     pub fingerprint_interval: Duration,
+    /// Nomad's `client { artifact { … } }` limits.
+    pub artifact_limits: ArtifactLimits,
 }
 
 /// Overrides the 15 s fingerprint interval of [`ClientConfig::dev`], in milliseconds (tests).
@@ -109,6 +112,7 @@ impl ClientConfig {
                 .and_then(|ms| ms.trim().parse::<u64>().ok())
                 .filter(|ms| *ms > 0)
                 .map_or(Duration::from_secs(15), Duration::from_millis),
+            artifact_limits: ArtifactLimits::default(),
         }
     }
 }
@@ -273,6 +277,7 @@ impl Client {
             address: self.config.address.clone(),
             attributes: node_attributes(&self.config.address),
             meta: self.config.meta.clone(),
+            artifact_limits: self.config.artifact_limits,
         }
     }
 
@@ -285,6 +290,9 @@ impl Client {
         for (name, info) in &drivers {
             if info.detected {
                 attributes.insert(format!("driver.{name}"), "1".into());
+                if let Some(d) = self.drivers.get(name) {
+                    attributes.extend(d.node_attributes());
+                }
             }
         }
         let cores = attributes
@@ -758,7 +766,11 @@ async fn heartbeat<S: ServerApi>(
                 }
                 Err(e) => {
                     let wait = backoff.next();
-                    tracing::warn!(error = %e, retry_in = ?wait, "failed to register node");
+                    if matches!(e, ApiError::Unauthorized { .. }) {
+                        tracing::error!(error = %e, retry_in = ?wait, "failed to register node");
+                    } else {
+                        tracing::warn!(error = %e, retry_in = ?wait, "failed to register node");
+                    }
                     wait
                 }
             }

@@ -1,11 +1,14 @@
 //! The node agent: registers the node with its server, heartbeats, learns its allocations and
 //! reports what they do. It speaks to the server only through [`ServerApi`], implemented
-//! in-process by the dev agent and over the network by a remote client, so both are the same code.
+//! in-process by the dev agent and over the network by a client agent ([`RemoteServer`]), so
+//! both are the same code.
 
 pub mod agent;
+pub mod remote;
 pub mod sync;
 
 pub use agent::{Client, ClientConfig, ClientError, ClientHandle};
+pub use remote::RemoteServer;
 pub use sync::{NodeDiff, RunningAlloc, sync};
 
 use std::future::Future;
@@ -22,6 +25,10 @@ pub enum ApiError {
     Refused(String),
     #[error("node {node_id} is not registered with the server")]
     UnknownNode { node_id: String },
+    #[error(
+        "the server {server} refused this client's join token ({message}); set the server's token in client {{ join_token = ... }} or DROVER_JOIN_TOKEN"
+    )]
+    Unauthorized { server: String, message: String },
 }
 
 /// What the server says to a node that registers.

@@ -32,7 +32,7 @@ use crate::spec::{DockerConfig, DriverInfo, ExitResult, TaskConfig};
 const CONFLICT_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Operator settings for the docker driver (Nomad's `plugin "docker" { config {} }`).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DockerDriverConfig {
     /// Nomad's `endpoint`: `unix:///path` or `tcp://host:port`. `None` is what the docker CLI
     /// uses (`DOCKER_HOST`, else the local socket).
@@ -41,6 +41,60 @@ pub struct DockerDriverConfig {
     pub allow_host_volumes: bool,
     /// Nomad's `allow_privileged`.
     pub allow_privileged: bool,
+    /// Nomad's `allow_caps`: what `cap_add` may ask for (lower case, without `CAP_`; `all`
+    /// allows any).
+    pub allow_caps: Vec<String>,
+    /// drover's `allow_host_network` (Nomad has no such gate): `network_mode = "host"` shares
+    /// the node's network namespace, so it is refused unless the node allows it.
+    pub allow_host_network: bool,
+}
+
+/// Nomad's default `allow_caps`: Docker's default capability set minus `net_raw`.
+pub const DEFAULT_ALLOW_CAPS: &[&str] = &[
+    "audit_write",
+    "chown",
+    "dac_override",
+    "fowner",
+    "fsetid",
+    "kill",
+    "mknod",
+    "net_bind_service",
+    "setfcap",
+    "setgid",
+    "setpcap",
+    "setuid",
+    "sys_chroot",
+];
+
+impl Default for DockerDriverConfig {
+    fn default() -> Self {
+        DockerDriverConfig {
+            endpoint: None,
+            allow_host_volumes: false,
+            allow_privileged: false,
+            allow_caps: DEFAULT_ALLOW_CAPS.iter().map(|c| c.to_string()).collect(),
+            allow_host_network: false,
+        }
+    }
+}
+
+/// `CAP_SYS_ADMIN`, `sys_admin` and `SYS_ADMIN` are the same capability.
+fn cap_key(cap: &str) -> String {
+    let c = cap.trim().to_ascii_lowercase();
+    c.strip_prefix("cap_").map(str::to_string).unwrap_or(c)
+}
+
+/// The `cap_add` entries the node does not allow, in the task's order.
+pub fn disallowed_caps(cap_add: &[String], allow: &[String]) -> Vec<String> {
+    let allow: Vec<String> = allow.iter().map(|c| cap_key(c)).collect();
+    if allow.iter().any(|c| c == "all") {
+        return Vec::new();
+    }
+    cap_add
+        .iter()
+        .map(|c| cap_key(c))
+        .filter(|c| !allow.contains(c))
+        .collect()
 }
 
 pub struct DockerDriver {
@@ -277,10 +331,29 @@ pub fn container_body(
     if image.is_empty() {
         return Err(invalid("config.image", "must not be empty".into()));
     }
+    // Nomad's docker plugin gates: the node's operator decides, so they are checked where the
+    // task starts and the refusal lands in the task's events.
     if cfg.privileged && !settings.allow_privileged {
         return Err(invalid(
             "config.privileged",
-            "privileged containers are disabled on this node (allow_privileged)".into(),
+            "privileged containers are disabled on this node (plugin \"docker\" config allow_privileged = true enables them)".into(),
+        ));
+    }
+    let refused = disallowed_caps(&cfg.cap_add, &settings.allow_caps);
+    if !refused.is_empty() {
+        return Err(invalid(
+            "config.cap_add",
+            format!(
+                "the node does not allow the capabilities {} (plugin \"docker\" config allow_caps)",
+                refused.join(", ")
+            ),
+        ));
+    }
+    let network_mode = cfg.network_mode.as_deref().map(interp);
+    if network_mode.as_deref() == Some("host") && !settings.allow_host_network {
+        return Err(invalid(
+            "config.network_mode",
+            "the host network is disabled on this node (plugin \"docker\" config allow_host_network = true enables it)".into(),
         ));
     }
     let args: Vec<String> = cfg.args.iter().map(|a| interp(a)).collect();
@@ -388,7 +461,7 @@ pub fn container_body(
         cap_drop: non_empty(&cfg.cap_drop),
         privileged: Some(cfg.privileged),
         init: cfg.init.then_some(true),
-        network_mode: cfg.network_mode.as_deref().map(interp),
+        network_mode,
         log_config: Some(log_config),
         ..HostConfig::default()
     };
@@ -461,6 +534,30 @@ impl Driver for DockerDriver {
                 update_time: now,
             },
         }
+    }
+
+    fn node_attributes(&self) -> std::collections::BTreeMap<String, String> {
+        let mut attrs = std::collections::BTreeMap::new();
+        let on = [
+            (
+                "driver.docker.privileged.enabled",
+                self.config.allow_privileged,
+            ),
+            (
+                "driver.docker.volumes.enabled",
+                self.config.allow_host_volumes,
+            ),
+            (
+                "driver.docker.host_network.enabled",
+                self.config.allow_host_network,
+            ),
+        ];
+        for (key, enabled) in on {
+            if enabled {
+                attrs.insert(key.to_string(), "true".to_string());
+            }
+        }
+        attrs
     }
 
     #[tracing::instrument(skip_all, fields(alloc_id = %ctx.alloc.id, task = %ctx.task.name))]
@@ -998,16 +1095,73 @@ mod tests {
             volumes: vec!["../../../etc:/etc".into()],
             ..base()
         });
+        assert!(e.to_string().contains("outside the task directory"), "{e}");
+        let e = refuse(DockerConfig {
+            volumes: vec!["/etc:/etc".into()],
+            ..base()
+        });
+        assert!(e.to_string().contains("volumes { enabled = true }"), "{e}");
+        let e = refuse(DockerConfig {
+            cap_add: vec![
+                "NET_BIND_SERVICE".into(),
+                "CAP_SYS_ADMIN".into(),
+                "net_raw".into(),
+            ],
+            ..base()
+        });
         assert!(
-            e.to_string().contains("outside the allocation directory"),
+            e.to_string()
+                .contains("does not allow the capabilities sys_admin, net_raw (plugin \"docker\" config allow_caps)"),
             "{e}"
         );
+        let e = refuse(DockerConfig {
+            network_mode: Some("host".into()),
+            ..base()
+        });
+        assert!(e.to_string().contains("allow_host_network"), "{e}");
         let e = refuse(DockerConfig {
             privileged: true,
             ..base()
         });
         assert!(e.to_string().contains("allow_privileged"), "{e}");
         assert!(!e.is_recoverable());
+
+        // What the node allows goes through.
+        let open = DockerDriverConfig {
+            allow_privileged: true,
+            allow_host_network: true,
+            allow_caps: vec!["ALL".into()],
+            ..DockerDriverConfig::default()
+        };
+        let cfg = DockerConfig {
+            privileged: true,
+            network_mode: Some("host".into()),
+            cap_add: vec!["sys_admin".into()],
+            ..base()
+        };
+        let hc = container_body(&ctx(cfg, Resources::default()), &open)
+            .expect("allowed")
+            .host_config
+            .expect("host config");
+        assert_eq!(hc.privileged, Some(true));
+        assert_eq!(hc.network_mode.as_deref(), Some("host"));
+        assert_eq!(hc.cap_add, Some(vec!["sys_admin".to_string()]));
+    }
+
+    #[test]
+    fn what_the_node_allows_is_a_node_attribute() {
+        let closed = DockerDriver::connect(DockerDriverConfig::default()).expect("driver");
+        assert!(closed.node_attributes().is_empty());
+        let open = DockerDriver::connect(DockerDriverConfig {
+            allow_privileged: true,
+            allow_host_volumes: true,
+            ..DockerDriverConfig::default()
+        })
+        .expect("driver");
+        let attrs = open.node_attributes();
+        assert_eq!(attrs["driver.docker.privileged.enabled"], "true");
+        assert_eq!(attrs["driver.docker.volumes.enabled"], "true");
+        assert!(!attrs.contains_key("driver.docker.host_network.enabled"));
     }
 
     #[test]

@@ -15,10 +15,12 @@ pub enum EnvError {
         "failed to parse volume {entry:?}: expected \"source:destination[:mode]\" with an absolute destination"
     )]
     VolumeFormat { entry: String },
-    #[error("failed to mount volume {entry:?}: {path} is outside the allocation directory")]
+    #[error(
+        "failed to mount volume {entry:?}: {path} is outside the task directory (relative volumes stay in the task's own directory or the shared alloc/)"
+    )]
     VolumeEscapes { entry: String, path: PathBuf },
     #[error(
-        "failed to mount volume {entry:?}: host paths are disabled; use a path relative to the task directory"
+        "failed to mount volume {entry:?}: host paths are disabled on this node (plugin \"docker\" config volumes {{ enabled = true }} allows them); use a path relative to the task directory"
     )]
     HostVolumeDisabled { entry: String },
 }
@@ -205,22 +207,44 @@ pub fn resolve_volume(entry: &str, dirs: &TaskDirs, allow_host: bool) -> Result<
         PathBuf::from(src)
     } else {
         let joined = normalize(&dirs.task_dir.join(src));
-        let root = normalize(&dirs.alloc_root);
-        let escapes = |p: &Path| !p.starts_with(&root);
-        if escapes(&joined) {
+        // The task's own directory and the allocation's shared alloc/ (Nomad's `../alloc`);
+        // never a sibling task's directory or anything above the allocation.
+        let allowed = [normalize(&dirs.task_dir), normalize(&dirs.shared_alloc_dir)];
+        if !allowed.iter().any(|r| joined.starts_with(r)) {
             return Err(EnvError::VolumeEscapes {
                 entry: entry.to_string(),
                 path: joined,
             });
         }
-        // A symlink inside the alloc dir could still point out of it.
-        if let (Ok(real), Ok(real_root)) = (joined.canonicalize(), root.canonicalize())
-            && !real.starts_with(&real_root)
-        {
-            return Err(EnvError::VolumeEscapes {
-                entry: entry.to_string(),
-                path: real,
-            });
+        // A symlink on the way (the task can leave one in its own local/ between restarts)
+        // could still lead out of it: every existing step is resolved and checked.
+        let real_allowed: Vec<PathBuf> = allowed
+            .iter()
+            .filter_map(|r| r.canonicalize().ok())
+            .collect();
+        if !real_allowed.is_empty() {
+            let mut at = PathBuf::new();
+            for c in joined.components() {
+                at.push(c);
+                match std::fs::symlink_metadata(&at) {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        let escapes = |path: PathBuf| EnvError::VolumeEscapes {
+                            entry: entry.to_string(),
+                            path,
+                        };
+                        let Ok(real) = at.canonicalize() else {
+                            // Dangling: the engine would create its target on the host.
+                            return Err(escapes(at));
+                        };
+                        if !real_allowed.iter().any(|r| real.starts_with(r)) {
+                            return Err(escapes(real));
+                        }
+                        at = real;
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
         }
         joined
     };
@@ -384,5 +408,28 @@ mod tests {
             resolve_volume("local/etc:/x", &dirs, false),
             Err(EnvError::VolumeEscapes { .. })
         ));
+        // A path that does not exist yet under a symlink out is refused too: the engine
+        // would create it on the host.
+        let e = resolve_volume("local/etc/new/dir:/x", &dirs, false).expect_err("through");
+        assert!(
+            e.to_string().contains("/etc is outside the task directory"),
+            "{e}"
+        );
+        std::os::unix::fs::symlink("/nonexistent-drover", dirs.local_dir.join("dangling"))
+            .expect("symlink");
+        assert!(matches!(
+            resolve_volume("local/dangling:/x", &dirs, false),
+            Err(EnvError::VolumeEscapes { .. })
+        ));
+        // A symlink that stays inside is fine, and so is the shared alloc dir.
+        std::fs::create_dir_all(dirs.local_dir.join("real")).expect("real");
+        std::os::unix::fs::symlink(dirs.local_dir.join("real"), dirs.local_dir.join("inside"))
+            .expect("symlink");
+        resolve_volume("local/inside:/x", &dirs, false).expect("inside");
+        resolve_volume("../alloc/data:/data", &dirs, false).expect("shared alloc dir");
+        // A sibling task's directory is not this task's.
+        std::fs::create_dir_all(tmp.path().join("alloc/a1/db/local")).expect("sibling");
+        let e = resolve_volume("../db/local:/x", &dirs, false).expect_err("sibling");
+        assert!(e.to_string().contains("outside the task directory"), "{e}");
     }
 }

@@ -40,6 +40,8 @@ pub struct NodeEnv {
     pub address: String,
     pub attributes: BTreeMap<String, String>,
     pub meta: BTreeMap<String, String>,
+    /// The node's caps on artifact downloads (`client { artifact { … } }`).
+    pub artifact_limits: crate::artifact::ArtifactLimits,
 }
 
 /// Nomad's directory layout for one task, as host paths.
@@ -170,6 +172,12 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Whether the driver can run tasks now, as the node reports it.
     async fn fingerprint(&self) -> DriverInfo;
+
+    /// Node attributes the driver adds while it is detected (Nomad's fingerprinted
+    /// `driver.docker.privileged.enabled` …), so jobs can constrain on what the node allows.
+    fn node_attributes(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
 
     /// Starts the task, adopting one that is already running for the same allocation.
     async fn start_task(&self, ctx: &TaskCtx) -> Result<TaskHandle, DriverError>;

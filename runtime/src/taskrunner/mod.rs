@@ -1,6 +1,7 @@
-//! One task runner per task (Nomad's `task_runner.go`): prestart (the alloc dir layout), start
-//! through the driver, wait, record what happened as Nomad's task events, ask the
-//! [`restarts::RestartTracker`], and sleep on a timer that also watches kill and shutdown.
+//! One task runner per task (Nomad's `task_runner.go`): prestart (the alloc dir layout, then the
+//! task's artifacts before its first start), start through the driver, wait, record what
+//! happened as Nomad's task events, ask the [`restarts::RestartTracker`], and sleep on a timer
+//! that also watches kill and shutdown.
 //!
 //! A handle recovered after an agent restart is re-attached before the loop runs, so the agent
 //! restarting restarts nothing. A task removed from outside (`docker rm -f`) is started again
@@ -13,9 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{Notify, mpsc, watch};
 
+use crate::artifact::{ArtifactError, Plan, fetch};
+use crate::driver::env::{PathView, interpolate, task_env};
 use crate::driver::{Driver, DriverError, EngineEvent, TaskCtx, TaskHandle, TaskStatus};
 use crate::spec::{ExitResult, TaskEvent, TaskState, TaskStateKind};
 use restarts::{RestartDecision, RestartTracker};
@@ -45,6 +49,8 @@ pub mod event {
     pub const SIBLING_FAILED: &str = "Sibling Task Failed";
     pub const LEADER_DEAD: &str = "Leader Task Dead";
     pub const RESTART_SIGNALED: &str = "Restart Signaled";
+    pub const DOWNLOADING_ARTIFACTS: &str = "Downloading Artifacts";
+    pub const ARTIFACT_DOWNLOAD_FAILED: &str = "Failed Artifact Download";
 }
 
 /// Why a task is being killed.
@@ -128,6 +134,8 @@ pub struct TaskRunner {
     states: mpsc::UnboundedSender<(String, TaskState)>,
     /// The newest instance, kept so a kill can remove an exited container too.
     last: Option<TaskHandle>,
+    /// The task's artifacts are in place; a restart does not fetch them again (as Nomad).
+    artifacts_fetched: bool,
 }
 
 /// How waiting on an instance ended.
@@ -138,6 +146,13 @@ enum Waited {
     Shutdown,
     /// A restart was asked for (`check_restart`); the instance is still running.
     RestartSignaled(String),
+}
+
+/// How fetching the artifacts ended.
+enum Fetch {
+    Done,
+    Failed { message: String, recoverable: bool },
+    Interrupted(Interrupted),
 }
 
 /// Why a sleep was cut short.
@@ -176,6 +191,7 @@ impl TaskRunner {
             inbox: args.inbox,
             states: args.states,
             last: None,
+            artifacts_fetched: false,
         }
     }
 
@@ -352,6 +368,28 @@ impl TaskRunner {
             // Not fatal: a container left behind is removed when the name is reused.
             tracing::warn!(alloc_id = %old.alloc_id, task = %old.task, error = %e, "failed to remove the previous instance");
         }
+        if !self.artifacts_fetched && !self.ctx.task.artifacts.is_empty() {
+            match self.fetch_artifacts().await {
+                Fetch::Done => self.artifacts_fetched = true,
+                Fetch::Failed {
+                    message,
+                    recoverable,
+                } => {
+                    self.push(task_event(event::ARTIFACT_DOWNLOAD_FAILED, message));
+                    let decision = self
+                        .tracker
+                        .on_prestart_error(tokio::time::Instant::now().into_std(), recoverable);
+                    return match self.follow(decision).await {
+                        Some(done) => Err(done),
+                        None => Ok(None),
+                    };
+                }
+                Fetch::Interrupted(Interrupted::Shutdown) => return Err(self.state.clone()),
+                Fetch::Interrupted(Interrupted::Killed(reason)) => {
+                    return Err(self.killed(None, reason).await);
+                }
+            }
+        }
         loop {
             match self.driver.start_task(&self.ctx).await {
                 Ok(h) => {
@@ -397,6 +435,80 @@ impl TaskRunner {
                 }
             }
         }
+    }
+
+    /// Fetches every artifact of the task in order, off the async runtime; a kill or shutdown
+    /// cancels the download in flight.
+    async fn fetch_artifacts(&mut self) -> Fetch {
+        self.event(
+            event::DOWNLOADING_ARTIFACTS,
+            "Client is downloading artifacts",
+        );
+        let env = task_env(&self.ctx, PathView::Container);
+        let node = self.ctx.node.clone();
+        for a in &self.ctx.task.artifacts {
+            let mut a = a.clone();
+            a.source = interpolate(&a.source, &env, &node);
+            a.destination = interpolate(&a.destination, &env, &node);
+            for v in a.options.values_mut().chain(a.headers.values_mut()) {
+                *v = interpolate(v, &env, &node);
+            }
+            let failed = |e: &ArtifactError, recoverable| Fetch::Failed {
+                message: format!("failed to download artifact {:?}: {e}", a.source),
+                recoverable,
+            };
+            let plan = match Plan::new(&a) {
+                Ok(p) => p,
+                // The same job file will not get any better.
+                Err(e) => return failed(&e, false),
+            };
+            let cancel = Arc::new(AtomicBool::new(false));
+            let job = {
+                let cancel = cancel.clone();
+                let task_dir = self.ctx.dirs.task_dir.clone();
+                let limits = node.artifact_limits;
+                tokio::task::spawn_blocking(move || fetch(&plan, &task_dir, &limits, &cancel))
+            };
+            let mut kill = self.kill.clone();
+            let mut shutdown = self.shutdown.clone();
+            tokio::pin!(job);
+            let outcome = loop {
+                if let Some(reason) = self.kill_requested() {
+                    cancel.store(true, Ordering::Relaxed);
+                    return Fetch::Interrupted(Interrupted::Killed(reason));
+                }
+                if self.shutting_down() {
+                    cancel.store(true, Ordering::Relaxed);
+                    return Fetch::Interrupted(Interrupted::Shutdown);
+                }
+                tokio::select! {
+                    r = &mut job => break r,
+                    r = kill.changed() => if r.is_err() { cancel.store(true, Ordering::Relaxed); return Fetch::Interrupted(Interrupted::Shutdown) },
+                    r = shutdown.changed() => if r.is_err() { cancel.store(true, Ordering::Relaxed); return Fetch::Interrupted(Interrupted::Shutdown) },
+                }
+            };
+            match outcome {
+                Ok(Ok(got)) => {
+                    tracing::info!(alloc_id = %self.ctx.alloc.id, task = %self.ctx.task.name, source = %a.source, path = %got.path.display(), bytes = got.bytes, files = got.files, "artifact fetched");
+                }
+                Ok(Err(e)) => {
+                    let recoverable = !matches!(
+                        e,
+                        ArtifactError::Invalid { .. }
+                            | ArtifactError::UnsupportedSource { .. }
+                            | ArtifactError::Destination { .. }
+                    );
+                    return failed(&e, recoverable);
+                }
+                Err(join) => {
+                    return Fetch::Failed {
+                        message: format!("failed to download artifact {:?}: {join}", a.source),
+                        recoverable: true,
+                    };
+                }
+            }
+        }
+        Fetch::Done
     }
 
     async fn wait(&mut self, h: &TaskHandle) -> Waited {

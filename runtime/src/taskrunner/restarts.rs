@@ -140,6 +140,18 @@ impl RestartTracker {
         self.decide(now)
     }
 
+    /// Something the task needs before it can start failed (an artifact download); retrying
+    /// may succeed, so it counts like a failed start (Nomad's recoverable prestart errors).
+    pub fn on_prestart_error(&mut self, now: Instant, recoverable: bool) -> RestartDecision {
+        if !recoverable {
+            return RestartDecision::NotRestarting {
+                reason: REASON_UNRECOVERABLE.to_string(),
+            };
+        }
+        self.last_start = None;
+        self.decide(now)
+    }
+
     fn decide(&mut self, now: Instant) -> RestartDecision {
         if self.policy.attempts == 0 && self.policy.mode == RestartMode::Fail {
             return RestartDecision::NotRestarting {

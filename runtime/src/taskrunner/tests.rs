@@ -343,3 +343,129 @@ async fn shutdown_delay_is_waited_before_the_kill_signal() {
         "{msgs:?}"
     );
 }
+
+fn with_artifact(mut t: Task, source: &str, destination: &str) -> Task {
+    t.artifacts.push(crate::spec::Artifact {
+        source: source.into(),
+        destination: destination.into(),
+        mode: "file".into(),
+        options: Default::default(),
+        headers: Default::default(),
+        chown: false,
+    });
+    t
+}
+
+#[tokio::test(start_paused = true)]
+async fn artifacts_are_fetched_before_the_first_start_only() {
+    let src = tempfile::tempdir().expect("src");
+    std::fs::write(src.path().join("c.json"), "{}").expect("write");
+    let task = with_artifact(
+        mock_task("web"),
+        &format!("file://{}/c.json", src.path().display()),
+        "${NOMAD_TASK_DIR}/config/c.json",
+    );
+    let alloc = testutil::alloc("web", "n1", vec![task]);
+    let alloc_id = alloc.id.clone();
+    let mock = MockDriver::new();
+    mock.script_exit(MockExit::code(1));
+    let r = rig_with(alloc, mock, HashMap::new());
+    let u = until(&r, ClientStatus::Running).await;
+    let fetched = r
+        ._dir
+        .path()
+        .join("alloc")
+        .join(&alloc_id)
+        .join("web/local/config/c.json");
+    assert_eq!(std::fs::read_to_string(&fetched).expect("fetched"), "{}");
+    let ev = events(&u, "web");
+    assert_eq!(
+        &ev[..4],
+        ["Received", "Task Setup", "Downloading Artifacts", "Started"]
+    );
+    // The scripted exit restarts it; the artifact is not fetched again.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while r.mock.starts("web") < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("restarted");
+    let ev = events(&r.runner.status(), "web");
+    assert_eq!(
+        ev.iter().filter(|e| *e == "Downloading Artifacts").count(),
+        1,
+        "{ev:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_download_counts_against_the_restart_policy() {
+    let task = with_artifact(
+        mock_task("web"),
+        "file:///nonexistent/drover-artifact.json",
+        "local/c.json",
+    );
+    let mut alloc = testutil::alloc("web", "n1", vec![task]);
+    alloc.restart = RestartPolicy {
+        attempts: 1,
+        interval: Duration::from_secs(3600),
+        delay: Duration::from_secs(5),
+        mode: RestartMode::Fail,
+        render_templates: false,
+    };
+    let r = rig(alloc);
+    let u = until(&r, ClientStatus::Failed).await;
+    assert_eq!(r.mock.starts("web"), 0, "never started");
+    let st = &u.task_states["web"];
+    assert_eq!(st.restarts, 1);
+    let ev = events(&u, "web");
+    assert_eq!(
+        ev,
+        [
+            "Received",
+            "Task Setup",
+            "Downloading Artifacts",
+            "Failed Artifact Download",
+            "Restarting",
+            "Downloading Artifacts",
+            "Failed Artifact Download",
+            "Not Restarting",
+        ]
+    );
+    let failed = st
+        .events
+        .iter()
+        .find(|e| e.event_type == "Failed Artifact Download")
+        .expect("event");
+    assert!(
+        failed.message.starts_with(
+            "failed to download artifact \"file:///nonexistent/drover-artifact.json\": failed to open /nonexistent/drover-artifact.json"
+        ),
+        "{}",
+        failed.message
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kill_does_not_wait_for_a_download_in_flight() {
+    // A server that accepts and never answers: the download would hang for the node's
+    // http_read_timeout (30 minutes).
+    let listener = std::net::TcpListener::bind("127.0.6.2:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let held = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let task = with_artifact(
+        mock_task("web"),
+        &format!("http://{addr}/slow.json"),
+        "local/c.json",
+    );
+    let r = rig(testutil::alloc("web", "n1", vec![task]));
+    // The request is in flight once the server has accepted it.
+    let _conn = tokio::task::spawn_blocking(move || held.join())
+        .await
+        .expect("join");
+    r.runner.kill();
+    let u = until(&r, ClientStatus::Complete).await;
+    assert_eq!(r.mock.starts("web"), 0);
+    assert_eq!(events(&u, "web").last().map(String::as_str), Some("Killed"));
+}

@@ -1,0 +1,150 @@
+//! The status page's cost: `GET /ui` through the agent's router (SQLite in memory) with 1,000
+//! and 10,000 jobs, each with one running allocation whose task has a few events, 20 broken
+//! job files and one node. Prints the page's size; criterion times the request (every open tab
+//! makes one every 5 s).
+//!
+//! `cargo bench -p drover-controller --bench status_page`
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::Request;
+use criterion::{Criterion, criterion_group, criterion_main};
+use drover::api::{AgentInfo, AppState, router};
+use drover::jobspec::{Diagnostic, Pos};
+use drover::manifests::{FileStatus, ManifestsStatus};
+use drover::server::{Server, ServerConfig};
+use drover::state::{JobSource, PlanWrite, Store};
+use drover::structs::mock;
+use drover_runtime::spec::{TaskEvent, TaskState, TaskStateKind};
+use tower::ServiceExt;
+
+fn agent(jobs: usize) -> Router {
+    let store = Arc::new(Store::open_in_memory().expect("store"));
+    store.upsert_node(mock::node()).expect("node");
+    let server =
+        Server::with_store(store.clone(), ServerConfig::new("/nonexistent")).expect("server");
+    let mut manifests = ManifestsStatus {
+        dir: Some(PathBuf::from("/srv/jobs")),
+        ..Default::default()
+    };
+    for i in 0..jobs {
+        let mut job = mock::job();
+        job.id = format!("job-{i:05}");
+        job.name = job.id.clone();
+        let path = PathBuf::from(format!("/srv/jobs/{}.nomad", job.id));
+        server
+            .register_job(job.clone(), JobSource::File(path.clone()))
+            .expect("registered");
+        let mut a = mock::alloc(&job, 0);
+        a.id = mock::id(0xa, i as u64);
+        let event = |t: &str, n: i64| TaskEvent {
+            event_type: t.into(),
+            time: 1_700_000_000_000_000_000 + n,
+            message: format!("{t} by client"),
+            exit_code: None,
+            signal: None,
+        };
+        a.task_states.insert(
+            "web".into(),
+            TaskState {
+                state: TaskStateKind::Running,
+                events: vec![
+                    event("Received", i as i64),
+                    event("Task Setup", i as i64 + 1),
+                    event("Started", i as i64 + 2),
+                ],
+                ..Default::default()
+            },
+        );
+        store
+            .commit_plan(
+                &job.id,
+                PlanWrite {
+                    allocs: vec![a],
+                    evals: vec![],
+                    guard: None,
+                },
+            )
+            .expect("alloc written");
+        manifests.files.insert(
+            path,
+            FileStatus {
+                job_id: Some(job.id.clone()),
+                ..Default::default()
+            },
+        );
+    }
+    for i in 0..20 {
+        manifests.files.insert(
+            PathBuf::from(format!("/srv/jobs/broken-{i}.nomad")),
+            FileStatus {
+                errors: vec![Diagnostic::error(
+                    Pos::new(3, 13),
+                    "job \"broken\" > group \"g\" > count",
+                    "expected a number, found string \"two\"",
+                )],
+                ..Default::default()
+            },
+        );
+    }
+    router(Arc::new(AppState {
+        server,
+        manifests: Arc::new(Mutex::new(manifests)),
+        agent: AgentInfo {
+            name: "bench".into(),
+            region: "global".into(),
+            datacenter: "dc1".into(),
+            bind_addr: "127.0.0.1".into(),
+            http_port: 4646,
+            rpc_port: 4647,
+            server: true,
+            client: false,
+            node_id: None,
+        },
+        logs: None,
+    }))
+}
+
+async fn get_ui(app: &Router) -> usize {
+    let req = Request::builder()
+        .uri("/ui")
+        .body(Body::empty())
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("response");
+    assert!(resp.status().is_success(), "{}", resp.status());
+    axum::body::to_bytes(resp.into_body(), 64 << 20)
+        .await
+        .expect("body")
+        .len()
+}
+
+fn status_page(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("status page");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
+    for jobs in [1_000, 10_000] {
+        let app = agent(jobs);
+        let bytes = rt.block_on(get_ui(&app));
+        println!(
+            "GET /ui with {jobs} jobs: {bytes} bytes ({} KiB)",
+            bytes / 1024
+        );
+        group.bench_function(format!("GET /ui, {jobs} jobs"), |b| {
+            b.iter(|| rt.block_on(get_ui(&app)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, status_page);
+criterion_main!(benches);
