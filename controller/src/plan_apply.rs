@@ -139,6 +139,8 @@ fn build(
             next_allocation: None,
             followup_eval_id: None,
             reschedule_tracker: p.reschedule_tracker.clone(),
+            checks: Vec::new(),
+            driver_networks: BTreeMap::new(),
         }
     };
     for (s, p) in &plan.destructive {

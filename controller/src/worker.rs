@@ -427,6 +427,8 @@ mod tests {
                     client_status: ClientStatus::Failed,
                     client_description: "Failed tasks".into(),
                     task_states: Default::default(),
+                    checks: vec![],
+                    driver_networks: Default::default(),
                 }],
                 now,
             )

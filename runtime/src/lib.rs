@@ -4,6 +4,7 @@
 
 pub mod allocrunner;
 pub mod artifact;
+pub mod checks;
 pub mod client;
 pub mod driver;
 pub mod spec;

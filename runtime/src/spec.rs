@@ -481,6 +481,170 @@ pub struct AllocUpdate {
     pub client_status: ClientStatus,
     pub client_description: String,
     pub task_states: BTreeMap<String, TaskState>,
+    /// The health checks of the allocation's services, as the node last ran them. Defaulted so
+    /// a node that predates checks still speaks to this server.
+    #[serde(default)]
+    pub checks: Vec<CheckResult>,
+    /// The address each running task has inside its driver's network (a container's own IP),
+    /// for services with `address_mode = "driver"`.
+    #[serde(default)]
+    pub driver_networks: BTreeMap<String, DriverNetwork>,
+}
+
+/// A check's health, in Consul's words (Nomad's service checks use the same three).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Passing,
+    Warning,
+    /// Where every check starts until it first passes.
+    #[default]
+    Critical,
+}
+
+impl CheckStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckStatus::Passing => "passing",
+            CheckStatus::Warning => "warning",
+            CheckStatus::Critical => "critical",
+        }
+    }
+
+    /// `passing`, `warning`, `critical`; anything else is not a status.
+    pub fn parse(s: &str) -> Option<CheckStatus> {
+        match s {
+            "passing" => Some(CheckStatus::Passing),
+            "warning" => Some(CheckStatus::Warning),
+            "critical" => Some(CheckStatus::Critical),
+            _ => None,
+        }
+    }
+}
+
+/// The latest result of one health check of one service of an allocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub service: String,
+    /// The task whose service (or whose group service) this check belongs to.
+    pub task: String,
+    /// The check's name (`service: "NAME" check` unless the job names it).
+    pub check: String,
+    /// `tcp` or `http`.
+    pub check_type: String,
+    pub status: CheckStatus,
+    /// What the check saw, in Consul's wording (`TCP connect 10.0.0.1:8080: Success`).
+    pub output: String,
+    /// Unix nanoseconds of the result that set `status`.
+    pub timestamp: i64,
+}
+
+/// Where a task can be reached inside its driver's network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriverNetwork {
+    /// The container's IP on its network (docker's bridge by default).
+    pub ip: String,
+}
+
+/// One registered instance of a service (Nomad's `ServiceRegistration`, field for field in its
+/// JSON), derived by the server from a running allocation. `checks` is drover's addition: the
+/// health the node reports, which decides whether DNS hands the instance out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRegistration {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "ServiceName")]
+    pub service_name: String,
+    #[serde(rename = "Namespace")]
+    pub namespace: String,
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    #[serde(rename = "Datacenter")]
+    pub datacenter: String,
+    #[serde(rename = "JobID")]
+    pub job_id: String,
+    #[serde(rename = "AllocID")]
+    pub alloc_id: String,
+    #[serde(rename = "Tags")]
+    pub tags: Vec<String>,
+    #[serde(rename = "Address")]
+    pub address: String,
+    #[serde(rename = "Port")]
+    pub port: u16,
+    #[serde(rename = "CreateIndex")]
+    pub create_index: u64,
+    #[serde(rename = "ModifyIndex")]
+    pub modify_index: u64,
+    /// drover: the node's name, for DNS answers and `service info -verbose`.
+    #[serde(rename = "NodeName", default)]
+    pub node_name: String,
+    /// drover: the instance's checks; empty when the service has none.
+    #[serde(rename = "Checks", default)]
+    pub checks: Vec<CheckResult>,
+}
+
+impl ServiceRegistration {
+    /// Consul's rule: an instance is handed out unless one of its checks is critical (a
+    /// warning still serves); an instance without checks is healthy while its task runs.
+    pub fn healthy(&self) -> bool {
+        self.checks
+            .iter()
+            .all(|c| c.status != CheckStatus::Critical)
+    }
+
+    /// `passing`, `warning` or `critical`, the worst of its checks; `passing` without checks.
+    pub fn health(&self) -> CheckStatus {
+        let mut worst = CheckStatus::Passing;
+        for c in &self.checks {
+            match c.status {
+                CheckStatus::Critical => return CheckStatus::Critical,
+                CheckStatus::Warning => worst = CheckStatus::Warning,
+                CheckStatus::Passing => {}
+            }
+        }
+        worst
+    }
+}
+
+/// Where a service (or its check) is reached, by Nomad's `address_mode` rules: `host` and
+/// `auto` (and `alloc`, which drover's host-mode networks make the same) give the node's
+/// address and the port label's host port; `driver` gives the task's own IP and the port inside
+/// it (`to`, or the host port when `to` is unset). A number instead of a label is used as is.
+/// `None` when the mode needs a driver address the task does not have, or the label is unknown.
+pub fn resolve_address(
+    mode: &str,
+    port: Option<&str>,
+    networks: &[NetworkResource],
+    node_address: &str,
+    driver: Option<&DriverNetwork>,
+) -> Option<(String, u16)> {
+    let driver_mode = mode == "driver";
+    let ip = if driver_mode {
+        driver.map(|d| d.ip.clone()).filter(|ip| !ip.is_empty())?
+    } else {
+        node_address.to_string()
+    };
+    let Some(port) = port.filter(|p| !p.is_empty()) else {
+        return Some((ip, 0));
+    };
+    if let Some(p) = networks
+        .iter()
+        .flat_map(|n| n.ports())
+        .find(|p| p.label == port)
+    {
+        let n = if driver_mode && p.to > 0 {
+            p.to
+        } else {
+            p.value
+        };
+        return Some((ip, n));
+    }
+    port.parse::<u16>().ok().map(|n| (ip, n))
+}
+
+/// Nomad's default check name.
+pub fn default_check_name(service: &str) -> String {
+    format!("service: {service:?} check")
 }
 
 /// A driver as a node detects it.

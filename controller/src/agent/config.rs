@@ -35,6 +35,8 @@ pub struct AgentConfig {
     pub docker: DockerPluginConfig,
     pub raw_exec_enabled: bool,
     pub manifests: ManifestsConfig,
+    /// drover's `dns { … }` block: the Consul-compatible DNS interface of a client agent.
+    pub dns: crate::dns::DnsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +121,7 @@ impl AgentConfig {
                 resync_interval: Duration::from_secs(30),
                 allow_empty: false,
             },
+            dns: crate::dns::DnsConfig::default(),
         }
     }
 
@@ -315,6 +318,43 @@ impl AgentConfig {
             }
             pf.finish(d);
         }
+        if let Some(b) = f.block(d, "dns") {
+            let mut df = Fields::new("dns", b.pos, &b.body, &DNS);
+            let c = &mut self.dns;
+            c.enabled = df.bool(d, "enabled").unwrap_or(c.enabled);
+            if let Some(v) = df.int(d, "port", 1, 65535) {
+                c.port = v as u16;
+            }
+            if let Some(v) = df.string_list(d, "bind") {
+                for entry in &v {
+                    if let Err(e) = crate::dns::parse_bind(entry, 0) {
+                        d.push(Diagnostic::error(b.pos, "dns > bind", e.to_string()));
+                    }
+                }
+                c.bind = v;
+            }
+            if let Some(v) = df.string_list(d, "recursors") {
+                for r in &v {
+                    if let Err(e) = crate::dns::parse_recursor(r) {
+                        d.push(Diagnostic::error(b.pos, "dns > recursors", e));
+                    }
+                }
+                c.recursors = v;
+            }
+            if let Some(v) = df.string(d, "domain") {
+                if let Err(e) = crate::dns::Zone::new(&v, "dc1", 0) {
+                    d.push(Diagnostic::error(b.pos, "dns > domain", e));
+                }
+                c.domain = v.trim_end_matches('.').to_string();
+            }
+            if let Some(v) = df.duration(d, "ttl") {
+                c.ttl = v.as_secs().min(u32::MAX as u64) as u32;
+            }
+            if let Some(v) = df.int(d, "udp_answer_limit", 1, 64) {
+                c.udp_answer_limit = v as usize;
+            }
+            df.finish(d);
+        }
         if let Some(m) = f.block(d, "manifests") {
             let mut mf = Fields::new("manifests", m.pos, &m.body, &MANIFESTS);
             if let Some(dir) = mf.string(d, "dir") {
@@ -403,6 +443,7 @@ static AGENT: BlockSchema = BlockSchema {
         "client",
         "plugin",
         "manifests",
+        "dns",
     ],
     ignored: &[
         ("advertise", NOT_USED),
@@ -457,6 +498,21 @@ static ADDRESSES: BlockSchema = BlockSchema {
         ("rpc", "drover binds RPC on bind_addr"),
         ("serf", "drover runs one server and needs no gossip"),
     ],
+    unsupported: &[],
+};
+
+static DNS: BlockSchema = BlockSchema {
+    block: "dns",
+    supported: &[
+        "enabled",
+        "port",
+        "bind",
+        "recursors",
+        "domain",
+        "ttl",
+        "udp_answer_limit",
+    ],
+    ignored: &[],
     unsupported: &[],
 };
 
@@ -815,5 +871,34 @@ mod tests {
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("0").is_err());
         assert!(parse_size("1 parsec").is_err());
+    }
+
+    #[test]
+    fn the_dns_block_reads_and_refuses_bad_addresses() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("agent.hcl");
+        std::fs::write(
+            &p,
+            "dns {\n  port = 8653\n  bind = [\"127.0.0.1\", \"172.17.0.1:53\"]\n  recursors = [\"1.1.1.1\", \"9.9.9.9:5353\"]\n  ttl = \"5s\"\n}\n",
+        )
+        .expect("write");
+        let mut c = AgentConfig::dev();
+        c.merge_file(&p).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.dns.enabled);
+        assert_eq!(c.dns.port, 8653);
+        assert_eq!(c.dns.bind, ["127.0.0.1", "172.17.0.1:53"]);
+        assert_eq!(c.dns.recursors, ["1.1.1.1", "9.9.9.9:5353"]);
+        assert_eq!(c.dns.ttl, 5);
+        assert_eq!(c.dns.domain, "consul");
+
+        std::fs::write(
+            &p,
+            "dns {\n  recursors = [\"dns.example\"]\n  bind = [\"eth0\"]\n}\n",
+        )
+        .expect("write");
+        let err = AgentConfig::dev().merge_file(&p).expect_err("refused");
+        let msg = err.to_string();
+        assert!(msg.contains("recursor \"dns.example\""), "{msg}");
+        assert!(msg.contains("bind address \"eth0\""), "{msg}");
     }
 }

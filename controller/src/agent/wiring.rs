@@ -24,6 +24,10 @@ use crate::manifests::{self, JobRegistry, ManifestsStatus, WatchConfig, WatchCon
 use crate::server::{Server, ServerConfig};
 use crate::state::JobSource;
 
+/// How long the DNS catalog waits after a store change before rebuilding, so a burst of
+/// allocation updates costs one rebuild.
+const CATALOG_DEBOUNCE: Duration = Duration::from_millis(100);
+
 /// A future that resolves once shutdown was asked for.
 fn stopped(rx: &watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
     let mut rx = rx.clone();
@@ -125,6 +129,29 @@ async fn run_server(
                 )
             });
         }
+    };
+
+    // Every client answers DNS for the whole catalog; here the catalog is the in-process
+    // server's (a client-only agent would back `CatalogSource` with its remote server).
+    let _dns = if config.client.enabled && config.dns.enabled {
+        let addrs = crate::dns::listen_addrs(
+            &config.dns,
+            &config.bind_addr,
+            config.client.network_address.as_deref(),
+        )?;
+        let source = crate::services::LocalCatalog::spawn(
+            server.clone(),
+            CATALOG_DEBOUNCE,
+            stopped(&stop_rx),
+        );
+        let handler = crate::dns::handler(&config.dns, &config.datacenter, source)?;
+        let dns = crate::dns::DnsServer::start(&addrs, handler, stopped(&stop_rx))
+            .await
+            .context("failed to start the DNS interface (set dns { port = … } or dns { enabled = false })")?;
+        info!(addrs = ?dns.addrs, domain = %config.dns.domain, "DNS interface listening");
+        Some(dns)
+    } else {
+        None
     };
 
     let manifests_status = Arc::new(Mutex::new(ManifestsStatus::default()));

@@ -107,6 +107,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/job/{id}/evaluations", get(job_evaluations))
         .route("/v1/allocations", get(allocs_list))
         .route("/v1/allocation/{id}", get(alloc_read))
+        .route("/v1/allocation/{id}/checks", get(alloc_checks))
+        .route("/v1/services", get(services_list))
+        .route("/v1/service/{name}", get(service_read))
         .route("/v1/evaluations", get(evals_list))
         .route("/v1/evaluation/{id}", get(eval_read))
         .route("/v1/evaluation/{id}/allocations", get(eval_allocations))
@@ -591,6 +594,85 @@ async fn alloc_read(State(st): St, UrlPath(id): UrlPath<String>) -> ApiResult {
             .find(|j| j.version == a.job_version);
         let node = st.server.node(&a.node_id)?;
         ok(st, convert::alloc_full(&a, job.as_ref(), node.as_ref()))
+    })
+    .await
+}
+
+/// Nomad's `/v1/allocation/:id/checks`: the allocation's checks by ID, in Nomad's words
+/// (`success`, `failure`, `pending` before the first result).
+async fn alloc_checks(State(st): St, UrlPath(id): UrlPath<String>) -> ApiResult {
+    blocking(st, move |st| {
+        let a = st
+            .server
+            .alloc(&id)?
+            .ok_or_else(|| ApiError::NotFound(format!("allocation {id:?} not found")))?;
+        let mut out = serde_json::Map::new();
+        for c in &a.checks {
+            let check_id = format!("{}-{}-{}-{}", a.id, c.task, c.service, c.check);
+            let status = match (c.status, c.output.is_empty()) {
+                (crate::structs::CheckStatus::Critical, true) => "pending",
+                (crate::structs::CheckStatus::Passing, _) => "success",
+                _ => "failure",
+            };
+            out.insert(
+                check_id.clone(),
+                json!({
+                    "Check": c.check,
+                    "Group": format!("{}.{}", a.job_id, a.task_group),
+                    "ID": check_id,
+                    "Mode": "healthiness",
+                    "Output": c.output,
+                    "Service": c.service,
+                    "Status": status,
+                    "Task": c.task,
+                    "Timestamp": c.timestamp / 1_000_000_000,
+                    "Type": c.check_type,
+                }),
+            );
+        }
+        ok(st, Value::Object(out))
+    })
+    .await
+}
+
+fn namespace_param(q: &HashMap<String, String>) -> String {
+    q.get("namespace")
+        .filter(|n| !n.is_empty())
+        .cloned()
+        .unwrap_or_else(|| "default".into())
+}
+
+/// Nomad's `/v1/services`: per namespace, the services with their tags.
+async fn services_list(State(st): St, Query(q): Q) -> ApiResult {
+    blocking(st, move |st| {
+        let ns = namespace_param(&q);
+        let catalog = st.server.service_catalog()?;
+        let out: Vec<Value> = catalog
+            .stubs(&ns)
+            .into_iter()
+            .map(|(ns, services)| {
+                json!({
+                    "Namespace": ns,
+                    "Services": services
+                        .into_iter()
+                        .map(|(name, tags)| json!({"ServiceName": name, "Tags": tags}))
+                        .collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        ok(st, Value::Array(out))
+    })
+    .await
+}
+
+/// Nomad's `/v1/service/:name`: its registrations (an empty list when there are none, as Nomad).
+async fn service_read(State(st): St, UrlPath(name): UrlPath<String>, Query(q): Q) -> ApiResult {
+    blocking(st, move |st| {
+        let ns = namespace_param(&q);
+        let regs = st.server.service_catalog()?.service(&ns, &name);
+        let v = serde_json::to_value(regs)
+            .map_err(|e| ApiError::Internal(format!("failed to encode service {name:?}: {e}")))?;
+        ok(st, v)
     })
     .await
 }

@@ -313,6 +313,8 @@ mod tests {
             client_status: ClientStatus::Running,
             client_description: "Tasks are running".into(),
             task_states: Default::default(),
+            checks: vec![],
+            driver_networks: Default::default(),
         };
         remote
             .update_allocations("node-1", vec![update.clone()])

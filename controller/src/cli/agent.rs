@@ -32,6 +32,9 @@ pub struct AgentArgs {
     /// The HTTP API port (default 4646).
     #[arg(long = "http-port", value_name = "PORT")]
     pub http_port: Option<u16>,
+    /// The DNS interface's port (default 8600; drover's `dns { port }`).
+    #[arg(long = "dns-port", value_name = "PORT")]
+    pub dns_port: Option<u16>,
     /// The agent's node name (default: the host name).
     #[arg(long = "node", value_name = "NAME")]
     pub node: Option<String>,
@@ -79,6 +82,9 @@ impl AgentArgs {
         }
         if let Some(p) = self.http_port {
             c.http_port = p;
+        }
+        if let Some(p) = self.dns_port {
+            c.dns.port = p;
         }
         if let Some(n) = &self.node {
             c.name = n.clone();

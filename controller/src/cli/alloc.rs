@@ -128,6 +128,37 @@ pub fn status(api: &ApiClient, id: &str, json: bool, verbose: bool) -> anyhow::R
         print!("{}", table(&["Label", "Dynamic", "Address"], &rows));
     }
 
+    // Nomad's "Nomad Service Checks" section; an agent without the endpoint shows none.
+    if let Ok(checks) = api.get(&format!("/v1/allocation/{}/checks", encode(&s(&a["ID"])))) {
+        let mut rows: Vec<Vec<String>> = checks
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(_, c)| {
+                let task = s(&c["Task"]);
+                vec![
+                    s(&c["Service"]),
+                    if task.is_empty() {
+                        "(group)".into()
+                    } else {
+                        task
+                    },
+                    s(&c["Check"]),
+                    s(&c["Mode"]),
+                    s(&c["Status"]),
+                ]
+            })
+            .collect();
+        rows.sort();
+        if !rows.is_empty() {
+            println!("\nNomad Service Checks:");
+            print!(
+                "{}",
+                table(&["Service", "Task", "Name", "Mode", "Status"], &rows)
+            );
+        }
+    }
+
     let mut tasks: Vec<(&String, &Value)> =
         a["TaskStates"].as_object().into_iter().flatten().collect();
     tasks.sort_by(|x, y| x.0.cmp(y.0));

@@ -10,6 +10,7 @@ mod job;
 mod node;
 mod plan;
 mod server;
+mod service;
 mod status;
 
 use std::ffi::OsString;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Inspect the servers: members.
     #[command(subcommand)]
     Server(server::ServerCommand),
+    /// Nomad's native service discovery: list services, show one's registrations.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
     /// List jobs (and job files that fail to parse), or show a job, allocation or node by ID.
     Status(StatusArgs),
     /// Print drover's version.
@@ -94,6 +98,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Alloc(cmd) => alloc::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Node(cmd) => node::run(cmd),
         Command::Server(cmd) => server::run(cmd),
+        Command::Service(cmd) => service::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Status(a) => {
             let api = client::ApiClient::new(&a.api);
             match &a.id {

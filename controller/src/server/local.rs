@@ -65,25 +65,30 @@ impl LocalServer {
 }
 
 /// The allocation plus the task group of the job version it was placed for.
-fn alloc_spec(server: &Server, a: &Allocation) -> Result<AllocSpec, ServerError> {
+pub(crate) fn alloc_spec(server: &Server, a: &Allocation) -> Result<AllocSpec, ServerError> {
     let job = server
         .store()
         .job_version(&a.namespace, &a.job_id, a.job_version)?;
-    let group = job.as_ref().and_then(|j| j.group(&a.task_group));
+    Ok(alloc_spec_of(a, job.as_ref()))
+}
+
+/// [`alloc_spec`] with the job version already at hand (the service catalog reads each job
+/// version once for all of its allocations).
+pub(crate) fn alloc_spec_of(a: &Allocation, job: Option<&crate::structs::Job>) -> AllocSpec {
+    let group = job.and_then(|j| j.group(&a.task_group));
     // A purged job's allocations can only be stopped.
     let desired_status = if group.is_some() {
         a.desired_status
     } else {
         DesiredStatus::Stop
     };
-    Ok(AllocSpec {
+    AllocSpec {
         id: a.id.clone(),
         name: a.name.clone(),
         namespace: a.namespace.clone(),
         job_id: a.job_id.clone(),
         job_version: a.job_version,
         job_type: job
-            .as_ref()
             .map(|j| j.job_type)
             .unwrap_or(JobType::Service)
             .as_str()
@@ -98,7 +103,7 @@ fn alloc_spec(server: &Server, a: &Allocation) -> Result<AllocSpec, ServerError>
             .unwrap_or_else(RestartPolicy::service_default),
         services: group.map(|g| g.services.clone()).unwrap_or_default(),
         modify_index: a.modify_index,
-    })
+    }
 }
 
 /// The node's index and its allocations, unless `min_index` has not been passed yet.

@@ -29,6 +29,7 @@ use crate::structs::{
 };
 
 pub use local::LocalServer;
+pub(crate) use local::alloc_spec_of;
 
 /// Nomad's `min_heartbeat_ttl`.
 pub const MIN_HEARTBEAT_TTL: Duration = Duration::from_secs(10);

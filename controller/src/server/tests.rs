@@ -91,6 +91,8 @@ async fn dev_agent_path_places_serves_and_reports() {
                 client_status: ClientStatus::Running,
                 client_description: "Tasks are running".into(),
                 task_states: Default::default(),
+                checks: vec![],
+                driver_networks: Default::default(),
             }],
         )
         .await
@@ -106,6 +108,8 @@ async fn dev_agent_path_places_serves_and_reports() {
                 client_status: ClientStatus::Failed,
                 client_description: "Failed tasks".into(),
                 task_states: Default::default(),
+                checks: vec![],
+                driver_networks: Default::default(),
             }],
         )
         .await
@@ -303,6 +307,8 @@ async fn fake_client(local: LocalServer, done: impl Fn(&Server) -> bool) {
                     client_status: want,
                     client_description: String::new(),
                     task_states: Default::default(),
+                    checks: vec![],
+                    driver_networks: Default::default(),
                 });
             }
         }

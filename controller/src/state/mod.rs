@@ -786,6 +786,17 @@ impl Store {
         )
     }
 
+    /// Allocations the server wants running and the node reports running: what the service
+    /// catalog is made of.
+    pub fn running_allocs(&self) -> Result<Vec<Allocation>, StoreError> {
+        let conn = self.lock();
+        query_allocs(
+            &conn,
+            "WHERE client_status = 'running' AND desired_status = 'run' ORDER BY id",
+            [],
+        )
+    }
+
     pub fn allocs_by_node(&self, node_id: &str) -> Result<Vec<Allocation>, StoreError> {
         let conn = self.lock();
         query_allocs(&conn, "WHERE node_id = ?1 ORDER BY id", params![node_id])
@@ -851,12 +862,16 @@ impl Store {
                     if a.client_status == u.client_status
                         && a.client_description == u.client_description
                         && a.task_states == u.task_states
+                        && a.checks == u.checks
+                        && a.driver_networks == u.driver_networks
                     {
                         continue;
                     }
                     a.client_status = u.client_status;
                     a.client_description = u.client_description.clone();
                     a.task_states = u.task_states.clone();
+                    a.checks = u.checks.clone();
+                    a.driver_networks = u.driver_networks.clone();
                     if u.client_status == ClientStatus::Running && from != ClientStatus::Running {
                         a.running_since = Some(now);
                     } else if u.client_status != ClientStatus::Running {

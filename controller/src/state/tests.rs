@@ -365,6 +365,8 @@ fn client_updates_record_status_task_events_and_transitions() {
                 ..Default::default()
             },
         )]),
+        checks: vec![],
+        driver_networks: BTreeMap::new(),
     };
     let t = store
         .update_allocs_from_client("node-1", &[update(ClientStatus::Running)], NOW)
@@ -602,6 +604,8 @@ fn a_restart_is_reported_once_with_its_reason_even_when_the_update_is_sent_again
                 ..Default::default()
             },
         )]),
+        checks: vec![],
+        driver_networks: Default::default(),
     };
     let node = mock::alloc(&job, 0).node_id;
     let got = store

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClientStatus, DesiredStatus, NetworkResource, TaskState};
+use super::{CheckResult, ClientStatus, DesiredStatus, DriverNetwork, NetworkResource, TaskState};
 
 /// Nomad's `StatusAllocNotNeeded` and friends: why the server stopped an allocation. The exact
 /// wording is what `drover alloc status` shows, so it stays Nomad's.
@@ -84,6 +84,12 @@ pub struct Allocation {
     /// not schedule another one.
     pub followup_eval_id: Option<String>,
     pub reschedule_tracker: Option<RescheduleTracker>,
+    /// The health checks of its services, as the node last reported them.
+    #[serde(default)]
+    pub checks: Vec<CheckResult>,
+    /// Each running task's address in its driver's network (`address_mode = "driver"`).
+    #[serde(default)]
+    pub driver_networks: BTreeMap<String, DriverNetwork>,
 }
 
 impl Allocation {

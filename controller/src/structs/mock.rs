@@ -195,6 +195,8 @@ pub fn alloc(job: &Job, i: u32) -> Allocation {
         next_allocation: None,
         followup_eval_id: None,
         reschedule_tracker: None,
+        checks: Vec::new(),
+        driver_networks: BTreeMap::new(),
     }
 }
 

@@ -11,10 +11,10 @@ mod node;
 
 pub use alloc::*;
 pub use drover_runtime::spec::{
-    Affinity, Artifact, CheckRestart, ClientStatus, Constraint, DesiredStatus, DnsConfig,
-    DockerConfig, DriverInfo, LogConfig, NetworkResource, NodeInfo, Port, RawExecConfig, Resources,
-    RestartMode, RestartPolicy, Service, ServiceCheck, Task, TaskConfig, TaskEvent, TaskState,
-    TaskStateKind,
+    Affinity, Artifact, CheckRestart, CheckResult, CheckStatus, ClientStatus, Constraint,
+    DesiredStatus, DnsConfig, DockerConfig, DriverInfo, DriverNetwork, LogConfig, NetworkResource,
+    NodeInfo, Port, RawExecConfig, Resources, RestartMode, RestartPolicy, Service, ServiceCheck,
+    ServiceRegistration, Task, TaskConfig, TaskEvent, TaskState, TaskStateKind,
 };
 pub use eval::*;
 pub use job::*;

@@ -866,6 +866,45 @@ impl Driver for DockerDriver {
         }
     }
 
+    async fn task_network(
+        &self,
+        handle: &TaskHandle,
+    ) -> Result<Option<crate::spec::DriverNetwork>, DriverError> {
+        let docker = self.client().await?;
+        let info = match docker.inspect_container(&handle.id, None).await {
+            Ok(info) => info,
+            Err(e) if status(&e) == Some(404) => {
+                return Err(DriverError::TaskNotFound {
+                    alloc_id: handle.alloc_id.clone(),
+                    task: handle.task.clone(),
+                    id: handle.id.clone(),
+                });
+            }
+            Err(e) => {
+                return Err(Self::engine_err(
+                    "inspect",
+                    &handle.alloc_id,
+                    &handle.task,
+                    &handle.id,
+                    e,
+                ));
+            }
+        };
+        // The first network with an address: a container on one user network or the default
+        // bridge has exactly one; host-network containers have none.
+        let ip = info
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|nets| {
+                let mut nets: Vec<_> = nets.into_iter().collect();
+                nets.sort_by(|a, b| a.0.cmp(&b.0));
+                nets.into_iter()
+                    .filter_map(|(_, ep)| ep.ip_address)
+                    .find(|ip| !ip.is_empty())
+            });
+        Ok(ip.map(|ip| crate::spec::DriverNetwork { ip }))
+    }
+
     async fn logs(
         &self,
         handle: &TaskHandle,

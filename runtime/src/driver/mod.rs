@@ -202,6 +202,15 @@ pub trait Driver: Send + Sync + 'static {
 
     async fn inspect_task(&self, handle: &TaskHandle) -> Result<TaskStatus, DriverError>;
 
+    /// The task's own address inside the driver's network, for `address_mode = "driver"`
+    /// services and checks. Drivers whose tasks share the host's network have none.
+    async fn task_network(
+        &self,
+        _handle: &TaskHandle,
+    ) -> Result<Option<crate::spec::DriverNetwork>, DriverError> {
+        Ok(None)
+    }
+
     /// The task's output. `tail` limits a non-follow read to the last lines.
     async fn logs(
         &self,

@@ -48,6 +48,7 @@ pub mod event {
     pub const DRIVER: &str = "Driver";
     pub const SIBLING_FAILED: &str = "Sibling Task Failed";
     pub const LEADER_DEAD: &str = "Leader Task Dead";
+    pub const RESTART_SIGNALED: &str = "Restart Signaled";
     pub const DOWNLOADING_ARTIFACTS: &str = "Downloading Artifacts";
     pub const ARTIFACT_DOWNLOAD_FAILED: &str = "Failed Artifact Download";
 }
@@ -70,6 +71,8 @@ pub struct Inbox {
     events: Mutex<Vec<EngineEvent>>,
     notify: Notify,
     current: Mutex<Option<TaskHandle>>,
+    /// Why the task must be restarted (a failing check with `check_restart`), if it must.
+    restart: Mutex<Option<String>>,
 }
 
 impl Inbox {
@@ -85,6 +88,16 @@ impl Inbox {
     pub fn push(&self, ev: EngineEvent) {
         self.events.lock().expect("inbox lock poisoned").push(ev);
         self.notify.notify_one();
+    }
+
+    /// Asks the runner to restart the running instance (counted by the restart policy).
+    pub fn request_restart(&self, reason: String) {
+        *self.restart.lock().expect("inbox lock poisoned") = Some(reason);
+        self.notify.notify_one();
+    }
+
+    fn take_restart(&self) -> Option<String> {
+        self.restart.lock().expect("inbox lock poisoned").take()
     }
 
     fn drain(&self) -> Vec<EngineEvent> {
@@ -131,6 +144,8 @@ enum Waited {
     Vanished,
     Killed(KillReason),
     Shutdown,
+    /// A restart was asked for (`check_restart`); the instance is still running.
+    RestartSignaled(String),
 }
 
 /// How fetching the artifacts ended.
@@ -302,6 +317,21 @@ impl TaskRunner {
                         "Task was removed outside of drover; recreating it now",
                     );
                     self.state.state = TaskStateKind::Pending;
+                }
+                Waited::RestartSignaled(reason) => {
+                    self.event(event::RESTART_SIGNALED, reason);
+                    let exit = self.stop_for_restart(&handle).await;
+                    let mut ev = task_event(event::TERMINATED, exit_message(&exit));
+                    ev.exit_code = Some(exit.exit_code);
+                    ev.signal = Some(exit.signal);
+                    self.push(ev);
+                    self.state.finished_at = now_nanos();
+                    let decision = self
+                        .tracker
+                        .on_restart_signaled(tokio::time::Instant::now().into_std());
+                    if let Some(done) = self.follow(decision).await {
+                        return done;
+                    }
                 }
                 Waited::Exited(exit) => {
                     let mut ev = task_event(event::TERMINATED, exit_message(&exit));
@@ -529,6 +559,9 @@ impl TaskRunner {
             let r = match outcome {
                 Some(r) => r,
                 None => {
+                    if let Some(reason) = inbox.take_restart() {
+                        return Waited::RestartSignaled(reason);
+                    }
                     // Woken by the engine: only this instance's events count (others are
                     // about a container already replaced).
                     let mut died = false;
@@ -619,6 +652,33 @@ impl TaskRunner {
             }
         }
         None
+    }
+
+    /// Stops the instance a restart was asked for, with the task's kill signal and timeout,
+    /// and says how it ended. The instance is kept as `last`, so the next start removes it.
+    async fn stop_for_restart(&mut self, h: &TaskHandle) -> ExitResult {
+        let signal = self
+            .ctx
+            .task
+            .kill_signal
+            .clone()
+            .unwrap_or_else(|| "SIGTERM".into());
+        if let Err(e) = self
+            .driver
+            .stop_task(h, self.ctx.task.kill_timeout, &signal)
+            .await
+        {
+            tracing::warn!(alloc_id = %h.alloc_id, task = %h.task, error = %e, "failed to stop task for a restart");
+        }
+        let exit = match self.driver.inspect_task(h).await {
+            Ok(TaskStatus::Exited(exit)) => exit,
+            // Stopped but not yet reported, or already gone: it was stopped on purpose.
+            _ => ExitResult::default(),
+        };
+        // The engine's events about stopping it are ours, not an operator's.
+        self.inbox.drain();
+        self.last = Some(h.clone());
+        exit
     }
 
     /// Sleeps `d` unless the agent shuts down first (a kill is what is being waited out).

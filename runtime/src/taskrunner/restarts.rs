@@ -118,6 +118,17 @@ impl RestartTracker {
         self.decide(now)
     }
 
+    /// Something asked for a restart because the task is unhealthy (`check_restart`): counted
+    /// as a failure whatever the exit code, as Nomad's `SetRestartTriggered(failure)` does.
+    pub fn on_restart_signaled(&mut self, now: Instant) -> RestartDecision {
+        if let Some(start) = self.last_start.take()
+            && now.saturating_duration_since(start) >= self.policy.interval
+        {
+            self.streak = 0;
+        }
+        self.decide(now)
+    }
+
     /// The driver could not start the task.
     pub fn on_start_error(&mut self, now: Instant, err: &DriverError) -> RestartDecision {
         if !err.is_recoverable() {
