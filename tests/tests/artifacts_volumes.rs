@@ -2,7 +2,8 @@
 //! `drover agent -dev` and the real Docker engine (issue 5, items 4–7): the seed's todo-web
 //! shape with its config fetched from an HTTP server the test runs, checksums verified, the
 //! container's limits as `docker inspect` shows them, refusals in `drover alloc status`, and an
-//! OOM kill reported as one. Agents and HTTP servers bind 127.0.6.x only.
+//! OOM kill reported as one; and the seed's todo-web with `count = 2` on a server and two
+//! clients. Agents and HTTP servers bind 127.0.6.x only.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -542,4 +543,68 @@ fn the_seeds_todo_web_job_runs_with_its_config_artifact() {
         "the seed's cpu = 250 and memory = 256"
     );
     assert_eq!(server.hits("/todo-web-config.json"), 1);
+}
+
+#[test]
+fn the_seeds_todo_web_job_with_count_2_runs_on_two_clients_each_with_its_artifact() {
+    // The seed's second half: one server, two clients, todo-web as written (count = 2, one
+    // static port 8010 each), so each client runs one instance and fetches the config itself.
+    // Swapped as above: the image, the config's GitHub URL, SERVER-IP.
+    let (server_ip, client_ips) = ("127.0.6.20", ["127.0.6.21", "127.0.6.22"]);
+    let seed = drover_tests::repo().join("tests/fixtures/seed/todo-list-v2");
+    let config = std::fs::read(seed.join("configs/todo-web-config.json")).expect("seed config");
+    let files = FileServer::start(
+        server_ip,
+        BTreeMap::from([("/todo-web-config.json".to_string(), config.clone())]),
+    );
+    let github = "https://raw.githubusercontent.com/sixeyed/ecs/master/episodes/ecs-o4/todo-list-v2/configs/todo-web-config.json";
+    let job = std::fs::read_to_string(seed.join("todo-web.nomad"))
+        .expect("seed job")
+        .replace(github, &format!("{}/todo-web-config.json", files.base))
+        .replace("SERVER-IP", server_ip)
+        .replace(
+            r#"image = "diamol/ch06-todo-list""#,
+            &format!(
+                r#"image = "{IMAGE}"
+        command = "httpd"
+        args = ["-f", "-p", "80", "-h", "/app/config"]"#
+            ),
+        );
+    assert!(job.contains("count = 2"), "the seed runs two instances");
+    let server = TestAgent::server(server_ip, "", &[]);
+    let clients: Vec<TestAgent> = client_ips
+        .iter()
+        .map(|ip| TestAgent::client(ip, &[server.rpc_addr()], "", &[]))
+        .collect();
+    server.drop_job("todo-web.nomad", &job);
+    for ip in client_ips {
+        let url = format!("http://{ip}:8010/config.json");
+        server.wait_until(
+            Duration::from_secs(60),
+            &format!("todo-web answers on {ip}:8010"),
+            |_| drover_tests::http_get(&url).is_some(),
+        );
+        assert_eq!(
+            drover_tests::http_get(&url).expect("body").as_bytes(),
+            &config[..]
+        );
+    }
+    for c in &clients {
+        let ids = c.containers();
+        assert_eq!(ids.len(), 1, "one instance on {}: {ids:?}", c.ip);
+        assert_eq!(
+            docker(&[
+                "inspect",
+                "-f",
+                "{{.HostConfig.CpuShares}} {{.HostConfig.Memory}}",
+                &ids[0]
+            ]),
+            format!("250 {}", 256 * 1024 * 1024),
+        );
+    }
+    assert_eq!(
+        files.hits("/todo-web-config.json"),
+        2,
+        "each client fetched the artifact for its own instance"
+    );
 }
