@@ -102,10 +102,14 @@ fn the_seeds_todo_list_web_task_finds_its_db_through_drovers_dns() {
 
     let url = format!("http://{ip}:8010/");
     let mut page = String::new();
-    a.wait_until(Duration::from_secs(90), "the web task answers on :8010", |_| {
-        page = http_get(&url).unwrap_or_default();
-        page.contains("reached todo-db")
-    });
+    a.wait_until(
+        Duration::from_secs(90),
+        "the web task answers on :8010",
+        |_| {
+            page = http_get(&url).unwrap_or_default();
+            page.contains("reached todo-db")
+        },
+    );
     assert!(page.contains("(db-ok)"), "{page}");
     assert!(page.contains(&format!("nameserver {gw}")), "{page}");
     assert!(page.contains("search service.dc1.consul"), "{page}");
