@@ -392,6 +392,44 @@ mod tests {
         assert!(server.nodes().expect("nodes").is_empty());
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_catalog_query_blocks_until_the_servers_state_changes() {
+        let (server, addr) = rpc_server("s3cret").await;
+        let remote =
+            RemoteServer::new(std::slice::from_ref(&addr), Some("s3cret".into())).expect("remote");
+        let (index, regs) = remote
+            .service_catalog(0, Duration::from_secs(1))
+            .await
+            .expect("first query");
+        assert!(regs.is_empty());
+        // Nothing changes: the query waits its `wait` out and answers the same index.
+        let started = tokio::time::Instant::now();
+        let (again, _) = remote
+            .service_catalog(index, Duration::from_millis(300))
+            .await
+            .expect("blocking query");
+        assert_eq!(again, index);
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        // A write answers a long poll at once.
+        let remote = Arc::new(remote);
+        let poll = {
+            let remote = remote.clone();
+            tokio::spawn(
+                async move { remote.service_catalog(index, Duration::from_secs(60)).await },
+            )
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        server
+            .register_job(whoami(), JobSource::Api)
+            .expect("register job");
+        let (moved, _) = tokio::time::timeout(Duration::from_secs(10), poll)
+            .await
+            .expect("the poll answers on the write")
+            .expect("the poll task")
+            .expect("query");
+        assert!(moved > index, "{moved} > {index}");
+    }
+
     #[test]
     fn tokens_compare_whole() {
         assert!(same_token(b"abc", b"abc"));
