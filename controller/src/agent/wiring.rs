@@ -132,24 +132,14 @@ async fn run_server(
     };
 
     // Every client answers DNS for the whole catalog; here the catalog is the in-process
-    // server's (a client-only agent would back `CatalogSource` with its remote server).
+    // server's (a client-only agent follows its server's, in `run_client`).
     let _dns = if config.client.enabled && config.dns.enabled {
-        let addrs = crate::dns::listen_addrs(
-            &config.dns,
-            &config.bind_addr,
-            config.client.network_address.as_deref(),
-        )?;
         let source = crate::services::LocalCatalog::spawn(
             server.clone(),
             CATALOG_DEBOUNCE,
             stopped(&stop_rx),
         );
-        let handler = crate::dns::handler(&config.dns, &config.datacenter, source)?;
-        let dns = crate::dns::DnsServer::start(&addrs, handler, stopped(&stop_rx))
-            .await
-            .context("failed to start the DNS interface (set dns { port = … } or dns { enabled = false })")?;
-        info!(addrs = ?dns.addrs, domain = %config.dns.domain, "DNS interface listening");
-        Some(dns)
+        Some(start_dns(&config, source, &stop_rx).await?)
     } else {
         None
     };
@@ -256,6 +246,27 @@ async fn run_server(
     Ok(())
 }
 
+/// Starts the agent's DNS interface on `source`'s catalog, or fails naming the address.
+async fn start_dns<C: crate::services::CatalogSource + Unpin>(
+    config: &AgentConfig,
+    source: C,
+    stop_rx: &watch::Receiver<bool>,
+) -> anyhow::Result<crate::dns::DnsServer> {
+    let addrs = crate::dns::listen_addrs(
+        &config.dns,
+        &config.bind_addr,
+        config.client.network_address.as_deref(),
+    )?;
+    let handler = crate::dns::handler(&config.dns, &config.datacenter, source)?;
+    let dns = crate::dns::DnsServer::start(&addrs, handler, stopped(stop_rx))
+        .await
+        .context(
+            "failed to start the DNS interface (set dns { port = … } or dns { enabled = false })",
+        )?;
+    info!(addrs = ?dns.addrs, domain = %config.dns.domain, "DNS interface listening");
+    Ok(dns)
+}
+
 /// A client agent: runs its node's workloads and talks to the servers of
 /// `client { servers }` over their RPC port; keeps no cluster state of its own.
 async fn run_client(
@@ -288,6 +299,18 @@ async fn run_client(
     let logs = Arc::new(ClientLogs(client.handle())) as Arc<dyn api::TaskLogs>;
     let shutdown = stopped(&stop_rx);
     let remote = Arc::new(remote);
+    // Every client answers DNS for the whole cluster: the catalog is the server's, followed
+    // over the RPC port.
+    let _dns = if config.dns.enabled {
+        let source = crate::services::RemoteCatalog::spawn(
+            remote.clone(),
+            CATALOG_DEBOUNCE,
+            stopped(&stop_rx),
+        );
+        Some(start_dns(&config, source, &stop_rx).await?)
+    } else {
+        None
+    };
     let client_task = tokio::spawn(async move {
         if let Err(e) = client.run(remote, shutdown).await {
             error!(error = %e, "the node client stopped");

@@ -18,8 +18,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use drover_runtime::client::remote::{
-    AllocsAnswer, HeartbeatAnswer, JOIN_TOKEN_HEADER, NODE_ID_HEADER, NODE_NAME_HEADER, RPC_PREFIX,
-    RpcErrorBody, parse_wait,
+    AllocsAnswer, CatalogAnswer, HeartbeatAnswer, JOIN_TOKEN_HEADER, NODE_ID_HEADER,
+    NODE_NAME_HEADER, RPC_PREFIX, RpcErrorBody, parse_wait,
 };
 use drover_runtime::client::{ApiError as RpcError, ServerApi};
 use drover_runtime::spec::{AllocUpdate, NodeInfo};
@@ -54,6 +54,7 @@ pub fn router(state: Arc<RpcState>, api: Router) -> Router {
             &format!("{RPC_PREFIX}/node/{{id}}/allocations"),
             get(allocations).put(update_allocations),
         )
+        .route(&format!("{RPC_PREFIX}/catalog"), get(catalog))
         // A busy node's batch of task states and events can pass axum's 2 MB default.
         .layer(DefaultBodyLimit::max(RPC_BODY_LIMIT))
         .with_state(state.clone());
@@ -162,32 +163,63 @@ async fn heartbeat(State(st): St, UrlPath(id): UrlPath<String>) -> Response {
     answer(st.local.heartbeat(&id).await.map(ttl_answer))
 }
 
-async fn allocations(
-    State(st): St,
-    UrlPath(id): UrlPath<String>,
-    Query(q): Query<std::collections::HashMap<String, String>>,
-) -> Response {
+/// Reads `?index=&wait=` of a blocking query.
+fn blocking_params(
+    q: &std::collections::HashMap<String, String>,
+) -> Result<(u64, Duration), Box<Response>> {
     let index = match q.get("index").map(|i| i.parse::<u64>()) {
         None => 0,
         Some(Ok(i)) => i,
         Some(Err(_)) => {
-            return refusal(
+            return Err(Box::new(refusal(
                 StatusCode::BAD_REQUEST,
                 format!("invalid index {:?}: expected a number", q["index"]),
                 None,
-            );
+            )));
         }
     };
     let wait = match q.get("wait").map(|w| parse_wait(w)) {
         None => DEFAULT_WAIT,
         Some(Some(w)) => w,
         Some(None) => {
-            return refusal(
+            return Err(Box::new(refusal(
                 StatusCode::BAD_REQUEST,
                 format!("invalid wait {:?}: expected e.g. 30s or 5m", q["wait"]),
                 None,
-            );
+            )));
         }
+    };
+    Ok((index, wait))
+}
+
+/// The whole catalog, for a client-only agent's DNS.
+async fn catalog(
+    State(st): St,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let (index, wait) = match blocking_params(&q) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    answer(
+        st.local
+            .service_catalog(index, wait)
+            .await
+            .map(|(index, registrations)| CatalogAnswer {
+                index,
+                registrations,
+            }),
+    )
+}
+
+async fn allocations(
+    State(st): St,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let (index, wait) = match blocking_params(&q) {
+        Ok(p) => p,
+        Err(r) => return *r,
     };
     answer(
         st.local
@@ -358,6 +390,44 @@ mod tests {
             }
         }
         assert!(server.nodes().expect("nodes").is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_catalog_query_blocks_until_the_servers_state_changes() {
+        let (server, addr) = rpc_server("s3cret").await;
+        let remote =
+            RemoteServer::new(std::slice::from_ref(&addr), Some("s3cret".into())).expect("remote");
+        let (index, regs) = remote
+            .service_catalog(0, Duration::from_secs(1))
+            .await
+            .expect("first query");
+        assert!(regs.is_empty());
+        // Nothing changes: the query waits its `wait` out and answers the same index.
+        let started = tokio::time::Instant::now();
+        let (again, _) = remote
+            .service_catalog(index, Duration::from_millis(300))
+            .await
+            .expect("blocking query");
+        assert_eq!(again, index);
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        // A write answers a long poll at once.
+        let remote = Arc::new(remote);
+        let poll = {
+            let remote = remote.clone();
+            tokio::spawn(
+                async move { remote.service_catalog(index, Duration::from_secs(60)).await },
+            )
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        server
+            .register_job(whoami(), JobSource::Api)
+            .expect("register job");
+        let (moved, _) = tokio::time::timeout(Duration::from_secs(10), poll)
+            .await
+            .expect("the poll answers on the write")
+            .expect("the poll task")
+            .expect("query");
+        assert!(moved > index, "{moved} > {index}");
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! forwarded as is over UDP to each recursor in turn (the first that answers wins), the way
 //! Consul's `recursors` work, and its answer relayed.
 //!
-//! The catalog comes through [`CatalogSource`]: the in-process server's store today, a remote
-//! server's catalog for a client-only agent later; nothing here knows which.
+//! The catalog comes through [`CatalogSource`]: the in-process server's store, or a remote
+//! server's catalog for a client-only agent; nothing here knows which.
 
 pub mod answer;
 

@@ -52,6 +52,28 @@ impl LocalServer {
 
     /// Runs store work off the async threads: SQLite calls block, and a worker's transaction
     /// may hold the connection for a moment.
+    /// The service catalog once the store's index passes `min_index` (or `wait` ran out: then
+    /// the catalog as it is), for client-only agents' DNS. The index moves on any write, so a
+    /// client may get an unchanged catalog back; it only costs one rebuild.
+    pub async fn service_catalog(
+        &self,
+        min_index: u64,
+        wait: Duration,
+    ) -> Result<(u64, Vec<drover_runtime::spec::ServiceRegistration>), ApiError> {
+        let mut rx = self.server.store().subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        while *rx.borrow_and_update() <= min_index {
+            if !matches!(
+                tokio::time::timeout_at(deadline, rx.changed()).await,
+                Ok(Ok(()))
+            ) {
+                break;
+            }
+        }
+        let c = self.blocking(|s| s.service_catalog()).await?;
+        Ok((c.index, c.registrations))
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Server) -> Result<T, ServerError> + Send + 'static,

@@ -5,7 +5,8 @@
 //! in the same write that changes it; nothing needs deregistering by hand.
 //!
 //! [`CatalogSource`] is how the DNS server reads it: in one process that is [`LocalCatalog`]
-//! over the store; a client agent of a remote server would implement it over `/v1/services`.
+//! over the store; in a client-only agent it is [`RemoteCatalog`], the server's catalog followed
+//! over the RPC port.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -305,6 +306,76 @@ impl LocalCatalog {
             }
         });
         LocalCatalog { rx }
+    }
+}
+
+/// How long one catalog query waits on the server when nothing changes.
+const REMOTE_CATALOG_WAIT: Duration = Duration::from_secs(300);
+/// The pause before asking again after a failed query.
+const REMOTE_CATALOG_RETRY: Duration = Duration::from_secs(1);
+
+/// The cluster's catalog as a client-only agent sees it: a blocking query on the server's
+/// catalog (its RPC port), answered as soon as the server's state changes, kept here so a DNS
+/// question never waits on the network. While the server cannot be reached, the last catalog
+/// received keeps answering (a DNS that went empty whenever the server blinked would take every
+/// service down with it); it starts empty until the first answer.
+#[derive(Clone)]
+pub struct RemoteCatalog {
+    rx: watch::Receiver<Arc<Catalog>>,
+}
+
+impl CatalogSource for RemoteCatalog {
+    fn catalog(&self) -> Arc<Catalog> {
+        self.rx.borrow().clone()
+    }
+}
+
+impl RemoteCatalog {
+    /// Starts following the catalog of `remote`'s servers; stops when `shutdown` resolves.
+    pub fn spawn(
+        remote: Arc<drover_runtime::client::RemoteServer>,
+        debounce: Duration,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> RemoteCatalog {
+        let (tx, rx) = watch::channel(Arc::new(Catalog::default()));
+        tokio::spawn(async move {
+            tokio::pin!(shutdown);
+            let mut index = 0;
+            let mut failing = false;
+            loop {
+                let query = remote.service_catalog(index, REMOTE_CATALOG_WAIT);
+                let pause = tokio::select! {
+                    _ = &mut shutdown => return,
+                    r = query => match r {
+                        Ok((i, regs)) => {
+                            if failing {
+                                tracing::info!("service catalog: the server answers again");
+                                failing = false;
+                            }
+                            // An index that went back means the server's state was replaced
+                            // (a restored or new server): start over from it.
+                            index = i;
+                            if tx.borrow().index != i || i == 0 {
+                                tx.send_replace(Arc::new(Catalog::new(i, regs)));
+                            }
+                            debounce
+                        }
+                        Err(e) => {
+                            if !failing {
+                                tracing::warn!(error = %e, "service catalog: failed to read it from the server; DNS answers from the last one received");
+                                failing = true;
+                            }
+                            REMOTE_CATALOG_RETRY
+                        }
+                    },
+                };
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+        });
+        RemoteCatalog { rx }
     }
 }
 

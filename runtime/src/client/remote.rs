@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, Registered, ServerApi};
-use crate::spec::{AllocSpec, AllocUpdate, NodeInfo};
+use crate::spec::{AllocSpec, AllocUpdate, NodeInfo, ServiceRegistration};
 
 /// Where the client endpoints live on the server's RPC port.
 pub const RPC_PREFIX: &str = "/v1/drover/rpc";
@@ -52,6 +52,14 @@ const POLL_SLACK: Duration = Duration::from_secs(10);
 pub struct HeartbeatAnswer {
     /// Heartbeat at least this often (milliseconds), or the node is marked down.
     pub heartbeat_ttl_ms: u64,
+}
+
+/// The answer to the blocking service catalog query (a client-only agent's DNS reads it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CatalogAnswer {
+    pub index: u64,
+    pub registrations: Vec<ServiceRegistration>,
 }
 
 /// The answer to the blocking allocation query.
@@ -240,6 +248,25 @@ impl RemoteServer {
 
     pub fn servers(&self) -> &[String] {
         &self.servers
+    }
+
+    /// The whole cluster's service catalog, blocking on the server until its index passes
+    /// `min_index` or `wait` runs out (Nomad's `?index=&wait=`); answers `(index, registrations)`.
+    pub async fn service_catalog(
+        &self,
+        min_index: u64,
+        wait: Duration,
+    ) -> Result<(u64, Vec<ServiceRegistration>), ApiError> {
+        let wait = wait.min(MAX_WAIT);
+        let a: CatalogAnswer = self
+            .call(
+                Method::GET,
+                &format!("/catalog?index={min_index}&wait={}", format_wait(wait)),
+                None,
+                wait + POLL_SLACK,
+            )
+            .await?;
+        Ok((a.index, a.registrations))
     }
 
     /// One call, tried on each server in turn while they cannot be reached.
