@@ -104,11 +104,7 @@ async fn run_server(
     let server_task = tokio::spawn(server.clone().run(stopped(&stop_rx)));
 
     // Bind before anything runs, so a port in use fails the start cleanly.
-    let addr = match config.http_listen_addr() {
-        // An IPv6 literal needs brackets before the port.
-        a if a.contains(':') && !a.starts_with('[') => format!("[{a}]:{}", config.http_port),
-        a => format!("{a}:{}", config.http_port),
-    };
+    let addr = config.http_listen_socket();
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| {
@@ -267,7 +263,9 @@ async fn run_client(
     if let Some(dir) = &config.manifests.dir {
         warn!(dir = %dir.display(), "manifests {{ dir }} is ignored: only a server agent watches job files");
     }
-    let addr = format!("{}:{}", config.bind_addr, config.http_port);
+    // addresses { http } as on a server: the exposure check and the node's reported HTTP
+    // address (where servers relay log requests) both assume it.
+    let addr = config.http_listen_socket();
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| {
@@ -458,7 +456,7 @@ fn build_client(
         .network_address
         .clone()
         .unwrap_or_else(|| config.bind_addr.clone());
-    c.http_addr = format!("{}:{}", config.http_listen_addr(), config.http_port);
+    c.http_addr = config.http_listen_socket();
     c.raw_exec = config.raw_exec_enabled;
     if let Some(docker) = c.docker.as_mut() {
         docker.allow_host_volumes = config.docker.volumes_enabled;
