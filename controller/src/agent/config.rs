@@ -418,7 +418,7 @@ impl AgentConfig {
 
 /// `127.0.0.0/8`, `::1` and `localhost`; anything else (including `0.0.0.0`) is reachable
 /// from the network.
-fn is_loopback(addr: &str) -> bool {
+pub(crate) fn is_loopback(addr: &str) -> bool {
     let host = addr.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host

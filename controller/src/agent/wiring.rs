@@ -76,13 +76,6 @@ fn join_token(configured: &Option<String>) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-fn is_loopback(addr: &str) -> bool {
-    addr == "localhost"
-        || addr
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// A server agent (with, in dev mode or when both roles are enabled, its own node's client
 /// in-process): store, broker, workers, manifests, the HTTP API, and the RPC port for clients.
 async fn run_server(
@@ -199,7 +192,7 @@ async fn run_server(
     let mut rpc_task = None;
     if let Some(rpc_listener) = rpc_listener {
         let token = join_token(&config.server.join_token);
-        if token.is_none() && !is_loopback(&config.bind_addr) {
+        if token.is_none() && !super::config::is_loopback(&config.bind_addr) {
             warn!(addr = %rpc_addr, "no join token is set (server {{ join_token }} or {JOIN_TOKEN_ENV}): any client that reaches this address may join");
         }
         let rpc_state = Arc::new(api::rpc::RpcState {
