@@ -385,6 +385,16 @@ impl AgentConfig {
         self.http_addr.as_deref().unwrap_or(&self.bind_addr)
     }
 
+    /// `HOST:PORT` of the HTTP API: what both server and client agents bind, and what a node
+    /// reports as its HTTP address (a server relays log requests there). An IPv6 literal gets
+    /// its brackets before the port.
+    pub fn http_listen_socket(&self) -> String {
+        match self.http_listen_addr() {
+            a if a.contains(':') && !a.starts_with('[') => format!("[{a}]:{}", self.http_port),
+            a => format!("{a}:{}", self.http_port),
+        }
+    }
+
     /// Takes the API token from `DROVER_TOKEN` when the config set none (a systemd
     /// `EnvironmentFile` keeps it out of the config file).
     pub fn token_from_env(&mut self, env: Option<String>) {
@@ -408,7 +418,7 @@ impl AgentConfig {
 
 /// `127.0.0.0/8`, `::1` and `localhost`; anything else (including `0.0.0.0`) is reachable
 /// from the network.
-fn is_loopback(addr: &str) -> bool {
+pub(crate) fn is_loopback(addr: &str) -> bool {
     let host = addr.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host
@@ -788,6 +798,11 @@ mod tests {
         let mut c = AgentConfig::base();
         c.merge_file(&p).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.http_listen_addr(), "10.0.0.5");
+        assert_eq!(c.http_listen_socket(), "10.0.0.5:4646");
+        c.http_addr = Some("::1".into());
+        assert_eq!(c.http_listen_socket(), "[::1]:4646");
+        c.http_addr = Some("[::1]".into());
+        assert_eq!(c.http_listen_socket(), "[::1]:4646");
         assert_eq!(c.http_api_token.as_deref(), Some("abc"));
         c.token_from_env(Some("other".into()));
         assert_eq!(c.http_api_token.as_deref(), Some("abc"), "the file wins");

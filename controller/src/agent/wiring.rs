@@ -76,13 +76,6 @@ fn join_token(configured: &Option<String>) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-fn is_loopback(addr: &str) -> bool {
-    addr == "localhost"
-        || addr
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// A server agent (with, in dev mode or when both roles are enabled, its own node's client
 /// in-process): store, broker, workers, manifests, the HTTP API, and the RPC port for clients.
 async fn run_server(
@@ -104,11 +97,7 @@ async fn run_server(
     let server_task = tokio::spawn(server.clone().run(stopped(&stop_rx)));
 
     // Bind before anything runs, so a port in use fails the start cleanly.
-    let addr = match config.http_listen_addr() {
-        // An IPv6 literal needs brackets before the port.
-        a if a.contains(':') && !a.starts_with('[') => format!("[{a}]:{}", config.http_port),
-        a => format!("{a}:{}", config.http_port),
-    };
+    let addr = config.http_listen_socket();
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| {
@@ -193,7 +182,7 @@ async fn run_server(
     let mut rpc_task = None;
     if let Some(rpc_listener) = rpc_listener {
         let token = join_token(&config.server.join_token);
-        if token.is_none() && !is_loopback(&config.bind_addr) {
+        if token.is_none() && !super::config::is_loopback(&config.bind_addr) {
             warn!(addr = %rpc_addr, "no join token is set (server {{ join_token }} or {JOIN_TOKEN_ENV}): any client that reaches this address may join");
         }
         let rpc_state = Arc::new(api::rpc::RpcState {
@@ -278,7 +267,9 @@ async fn run_client(
     if let Some(dir) = &config.manifests.dir {
         warn!(dir = %dir.display(), "manifests {{ dir }} is ignored: only a server agent watches job files");
     }
-    let addr = format!("{}:{}", config.bind_addr, config.http_port);
+    // addresses { http } as on a server: the exposure check and the node's reported HTTP
+    // address (where servers relay log requests) both assume it.
+    let addr = config.http_listen_socket();
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| {
@@ -481,7 +472,7 @@ fn build_client(
         .network_address
         .clone()
         .unwrap_or_else(|| config.bind_addr.clone());
-    c.http_addr = format!("{}:{}", config.http_listen_addr(), config.http_port);
+    c.http_addr = config.http_listen_socket();
     c.raw_exec = config.raw_exec_enabled;
     if let Some(docker) = c.docker.as_mut() {
         docker.allow_host_volumes = config.docker.volumes_enabled;

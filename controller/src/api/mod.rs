@@ -165,21 +165,17 @@ async fn require_token(
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
         });
-    if given.is_some_and(|g| token_eq(g, want)) {
+    if given.is_some_and(|g| same_token(g.as_bytes(), want.as_bytes())) {
         return next.run(req).await;
     }
     tracing::warn!(method = %m, path = %req.uri().path(), token_given = given.is_some(), "write refused: missing or wrong API token");
     (StatusCode::FORBIDDEN, "Permission denied").into_response()
 }
 
-/// Compares in time independent of where the first difference is, so the token cannot be
-/// guessed byte by byte from response times.
-fn token_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares in time independent of where the first difference is, so a token (the API's or
+/// the cluster's join token) cannot be guessed byte by byte from response times.
+pub(crate) fn same_token(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {

@@ -601,3 +601,59 @@ async fn writes_need_the_token_when_one_is_configured() {
     let (s, body) = call(&open, "POST", "/v1/jobs", Some(job)).await;
     assert_eq!(s, StatusCode::OK, "{body}");
 }
+
+#[test]
+fn tokens_compare_whole() {
+    assert!(same_token(b"abc", b"abc"));
+    assert!(!same_token(b"abc", b"abd"));
+    assert!(!same_token(b"abc", b"abcd"));
+    assert!(!same_token(b"", b"a"));
+}
+
+/// The RPC port mounts the API for forwarding client agents behind the join token; the join
+/// token lets a request in, and a write still needs the API token there.
+#[tokio::test]
+async fn writes_through_the_rpc_port_need_the_api_token_too() {
+    use drover_runtime::client::remote::JOIN_TOKEN_HEADER;
+    let (api, server) = app_with_token(Some("s3cret"));
+    two_nodes(&server);
+    let rpc_state = Arc::new(rpc::RpcState {
+        local: server.local(),
+        join_token: Some("j0in".into()),
+    });
+    let port = rpc::router(rpc_state, api);
+    let job = whoami_json();
+
+    let (s, _) = call_with(&port, "POST", "/v1/jobs", &[], Some(job.clone())).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "no join token");
+    let (s, text) = call_with(
+        &port,
+        "POST",
+        "/v1/jobs",
+        &[(JOIN_TOKEN_HEADER, "j0in")],
+        Some(job.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "join token without the API token");
+    assert_eq!(text, "Permission denied");
+    assert!(server.jobs().expect("jobs").is_empty(), "nothing written");
+
+    let (s, _) = call_with(
+        &port,
+        "GET",
+        "/v1/jobs",
+        &[(JOIN_TOKEN_HEADER, "j0in")],
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "reads need the join token only");
+    let (s, body) = call_with(
+        &port,
+        "POST",
+        "/v1/jobs",
+        &[(JOIN_TOKEN_HEADER, "j0in"), ("X-Nomad-Token", "s3cret")],
+        Some(job),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+}

@@ -9,6 +9,7 @@ mod local;
 #[cfg(test)]
 mod tests;
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -365,6 +366,9 @@ impl Server {
     pub fn drain_tick(&self) -> Result<Vec<String>, ServerError> {
         let now = now();
         let mut completed = Vec::new();
+        // Whether a job is a system job, read once per pass: this runs every sweep, and a
+        // node's allocations mostly share a few jobs.
+        let mut system_jobs: HashMap<(String, String), bool> = HashMap::new();
         for node in self.store.draining_nodes()? {
             let Some(strategy) = &node.drain_strategy else {
                 continue;
@@ -375,9 +379,16 @@ impl Server {
                     continue;
                 }
                 if strategy.ignore_system_jobs {
-                    let system = self.store.job(&a.namespace, &a.job_id)?.is_some_and(|r| {
-                        matches!(r.job.job_type, JobType::System | JobType::Sysbatch)
-                    });
+                    let system = match system_jobs.entry((a.namespace, a.job_id)) {
+                        Entry::Occupied(e) => *e.get(),
+                        Entry::Vacant(e) => {
+                            let (ns, id) = e.key();
+                            let system = self.store.job(ns, id)?.is_some_and(|r| {
+                                matches!(r.job.job_type, JobType::System | JobType::Sysbatch)
+                            });
+                            *e.insert(system)
+                        }
+                    };
                     if system {
                         continue;
                     }

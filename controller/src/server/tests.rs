@@ -538,6 +538,49 @@ fn a_drain_completes_when_nothing_is_left_and_its_deadline_forces_the_rest() {
 }
 
 #[test]
+fn a_drain_ignoring_system_jobs_completes_with_their_allocations_still_running() {
+    let server = server();
+    server.store().upsert_node(mock::node()).expect("node");
+    let mut system = mock::job();
+    system.job_type = JobType::System;
+    server
+        .register_job(system, JobSource::Api)
+        .expect("register system");
+    drain(&server);
+    let live = || {
+        server
+            .allocs_by_node("node-1")
+            .expect("allocs")
+            .into_iter()
+            .filter(|a| !a.server_terminal())
+            .count()
+    };
+    assert_eq!(live(), 1);
+
+    // Straight in the store, so no evaluation moves anything: only the drainer's count.
+    let hour = 3_600 * 1_000_000_000;
+    let set = |ignore: bool| {
+        server
+            .store()
+            .set_node_drain(
+                "node-1",
+                Some(DrainStrategy::new(hour, ignore, now())),
+                false,
+                now(),
+            )
+            .expect("drain");
+    };
+    set(false);
+    assert!(
+        server.drain_tick().expect("tick").is_empty(),
+        "the system allocation counts unless ignored"
+    );
+    set(true);
+    assert_eq!(server.drain_tick().expect("tick"), ["node-1"]);
+    assert_eq!(live(), 1, "the system allocation keeps running");
+}
+
+#[test]
 fn the_heartbeat_ttl_grows_with_the_cluster_past_fifty_heartbeats_a_second() {
     let server = server();
     server.touch_heartbeat("node-0");

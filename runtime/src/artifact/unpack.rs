@@ -71,18 +71,8 @@ pub fn unpack(
     limits: UnpackLimits,
     cancel: &AtomicBool,
 ) -> Result<u64, ArtifactError> {
-    std::fs::create_dir_all(dest).map_err(|e| ArtifactError::io("create", dest, e))?;
-    let root = dest
-        .canonicalize()
-        .map_err(|e| ArtifactError::io("resolve", dest, e))?;
+    let mut out = Writer::create(dest, limits, cancel)?;
     let file = File::open(archive).map_err(|e| ArtifactError::io("open", archive, e))?;
-    let mut out = Writer {
-        root,
-        budget: limits.max_bytes,
-        limits,
-        files: 0,
-        cancel,
-    };
     match kind {
         ArchiveKind::Tar => out.tar(tar::Archive::new(file))?,
         ArchiveKind::TarGz => {
@@ -107,17 +97,7 @@ pub fn copy_tree(
     limits: UnpackLimits,
     cancel: &AtomicBool,
 ) -> Result<u64, ArtifactError> {
-    std::fs::create_dir_all(dest).map_err(|e| ArtifactError::io("create", dest, e))?;
-    let root = dest
-        .canonicalize()
-        .map_err(|e| ArtifactError::io("resolve", dest, e))?;
-    let mut out = Writer {
-        root,
-        budget: limits.max_bytes,
-        limits,
-        files: 0,
-        cancel,
-    };
+    let mut out = Writer::create(dest, limits, cancel)?;
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let dir = src.join(&rel);
@@ -255,7 +235,25 @@ fn link_target(name: &str, rel: &Path, target: &Path) -> Result<PathBuf, Artifac
     Ok(at.iter().collect())
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    /// Creates `dest` if missing and writes below it, checked against its canonical path.
+    fn create(
+        dest: &Path,
+        limits: UnpackLimits,
+        cancel: &'a AtomicBool,
+    ) -> Result<Self, ArtifactError> {
+        std::fs::create_dir_all(dest).map_err(|e| ArtifactError::io("create", dest, e))?;
+        let root = dest
+            .canonicalize()
+            .map_err(|e| ArtifactError::io("resolve", dest, e))?;
+        Ok(Writer {
+            root,
+            budget: limits.max_bytes,
+            limits,
+            files: 0,
+            cancel,
+        })
+    }
     fn check_cancel(&self) -> Result<(), ArtifactError> {
         if self.cancel.load(Ordering::Relaxed) {
             return Err(ArtifactError::Cancelled);
