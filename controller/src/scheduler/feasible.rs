@@ -3,7 +3,8 @@
 //! ranking (`rank.go`: bin-packing plus job anti-affinity). Usage is tracked as the plan grows,
 //! so two placements in one plan never take the same port.
 
-use std::collections::{BTreeSet, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::structs::{
     AllocatedResources, Allocation, Constraint, Job, JobType, NetworkResource, Node, NodeStatus,
@@ -49,30 +50,100 @@ impl std::hash::Hasher for Fnv {
     }
 }
 
+/// Usage by node id.
+pub(super) type UsageMap<'a> = HashMap<&'a str, NodeUsage<'a>, FastHash>;
+
 /// What is already taken on each node. Keys borrow from the planner's input, so building it
-/// from tens of thousands of allocations allocates no strings.
+/// from tens of thousands of allocations allocates no strings. A plan against a
+/// [`NodeIndex`](super::NodeIndex) that tracks allocations starts from the index's usage
+/// (`base`) and copies a node into `nodes` only when the plan changes it.
 #[derive(Debug, Default, Clone)]
 pub(super) struct Usage<'a> {
-    nodes: HashMap<&'a str, NodeUsage<'a>, FastHash>,
+    base: Option<&'a UsageMap<'a>>,
+    nodes: UsageMap<'a>,
 }
 
 #[derive(Debug, Default, Clone)]
-struct NodeUsage<'a> {
+pub(super) struct NodeUsage<'a> {
     cpu: u64,
     memory: u64,
-    ports: BTreeSet<u16>,
+    /// Port -> how many allocations hold it (more than one only with `ignore_collision`), so
+    /// stopping one of them does not free the port.
+    ports: BTreeMap<u16, u32>,
     /// (job id, group, allocations on this node), for anti-affinity and `distinct_hosts`; a
-    /// node holds few groups, so a list beats a map.
-    groups: Vec<(&'a str, &'a str, u32)>,
+    /// node holds few groups, so a list beats a map. Owned only in a shared index, whose
+    /// allocations outlive no single plan's input.
+    groups: Vec<(Cow<'a, str>, Cow<'a, str>, u32)>,
 }
 
-impl NodeUsage<'_> {
+impl<'a> NodeUsage<'a> {
     fn count(&self, job: &str, group: &str) -> u32 {
         self.groups
             .iter()
-            .find(|(j, g, _)| *j == job && *g == group)
+            .find(|(j, g, _)| j == job && g == group)
             .map_or(0, |(_, _, n)| *n)
     }
+
+    pub(super) fn add(
+        &mut self,
+        job: Cow<'a, str>,
+        group: Cow<'a, str>,
+        res: AllocatedResources,
+        ports: impl IntoIterator<Item = u16>,
+    ) {
+        self.cpu += res.cpu;
+        self.memory += res.memory;
+        for p in ports {
+            *self.ports.entry(p).or_default() += 1;
+        }
+        match self
+            .groups
+            .iter_mut()
+            .find(|(j, g, _)| *j == job && *g == group)
+        {
+            Some((_, _, count)) => *count += 1,
+            None => self.groups.push((job, group, 1)),
+        }
+    }
+
+    /// Undoes one [`NodeUsage::add`] with the same arguments.
+    pub(super) fn remove(
+        &mut self,
+        job: &str,
+        group: &str,
+        res: AllocatedResources,
+        ports: impl IntoIterator<Item = u16>,
+    ) {
+        self.cpu = self.cpu.saturating_sub(res.cpu);
+        self.memory = self.memory.saturating_sub(res.memory);
+        for p in ports {
+            if let Some(n) = self.ports.get_mut(&p) {
+                *n -= 1;
+                if *n == 0 {
+                    self.ports.remove(&p);
+                }
+            }
+        }
+        if let Some(i) = self
+            .groups
+            .iter()
+            .position(|(j, g, _)| j == job && g == group)
+        {
+            self.groups[i].2 -= 1;
+            if self.groups[i].2 == 0 {
+                self.groups.remove(i);
+            }
+        }
+    }
+}
+
+/// The ports an allocation holds on its node.
+pub(super) fn held_ports(networks: &[NetworkResource]) -> impl Iterator<Item = u16> + '_ {
+    networks
+        .iter()
+        .flat_map(|n| n.ports())
+        .map(|p| p.value)
+        .filter(|p| *p != 0)
 }
 
 impl<'a> Usage<'a> {
@@ -93,6 +164,24 @@ impl<'a> Usage<'a> {
         u
     }
 
+    /// The usage `base` records, changed only by what this plan does.
+    pub(super) fn over(base: &'a UsageMap<'a>) -> Self {
+        Usage {
+            base: Some(base),
+            nodes: UsageMap::default(),
+        }
+    }
+
+    /// This plan's own copy of a node's usage.
+    fn node_mut(&mut self, node_id: &'a str) -> &mut NodeUsage<'a> {
+        let base = self.base;
+        self.nodes.entry(node_id).or_insert_with(|| {
+            base.and_then(|b| b.get(node_id))
+                .cloned()
+                .unwrap_or_default()
+        })
+    }
+
     /// Counts one more allocation on `node_id`.
     pub(super) fn apply(
         &mut self,
@@ -102,28 +191,31 @@ impl<'a> Usage<'a> {
         res: AllocatedResources,
         networks: &[NetworkResource],
     ) {
-        let n = self.nodes.entry(node_id).or_default();
-        n.cpu += res.cpu;
-        n.memory += res.memory;
-        n.ports.extend(
-            networks
-                .iter()
-                .flat_map(|n| n.ports())
-                .map(|p| p.value)
-                .filter(|p| *p != 0),
+        self.node_mut(node_id).add(
+            Cow::Borrowed(job_id),
+            Cow::Borrowed(group),
+            res,
+            held_ports(networks),
         );
-        match n
-            .groups
-            .iter_mut()
-            .find(|(j, g, _)| *j == job_id && *g == group)
-        {
-            Some((_, _, count)) => *count += 1,
-            None => n.groups.push((job_id, group, 1)),
-        }
+    }
+
+    /// Forgets one allocation the base counted on `node_id` (one this plan stops).
+    pub(super) fn release(
+        &mut self,
+        node_id: &'a str,
+        job_id: &str,
+        group: &str,
+        res: AllocatedResources,
+        ports: &[u16],
+    ) {
+        self.node_mut(node_id)
+            .remove(job_id, group, res, ports.iter().copied());
     }
 
     fn node(&self, id: &str) -> Option<&NodeUsage<'a>> {
-        self.nodes.get(id)
+        self.nodes
+            .get(id)
+            .or_else(|| self.base.and_then(|b| b.get(id)))
     }
 }
 
@@ -435,7 +527,7 @@ fn assign_ports(
     }
     let mut mine: BTreeSet<u16> = BTreeSet::new();
     let taken = |p: u16, mine: &BTreeSet<u16>| {
-        used.ports.contains(&p) || node.reserved_ports.contains(&p) || mine.contains(&p)
+        used.ports.contains_key(&p) || node.reserved_ports.contains(&p) || mine.contains(&p)
     };
     let mut networks = tg.networks.clone();
     for n in &networks {

@@ -7,6 +7,7 @@
 #[cfg(test)]
 mod decision_tests;
 mod feasible;
+mod node_index;
 #[cfg(test)]
 mod node_ops_tests;
 mod reconcile;
@@ -25,9 +26,8 @@ use crate::structs::{
 };
 
 pub use feasible::{DYNAMIC_PORT_MAX, DYNAMIC_PORT_MIN};
-pub use reconcile::{
-    NodeIndex, group_updated, reconcile, reconcile_indexed, task_updated, tasks_updated,
-};
+pub use node_index::NodeIndex;
+pub use reconcile::{group_updated, reconcile, reconcile_indexed, task_updated, tasks_updated};
 
 /// Everything the planner looks at for one job.
 #[derive(Debug, Clone, Copy)]

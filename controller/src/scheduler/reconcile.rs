@@ -2,7 +2,7 @@
 //! recorded allocations, decide stops, in-place and destructive updates, replacements and new
 //! placements, then place everything on nodes in one pass so usage accumulates.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::structs::{
@@ -10,9 +10,8 @@ use crate::structs::{
     ReschedulePolicy, RescheduleTracker, Task, TaskGroup, alloc_name, desc, unix_nanos,
 };
 
-use super::feasible::{
-    FastHash, Usage, in_job_scope, in_scope, node_lost, rank_limit, select_node,
-};
+use super::feasible::{Usage, in_job_scope, in_scope, node_lost, rank_limit, select_node};
+use super::node_index::NodeIndex;
 use super::{
     DesiredUpdates, FollowupEval, Placement, PlacementFailure, Plan, ReconcileInput, StopAlloc,
 };
@@ -41,37 +40,15 @@ struct Want {
     node: Option<String>,
 }
 
-/// Node lookups by id for one or many plans (a periodic pass plans every job against one set
-/// of nodes, and need not index them once per job). Built on first use: a plan for a job with
-/// no allocations yet never looks a node up by id.
-pub struct NodeIndex<'a> {
-    nodes: &'a [Node],
-    by_id: std::cell::OnceCell<HashMap<&'a str, &'a Node, FastHash>>,
-}
-
-impl<'a> NodeIndex<'a> {
-    pub fn new(nodes: &'a [Node]) -> Self {
-        NodeIndex {
-            nodes,
-            by_id: std::cell::OnceCell::new(),
-        }
-    }
-
-    fn get(&self, id: &str) -> Option<&'a Node> {
-        self.by_id
-            .get_or_init(|| self.nodes.iter().map(|n| (n.id.as_str(), n)).collect())
-            .get(id)
-            .copied()
-    }
-}
-
 /// Computes the plan for one job. Pure: see the module docs of [`super`].
 pub fn reconcile(input: &ReconcileInput<'_>) -> Plan {
     reconcile_indexed(input, &NodeIndex::new(input.nodes))
 }
 
-/// [`reconcile`] with the nodes already indexed; `index` must index `input.nodes`.
-pub fn reconcile_indexed<'a>(input: &ReconcileInput<'a>, index: &NodeIndex<'a>) -> Plan {
+/// [`reconcile`] with the nodes already indexed; `index` must index `input.nodes`. When the
+/// index tracks allocations ([`NodeIndex::with_allocs`]), its usage stands for every other
+/// job's allocations, and `input.existing` needs only this job's.
+pub fn reconcile_indexed<'a, 'n: 'a>(input: &ReconcileInput<'a>, index: &'a NodeIndex<'n>) -> Plan {
     let job = input.job;
     let now = unix_nanos(input.now);
     let mut plan = Plan {
@@ -124,16 +101,27 @@ pub fn reconcile_indexed<'a>(input: &ReconcileInput<'a>, index: &NodeIndex<'a>) 
                 .map(|s| s.alloc_id.as_str()),
         )
         .collect();
-    let mut usage = Usage::from_allocs(
-        input
-            .existing
-            .iter()
-            .filter(|a| !stopped.contains(a.id.as_str())),
-    );
+    let mut usage = match index.alloc_usage() {
+        Some(tracked) => {
+            let mut usage = Usage::over(&tracked.by_node);
+            // Exactly what the index counted for each stopped allocation, so the two agree.
+            for id in &stopped {
+                if let Some(h) = tracked.held.get(*id) {
+                    usage.release(h.node, &h.job, &h.group, h.resources, &h.ports);
+                }
+            }
+            usage
+        }
+        None => Usage::from_allocs(
+            input
+                .existing
+                .iter()
+                .filter(|a| !stopped.contains(a.id.as_str())),
+        ),
+    };
     // Where new allocations may go, sorted by id; the scan starts at a point that depends
     // only on the job, so plans stay reproducible while jobs start in different places.
-    let mut candidates: Vec<&Node> = input.nodes.iter().filter(|n| in_scope(job, n)).collect();
-    candidates.sort_by(|a, b| a.id.cmp(&b.id));
+    let candidates = index.candidates(job);
     let mut cursor = if candidates.is_empty() {
         0
     } else {

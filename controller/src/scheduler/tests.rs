@@ -799,3 +799,127 @@ proptest! {
         }
     }
 }
+
+/// What the plan applier writes for a plan: stopped allocations marked stopped, placements
+/// as new running allocations. Returns the allocations written, for the index.
+fn apply_plan(job: &Job, p: &Plan, all: &mut Vec<Allocation>, seq: &mut u64) -> Vec<Allocation> {
+    let mut written = Vec::new();
+    let stops = p.stop.iter().chain(p.destructive.iter().map(|(s, _)| s));
+    for s in stops {
+        let a = all
+            .iter_mut()
+            .find(|a| a.id == s.alloc_id)
+            .expect("a plan stops only allocations it was given");
+        a.desired_status = DesiredStatus::Stop;
+        if let Some(cs) = s.client_status {
+            a.client_status = cs;
+        }
+        written.push(a.clone());
+    }
+    for pl in p.place.iter().chain(p.destructive.iter().map(|(_, pl)| pl)) {
+        *seq += 1;
+        let a = mock::alloc(job, 0)
+            .id(&mock::id(0xc, *seq))
+            .node(&pl.node_id)
+            .job_version(pl.job_version)
+            .with(|a| {
+                a.name = pl.name.clone();
+                a.task_group = pl.task_group.clone();
+                a.networks = pl.networks.clone();
+                a.resources = pl.resources;
+                a.previous_allocation = pl.previous_allocation.clone();
+            });
+        all.push(a.clone());
+        written.push(a);
+    }
+    written
+}
+
+/// One index shared by a sequence of plans, kept up to date with what each plan wrote and
+/// with a client's status change, plans exactly as separate plans over every allocation do:
+/// same nodes, ports, names and failure metrics. The jobs compete for one static port, fill
+/// nodes, replace allocations (so the index must give back what stopped ones held) and use
+/// two datacenters (so candidates are cached per scope).
+#[test]
+fn shared_index_plans_like_separate_plans() {
+    let nodes: Vec<Node> = (0..12u64)
+        .map(|i| {
+            let n = mock::node().id(&mock::id(0xb, i)).capacity(1000, 2048);
+            if i >= 9 { n.datacenter("dc2") } else { n }
+        })
+        .collect();
+    let job = |id: &str| {
+        mock::job().with(|j| {
+            j.id = id.into();
+            j.name = id.into();
+        })
+    };
+    let web_a = job("web-a")
+        .count(6)
+        .static_port("http", 8080)
+        .resources(300, 256);
+    let web_a2 = web_a.clone().version(1).image("busybox:2").max_parallel(2);
+    let web_b = job("web-b")
+        .count(8)
+        .dynamic_port("http")
+        .resources(200, 512);
+    let web_c = job("web-c")
+        .count(3)
+        .resources(400, 256)
+        .with(|j| j.datacenters = vec!["dc2".into()]);
+    // web-a holds port 8080 on six of the twelve nodes: one of seven must fail.
+    let web_e = job("web-e")
+        .count(7)
+        .static_port("http", 8080)
+        .resources(100, 128);
+    let steps: Vec<(&Job, Vec<&Job>)> = vec![
+        (&web_a, vec![&web_a]),
+        (&web_b, vec![&web_b]),
+        (&web_c, vec![&web_c]),
+        (&web_a2, vec![&web_a, &web_a2]),
+        (&web_e, vec![&web_e]),
+        (&web_b, vec![&web_b]),
+        (&web_a2, vec![&web_a, &web_a2]),
+    ];
+
+    let mut all: Vec<Allocation> = Vec::new();
+    let mut index = NodeIndex::with_allocs(&nodes, &all);
+    let mut seq = 0;
+    let (mut placed, mut replaced, mut failed) = (0, 0, 0);
+    for (step, (job, versions)) in steps.iter().enumerate() {
+        let separate = plan_at(job, versions, &all, &nodes, NOW);
+        let own: Vec<Allocation> = all.iter().filter(|a| a.job_id == job.id).cloned().collect();
+        let versions: BTreeMap<u64, Job> =
+            versions.iter().map(|j| (j.version, (*j).clone())).collect();
+        let shared = reconcile_indexed(
+            &ReconcileInput {
+                job,
+                versions: &versions,
+                existing: &own,
+                nodes: &nodes,
+                now: at(NOW),
+            },
+            &index,
+        );
+        assert_eq!(shared, separate, "step {step}: {}", job.id);
+        placed += separate.place.len();
+        replaced += separate.destructive.len();
+        failed += separate.failed_tg.len();
+        let written = apply_plan(job, &separate, &mut all, &mut seq);
+        index.update_allocs(&written);
+        if step == 2 {
+            // A client reports one of web-b's allocations failed: it no longer holds its node.
+            let a = all
+                .iter_mut()
+                .find(|a| a.job_id == "web-b")
+                .expect("web-b placed");
+            a.client_status = ClientStatus::Failed;
+            a.running_since = None;
+            let changed = a.clone();
+            index.update_allocs([&changed]);
+        }
+    }
+    assert!(placed >= 20, "placed {placed}");
+    assert!(replaced > 0, "the update replaced allocations");
+    assert!(failed > 0, "the port conflict failed a placement");
+}
