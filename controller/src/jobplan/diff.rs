@@ -477,14 +477,20 @@ fn task_diff(
     }
 }
 
-fn group_diff(
-    name: &str,
+/// One level of the job tree (the job, or a group): its own fields and objects, then its named
+/// children under `children` (`TaskGroups`, `Tasks`), each diffed by `child`. The last value
+/// says whether anything at or below this level changed.
+fn level_diff<C>(
     old: Option<&Map<String, Value>>,
     new: Option<&Map<String, Value>>,
-) -> TaskGroupDiff {
+    skip: &[&str],
+    children: &str,
+    child: impl Fn(&str, Option<&Map<String, Value>>, Option<&Map<String, Value>>) -> C,
+    child_type: impl Fn(&C) -> DiffType,
+) -> (Vec<FieldDiff>, Vec<ObjectDiff>, Vec<C>, bool) {
     let (os, ns) = (
-        old.map(|m| shape_of(m, GROUP_SKIP)),
-        new.map(|m| shape_of(m, GROUP_SKIP)),
+        old.map(|m| shape_of(m, skip)),
+        new.map(|m| shape_of(m, skip)),
     );
     let fields = field_diffs(
         os.as_ref().map(|s| &s.fields),
@@ -492,17 +498,29 @@ fn group_diff(
         false,
     );
     let objects = object_diffs(os.as_ref(), ns.as_ref());
-    let (ot, nt) = (
-        named(old.and_then(|m| m.get("Tasks"))),
-        named(new.and_then(|m| m.get("Tasks"))),
+    let (oc, nc) = (
+        named(old.and_then(|m| m.get(children))),
+        named(new.and_then(|m| m.get(children))),
     );
-    let tasks: Vec<TaskDiff> = union_names(&ot, &nt)
+    let diffs: Vec<C> = union_names(&oc, &nc)
         .into_iter()
-        .map(|t| task_diff(t, find(&ot, t), find(&nt, t)))
+        .map(|c| child(c, find(&oc, c), find(&nc, c)))
         .collect();
     let changed = !fields.is_empty()
         || !objects.is_empty()
-        || tasks.iter().any(|t| t.r#type != DiffType::None);
+        || diffs.iter().any(|c| child_type(c) != DiffType::None);
+    (fields, objects, diffs, changed)
+}
+
+fn group_diff(
+    name: &str,
+    old: Option<&Map<String, Value>>,
+    new: Option<&Map<String, Value>>,
+) -> TaskGroupDiff {
+    let (fields, objects, tasks, changed) =
+        level_diff(old, new, GROUP_SKIP, "Tasks", task_diff, |t: &TaskDiff| {
+            t.r#type
+        });
     TaskGroupDiff {
         r#type: kind(old.is_some(), new.is_some(), changed),
         name: name.to_string(),
@@ -523,27 +541,14 @@ pub fn job_diff(old: Option<&Job>, new: Option<&Job>) -> JobDiff {
         oj.as_ref().and_then(Value::as_object),
         nj.as_ref().and_then(Value::as_object),
     );
-    let (os, ns) = (
-        om.map(|m| shape_of(m, JOB_SKIP)),
-        nm.map(|m| shape_of(m, JOB_SKIP)),
+    let (fields, objects, task_groups, changed) = level_diff(
+        om,
+        nm,
+        JOB_SKIP,
+        "TaskGroups",
+        group_diff,
+        |g: &TaskGroupDiff| g.r#type,
     );
-    let fields = field_diffs(
-        os.as_ref().map(|s| &s.fields),
-        ns.as_ref().map(|s| &s.fields),
-        false,
-    );
-    let objects = object_diffs(os.as_ref(), ns.as_ref());
-    let (og, ng) = (
-        named(om.and_then(|m| m.get("TaskGroups"))),
-        named(nm.and_then(|m| m.get("TaskGroups"))),
-    );
-    let task_groups: Vec<TaskGroupDiff> = union_names(&og, &ng)
-        .into_iter()
-        .map(|g| group_diff(g, find(&og, g), find(&ng, g)))
-        .collect();
-    let changed = !fields.is_empty()
-        || !objects.is_empty()
-        || task_groups.iter().any(|g| g.r#type != DiffType::None);
     JobDiff {
         r#type: kind(old.is_some(), new.is_some(), changed),
         id,
