@@ -6,6 +6,7 @@ pub mod api;
 pub mod broker;
 pub mod cli;
 pub mod dns;
+pub mod failpoint;
 pub mod jobplan;
 pub mod jobspec;
 pub mod liveness;

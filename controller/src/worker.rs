@@ -232,9 +232,12 @@ pub async fn run(
             let store = store.clone();
             let eval = eval.clone();
             // SQLite calls block: keep them off the async workers.
-            tokio::task::spawn_blocking(move || process(&store, &eval))
-                .instrument(span.clone())
-                .await
+            tokio::task::spawn_blocking(move || {
+                crate::failpoint::stall("worker-stall");
+                process(&store, &eval)
+            })
+            .instrument(span.clone())
+            .await
         };
         let took = started.elapsed();
         let _enter = span.enter();

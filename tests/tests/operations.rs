@@ -117,7 +117,7 @@ fn the_systemd_unit_verifies_and_its_exposure_is_at_most_2() {
         "StateDirectory=drover",
         "Type=notify",
         "WatchdogSec=",
-        "ExecReload=/bin/kill -HUP $MAINPID",
+        "ExecReload=/bin/sh -c \"kill -HUP ${MAINPID}\"",
         "KillMode=process",
     ] {
         assert!(

@@ -78,6 +78,9 @@ pub fn data_dir(config: &AgentConfig) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// How long the exit waits for blocking tasks still running once the agent has shut down.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub fn run(
     config: AgentConfig,
     warnings: Vec<String>,
@@ -93,14 +96,18 @@ pub fn run(
         .thread_name("drover")
         .build()
         .context("failed to start the async runtime")?;
-    rt.block_on(wiring::run(
+    let ran = rt.block_on(wiring::run(
         config,
         data_dir,
         wiring::Reload {
             config: reload,
             set_log_level,
         },
-    ))?;
+    ));
+    // A blocking task that never returns (a worker stuck in an evaluation) must not hold the
+    // exit: the state is already closed, and systemd would otherwise wait out TimeoutStopSec.
+    rt.shutdown_timeout(SHUTDOWN_GRACE);
+    ran?;
     Ok(ExitCode::SUCCESS)
 }
 
