@@ -244,9 +244,8 @@ fn the_unit_under_systemd_notifies_keeps_its_sandbox_and_the_watchdog_restarts_a
         "a node with docker healthy",
         Duration::from_secs(30),
         || {
-            let (ok, out) = host.sh("drover node status -json");
-            let nodes: serde_json::Value = serde_json::from_str(&out).ok().filter(|_| ok)?;
-            let node = nodes.as_array()?.first()?.clone();
+            let (ok, out) = host.sh("drover node status -self -json");
+            let node: serde_json::Value = serde_json::from_str(&out).ok().filter(|_| ok)?;
             (node["Drivers"]["docker"]["Healthy"] == true).then_some(node)
         },
     );

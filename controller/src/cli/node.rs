@@ -1,4 +1,4 @@
-//! `drover node status [-verbose] [ID]`: Nomad's node list and node detail, with the drivers each
+//! `drover node status [-verbose] [-self|ID]`: Nomad's node list and node detail, with the drivers each
 //! node detected and whether they are healthy; `node eligibility` and `node drain` with Nomad's
 //! flags, messages and exit codes, through `POST /v1/node/:id/eligibility` and `/drain`.
 
@@ -88,6 +88,9 @@ pub struct NodeStatusArgs {
     /// Full IDs, node attributes and driver details.
     #[arg(long)]
     pub verbose: bool,
+    /// Show the local agent's node.
+    #[arg(long = "self", conflicts_with = "id")]
+    pub self_: bool,
     /// A node ID, unique prefix or name.
     pub id: Option<String>,
 }
@@ -97,6 +100,10 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<ExitCode> {
         NodeCommand::Status(a) => {
             let api = ApiClient::new(&a.api);
             match &a.id {
+                _ if a.self_ => {
+                    let (_, id) = target_node(&api, true, None)?;
+                    status_one(&api, &id, a.json, a.verbose)
+                }
                 Some(id) => {
                     let id = api.resolve_node(id)?;
                     status_one(&api, &id, a.json, a.verbose)
