@@ -2,7 +2,8 @@
 //! seed's `server.hcl` / `client.hcl` (plus `client { servers }`, a join token and a short
 //! heartbeat TTL), each on its own loopback address with its own data dir, all on the one
 //! Docker engine, each client owning only its node's containers (`drover.node`). Covered:
-//! placement across clients and the port-collision failure, `alloc logs` relayed by the
+//! placement across clients and the port-collision failure (count = 4: one fails on three
+//! clients, two on the seed's two), `alloc logs` relayed by the
 //! server, a client killed with `kill -9` (its allocation replaced within the TTL + 2 s; back,
 //! its stale container removed), a client cut off from its server without being killed (its
 //! workloads keep running; back, the duplicate is stopped), server restarts (SIGTERM and
@@ -281,6 +282,30 @@ fn one_server_three_clients_place_fail_over_and_take_back_a_returning_node() {
         stdout(&out).contains("Placement Failure"),
         "{}",
         stdout(&out)
+    );
+
+    // The seed's two clients: with one of the three gone, count = 4 leaves two allocations
+    // without a client whose :8080 is free.
+    clients[spare].stop(true);
+    wait_for(
+        "two run and two fail placement on the port",
+        Duration::from_secs(30),
+        &[&server],
+        || {
+            let out = server.cli(&["job", "status", "whoami"]);
+            running(&server, "whoami").len() == 2
+                && stdout(&out).contains(
+                    "Dimension \"network: reserved port collision http=8080\" exhausted on 2 nodes",
+                )
+        },
+    );
+    let file = server.data_dir.path().join("whoami.nomad");
+    let out = server.cli(&["job", "run", file.to_str().expect("utf-8 path")]);
+    assert!(
+        stdout(&out).contains("Task Group \"web\" (failed to place 2 allocations):"),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
     );
 }
 
