@@ -2,7 +2,7 @@
 //! job fail placement with Nomad's words and `-enable` places it; `node drain -enable` stops the
 //! node's allocations, finishes and leaves the node ineligible; a system job runs on the node;
 //! `server members` lists the agent; a token-protected API refuses anonymous writes, and an
-//! API beyond loopback without a token refuses to start. raw_exec sleepers keep it quick.
+//! API beyond loopback without a token, or an RPC port without a join token, refuses to start. raw_exec sleepers keep it quick.
 //! Addresses 127.0.2.1–127.0.2.4.
 
 use std::time::Duration;
@@ -312,6 +312,29 @@ fn writes_need_the_api_token_and_an_open_api_needs_one_to_start() {
     let err = stderr(&out);
     assert!(
         err.contains("beyond loopback") && err.contains("http_api_token"),
+        "{err}"
+    );
+
+    // With an API token but no join token, the open RPC port is refused the same way.
+    let out = std::process::Command::new(drover_tests::drover_bin())
+        .args([
+            "agent",
+            "-dev",
+            "-bind",
+            "0.0.0.0",
+            "-http-port",
+            "4699",
+            "-data-dir",
+        ])
+        .arg(&data)
+        .env("DROVER_TOKEN", "s3cret")
+        .env_remove("DROVER_JOIN_TOKEN")
+        .output()
+        .expect("drover runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("RPC port") && err.contains("beyond loopback") && err.contains("join_token"),
         "{err}"
     );
 }

@@ -416,6 +416,26 @@ impl AgentConfig {
     }
 }
 
+impl AgentConfig {
+    /// The RPC port hands workloads, and the secrets in their job files, to whoever joins it:
+    /// a server whose RPC port listens beyond loopback refuses to start without a join token
+    /// (`server { join_token }`, or `env_token`, the agent's `DROVER_JOIN_TOKEN`).
+    pub fn check_rpc_exposure(&self, env_token: Option<&str>) -> Result<(), String> {
+        let has_token = |t: Option<&str>| t.is_some_and(|t| !t.trim().is_empty());
+        if !self.server.enabled
+            || is_loopback(&self.bind_addr)
+            || has_token(self.server.join_token.as_deref())
+            || has_token(env_token)
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "the RPC port would listen on {}:{}, beyond loopback, with no join token: any machine that reaches it could join as a client and be handed workloads. Set server {{ join_token = \"…\" }} in the agent config (or DROVER_JOIN_TOKEN in the agent's environment), and the same token on the clients",
+            self.bind_addr, self.rpc_port
+        ))
+    }
+}
+
 /// `127.0.0.0/8`, `::1` and `localhost`; anything else (including `0.0.0.0`) is reachable
 /// from the network.
 pub(crate) fn is_loopback(addr: &str) -> bool {
@@ -806,6 +826,32 @@ mod tests {
         assert_eq!(c.http_api_token.as_deref(), Some("abc"));
         c.token_from_env(Some("other".into()));
         assert_eq!(c.http_api_token.as_deref(), Some("abc"), "the file wins");
+    }
+
+    #[test]
+    fn a_server_rpc_port_beyond_loopback_needs_a_join_token() {
+        let mut c = AgentConfig::base();
+        c.server.enabled = true;
+        assert!(c.check_rpc_exposure(None).is_ok(), "loopback by default");
+        c.bind_addr = "0.0.0.0".into();
+        let err = c.check_rpc_exposure(None).expect_err("open RPC port");
+        assert!(
+            err.contains("0.0.0.0:4647") && err.contains("join_token"),
+            "{err}"
+        );
+        assert!(
+            c.check_rpc_exposure(Some(" ")).is_err(),
+            "a blank token is none"
+        );
+        assert!(c.check_rpc_exposure(Some("s3cret")).is_ok());
+        c.server.join_token = Some("s3cret".into());
+        assert!(c.check_rpc_exposure(None).is_ok());
+        c.server.join_token = None;
+        c.server.enabled = false;
+        assert!(
+            c.check_rpc_exposure(None).is_ok(),
+            "a client-only agent serves no RPC port"
+        );
     }
 
     #[test]

@@ -182,9 +182,6 @@ async fn run_server(
     let mut rpc_task = None;
     if let Some(rpc_listener) = rpc_listener {
         let token = join_token(&config.server.join_token);
-        if token.is_none() && !super::config::is_loopback(&config.bind_addr) {
-            warn!(addr = %rpc_addr, "no join token is set (server {{ join_token }} or {JOIN_TOKEN_ENV}): any client that reaches this address may join");
-        }
         let rpc_state = Arc::new(api::rpc::RpcState {
             local: server.local(),
             join_token: token,

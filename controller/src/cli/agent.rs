@@ -133,6 +133,12 @@ impl AgentArgs {
         })?;
         c.token_from_env(std::env::var("DROVER_TOKEN").ok());
         c.check_api_exposure().map_err(anyhow::Error::msg)?;
+        c.check_rpc_exposure(
+            std::env::var(drover_runtime::client::remote::JOIN_TOKEN_ENV)
+                .ok()
+                .as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?;
         Ok((c, warnings))
     }
 }
