@@ -61,7 +61,7 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf, reload: Reload) -> anyh
     let addrs = config
         .resolve_addrs(&host)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    info!(node = ?addrs.node, http = %addrs.http, rpc = %addrs.rpc, "advertised addresses");
+    info!(node = addrs.node.as_deref().unwrap_or("-"), http = %addrs.http, rpc = %addrs.rpc, "advertised addresses");
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
