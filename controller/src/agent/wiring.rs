@@ -58,9 +58,7 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf, reload: Reload) -> anyh
     // 0.0.0.0 is where the agent listens, never what it tells others: the node's address and
     // the advertised ones are settled here, once, from the config and the host's network.
     let host = HostNetwork::read().context("failed to list the host's network interfaces")?;
-    let addrs = config
-        .resolve_addrs(&host)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let addrs = config.resolve_addrs(&host).map_err(anyhow::Error::msg)?;
     info!(node = addrs.node.as_deref().unwrap_or("-"), http = %addrs.http, rpc = %addrs.rpc, "advertised addresses");
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
