@@ -11,8 +11,11 @@ client {
   node_class = ""
   node_pool  = "default"
 
-  # The address task ports bind on and services advertise (default: bind_addr).
-  # network_address = "10.0.0.11"
+  # The node's address: what task ports bind on and services advertise. Default: bind_addr,
+  # or, when that is 0.0.0.0, the default-route interface's address. Either name the
+  # interface (Nomad's key) or the address (drover's), not both.
+  # network_interface = "eth0"
+  # network_address   = "10.0.0.11"
 
   meta {
     rack = "r1"

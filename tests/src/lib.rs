@@ -57,7 +57,11 @@ pub fn stderr(o: &Output) -> String {
 /// when dropped.
 pub struct TestAgent {
     child: Option<std::process::Child>,
+    /// Where its HTTP API answers (and, unless [`TestAgent::client_bound`] said otherwise,
+    /// its `-bind` address).
     pub ip: String,
+    /// Its `-bind` address.
+    bind: String,
     pub data_dir: tempfile::TempDir,
     pub manifests: PathBuf,
     /// The node's id, known once the agent answers; its containers carry it as `drover.node`.
@@ -105,6 +109,7 @@ impl TestAgent {
         let mut a = TestAgent {
             child: None,
             ip: ip.to_string(),
+            bind: ip.to_string(),
             data_dir,
             manifests,
             node_id: String::new(),
@@ -134,7 +139,35 @@ impl TestAgent {
         TestAgent::from_config(ip, "client.hcl", &[&join, extra], envs, false)
     }
 
+    /// Like [`TestAgent::client`], bound to `bind` (e.g. `0.0.0.0`) with its HTTP API on `ip`
+    /// (`addresses { http }`), so the API stays on loopback whatever the bind address.
+    pub fn client_bound(
+        bind: &str,
+        ip: &str,
+        servers: &[String],
+        extra: &str,
+        envs: &[(&str, &str)],
+    ) -> TestAgent {
+        let list: Vec<String> = servers.iter().map(|s| format!("{s:?}")).collect();
+        let join = format!(
+            "addresses {{\n  http = {ip:?}\n}}\nclient {{\n  servers = [{}]\n}}\n",
+            list.join(", ")
+        );
+        TestAgent::from_config_bound(bind, ip, "client.hcl", &[&join, extra], envs, false)
+    }
+
     fn from_config(
+        ip: &str,
+        seed_file: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+        server: bool,
+    ) -> TestAgent {
+        TestAgent::from_config_bound(ip, ip, seed_file, extra, envs, server)
+    }
+
+    fn from_config_bound(
+        bind: &str,
         ip: &str,
         seed_file: &str,
         extra: &[&str],
@@ -157,6 +190,7 @@ impl TestAgent {
         let mut a = TestAgent {
             child: None,
             ip: ip.to_string(),
+            bind: bind.to_string(),
             data_dir,
             manifests,
             node_id: String::new(),
@@ -213,7 +247,7 @@ impl TestAgent {
                 *server
             }
         };
-        cmd.args(["-bind", &self.ip, "-data-dir"]).arg(&data);
+        cmd.args(["-bind", &self.bind, "-data-dir"]).arg(&data);
         if self.kind == Kind::Dev || server_only {
             cmd.arg("-manifests").arg(&self.manifests);
         }

@@ -3,8 +3,11 @@
 //! HCL reader and field checks as job files, then overridden by command-line flags.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use drover_runtime::client::network::HostNetwork;
 
 use crate::jobspec::fields::{Diags, Fields};
 use crate::jobspec::schema::BlockSchema;
@@ -23,6 +26,8 @@ pub struct AgentConfig {
     pub bind_addr: String,
     /// Nomad's `addresses { http }`: the HTTP API's own address, `bind_addr` when unset.
     pub http_addr: Option<String>,
+    /// Nomad's `advertise { http, rpc, serf }`: what other agents are told to dial.
+    pub advertise: Advertise,
     /// drover's `http_api_token` (or `DROVER_TOKEN` in the agent's environment): writes to
     /// the HTTP API must carry it. Required when the API listens beyond loopback.
     pub http_api_token: Option<String>,
@@ -57,11 +62,39 @@ pub struct ClientConfig {
     pub node_class: String,
     pub node_pool: String,
     pub meta: BTreeMap<String, String>,
-    /// The address the node's task ports bind on; the bind address when unset.
+    /// drover's `network_address`: the address the node registers and its task ports bind
+    /// on. See [`AgentConfig::node_address`] for what applies when unset.
     pub network_address: Option<String>,
+    /// Nomad's `network_interface`: the node's address is this interface's first IPv4 address.
+    pub network_interface: Option<String>,
     /// Nomad's `client { artifact { … } }`.
     pub artifact: drover_runtime::artifact::ArtifactLimits,
 }
+
+/// Nomad's `advertise` block, each `host` or `host:port` as written (checked when read).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Advertise {
+    pub http: Option<String>,
+    pub rpc: Option<String>,
+    pub serf: Option<String>,
+}
+
+/// The addresses an agent settles on at start, once the host's network is known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedAddrs {
+    /// The node's address: what it registers, what its services and DNS answers carry,
+    /// where its task ports bind. `None` for an agent without the client role.
+    pub node: Option<String>,
+    /// `host:port` of the HTTP API as other agents should reach it (a server relays
+    /// `alloc logs` to a node's).
+    pub http: String,
+    /// `host:port` a client dials to reach this server.
+    pub rpc: String,
+    pub serf: String,
+}
+
+/// Nomad's serf port; drover has no gossip, but advertises one as Nomad's agents do.
+const SERF_PORT: u16 = 4648;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DockerPluginConfig {
@@ -92,6 +125,7 @@ impl AgentConfig {
             data_dir: None,
             bind_addr: "127.0.0.1".into(),
             http_addr: None,
+            advertise: Advertise::default(),
             http_api_token: None,
             http_port: 4646,
             rpc_port: 4647,
@@ -112,6 +146,7 @@ impl AgentConfig {
                 node_pool: "default".into(),
                 meta: BTreeMap::new(),
                 network_address: None,
+                network_interface: None,
                 artifact: Default::default(),
             },
             docker: DockerPluginConfig::default(),
@@ -151,7 +186,17 @@ impl AgentConfig {
         let file = hcl::read_plain(&src, path.parent());
         let mut d = file.diagnostics;
         if !d.iter().any(Diagnostic::is_error) {
-            self.decode(&file.body, &mut d);
+            let interface_at = self.decode(&file.body, &mut d);
+            // The one key that needs the host: an interface that is not there is this
+            // file's error, not a surprise at start.
+            if let (Some(pos), Some(name)) = (interface_at, &self.client.network_interface) {
+                let found = HostNetwork::read()
+                    .map_err(|e| format!("failed to list the host's network interfaces: {e}"))
+                    .and_then(|host| host.interface_ipv4(name));
+                if let Err(msg) = found {
+                    d.push(Diagnostic::error(pos, "client > network_interface", msg));
+                }
+            }
         }
         if d.iter().any(Diagnostic::is_error) {
             return Err(JobspecError::new(path, d));
@@ -159,7 +204,10 @@ impl AgentConfig {
         Ok(d)
     }
 
-    fn decode(&mut self, body: &crate::jobspec::tree::Body, d: &mut Diags) {
+    /// Reads `body` into `self`; returns where `client { network_interface }` was set, for
+    /// the host check `merge_file` makes.
+    fn decode(&mut self, body: &crate::jobspec::tree::Body, d: &mut Diags) -> Option<Pos> {
+        let mut interface_at = None;
         let mut f = Fields::new("", body.pos, body, &AGENT);
         if let Some(v) = f.string(d, "name") {
             self.name = v;
@@ -180,6 +228,26 @@ impl AgentConfig {
             let mut af = Fields::new("addresses", a.pos, &a.body, &ADDRESSES);
             if let Some(v) = af.string(d, "http") {
                 self.http_addr = Some(v);
+            }
+            af.finish(d);
+        }
+        if let Some(a) = f.block(d, "advertise") {
+            let mut af = Fields::new("advertise", a.pos, &a.body, &ADVERTISE);
+            for (key, slot) in [
+                ("http", &mut self.advertise.http),
+                ("rpc", &mut self.advertise.rpc),
+                ("serf", &mut self.advertise.serf),
+            ] {
+                if let Some(v) = af.string(d, key) {
+                    if let Err(msg) = parse_advertise(&v) {
+                        d.push(Diagnostic::error(
+                            af.pos_of(key).unwrap_or(a.pos),
+                            af.child(key),
+                            msg,
+                        ));
+                    }
+                    *slot = Some(v);
+                }
             }
             af.finish(d);
         }
@@ -238,9 +306,27 @@ impl AgentConfig {
                 .string(d, "node_pool")
                 .unwrap_or(std::mem::take(&mut cl.node_pool));
             cl.meta.extend(cf.string_map(d, "meta"));
-            cl.network_address = cf
-                .string(d, "network_address")
-                .or(cl.network_address.take());
+            if let Some(v) = cf.string(d, "network_address") {
+                if let Err(msg) = parse_node_ip(&v) {
+                    d.push(Diagnostic::error(
+                        cf.pos_of("network_address").unwrap_or(c.pos),
+                        "client > network_address",
+                        msg,
+                    ));
+                }
+                cl.network_address = Some(v);
+            }
+            if let Some(v) = cf.string(d, "network_interface") {
+                interface_at = Some(cf.pos_of("network_interface").unwrap_or(c.pos));
+                cl.network_interface = Some(v);
+            }
+            if cl.network_address.is_some() && cl.network_interface.is_some() {
+                d.push(Diagnostic::error(
+                    c.pos,
+                    "client",
+                    "set network_address or network_interface, not both: each names the node's address",
+                ));
+            }
             if let Some(a) = cf.block(d, "artifact") {
                 let mut af = Fields::new("client > artifact", a.pos, &a.body, &CLIENT_ARTIFACT);
                 let lim = &mut cl.artifact;
@@ -376,6 +462,7 @@ impl AgentConfig {
             mf.finish(d);
         }
         f.finish(d);
+        interface_at
     }
 }
 
@@ -434,12 +521,168 @@ impl AgentConfig {
             self.bind_addr, self.rpc_port
         ))
     }
+
+    /// The node's address: `client { network_address }`; else the first IPv4 address of
+    /// `client { network_interface }`; else `bind_addr`, unless that is `0.0.0.0`, when it is
+    /// the default-route interface's address (as Nomad fingerprints it).
+    pub fn node_address(&self, host: &HostNetwork) -> Result<String, String> {
+        if let Some(a) = &self.client.network_address {
+            return Ok(a.clone());
+        }
+        if let Some(name) = &self.client.network_interface {
+            return host
+                .interface_ipv4(name)
+                .map(|ip| ip.to_string())
+                .map_err(|e| format!("client {{ network_interface }}: {e}"));
+        }
+        if !is_unspecified(&self.bind_addr) {
+            return Ok(self.bind_addr.clone());
+        }
+        host.default_ipv4().map(|ip| ip.to_string()).map_err(|e| {
+            format!(
+                "bind_addr is {} and {e}: set client {{ network_interface = \"…\" }} to name the node's address",
+                self.bind_addr
+            )
+        })
+    }
+
+    /// The node's address and the advertised addresses. An `advertise` entry without a port
+    /// takes the service's port; an unset one is the service's bound address (`addresses {
+    /// http }` or `bind_addr`), or, when that is `0.0.0.0`, the default-route interface's.
+    pub fn resolve_addrs(&self, host: &HostNetwork) -> Result<ResolvedAddrs, String> {
+        let node = if self.client.enabled {
+            Some(self.node_address(host)?)
+        } else {
+            None
+        };
+        let advertised = |set: &Option<String>, key: &str, bound: &str, port: u16| {
+            let (h, p) = match set {
+                Some(v) => parse_advertise(v).map_err(|e| format!("advertise {{ {key} }}: {e}"))?,
+                None if !is_unspecified(bound) => (unbracket(bound).to_string(), None),
+                None => {
+                    let ip = host.default_ipv4().map_err(|e| {
+                        format!("{bound} is bound and {e}: set advertise {{ {key} = \"…\" }}")
+                    })?;
+                    (ip.to_string(), None)
+                }
+            };
+            Ok::<_, String>(join_host_port(&h, p.unwrap_or(port)))
+        };
+        Ok(ResolvedAddrs {
+            node,
+            http: advertised(
+                &self.advertise.http,
+                "http",
+                self.http_listen_addr(),
+                self.http_port,
+            )?,
+            rpc: advertised(&self.advertise.rpc, "rpc", &self.bind_addr, self.rpc_port)?,
+            serf: advertised(&self.advertise.serf, "serf", &self.bind_addr, SERF_PORT)?,
+        })
+    }
+}
+
+/// An `advertise` entry: `host` or `host:port`, the host an IP address or a DNS name (an
+/// IPv6 address takes brackets before a port). `0.0.0.0` is refused: no one can dial it.
+pub fn parse_advertise(v: &str) -> Result<(String, Option<u16>), String> {
+    let bad = |why: &str| format!("invalid advertise address {v:?}: {why}");
+    let t = v.trim();
+    let (host, port) = if let Some(rest) = t.strip_prefix('[') {
+        let (h, after) = rest.split_once(']').ok_or_else(|| bad("missing ']'"))?;
+        match after {
+            "" => (h, None),
+            p => (
+                h,
+                Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| bad("expected :PORT after ']'"))?,
+                ),
+            ),
+        }
+    } else if t.matches(':').count() > 1 {
+        (t, None)
+    } else {
+        match t.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (t, None),
+        }
+    };
+    let port = port
+        .map(|p| {
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| bad("the port must be a number from 1 to 65535"))
+        })
+        .transpose()?;
+    match host.parse::<IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => Err(bad(&format!(
+            "{ip} is not an address other agents can dial; advertise this host's own IP address"
+        ))),
+        Ok(ip) => Ok((ip.to_string(), port)),
+        Err(_) if is_dns_name(host) => Ok((host.to_string(), port)),
+        Err(_) if host.contains("{{") => Err(bad(
+            "go-sockaddr templates are not supported; write the address, or name the node's interface with client { network_interface }",
+        )),
+        Err(_) => Err(bad(
+            "expected an IP address or a host name, optionally with :PORT",
+        )),
+    }
+}
+
+/// `client { network_address }`: an IP address this node can be reached at.
+fn parse_node_ip(v: &str) -> Result<IpAddr, String> {
+    match v.parse::<IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => Err(format!(
+            "invalid network_address {v:?}: {ip} is not an address others can reach; set this node's own IP address or client {{ network_interface }}"
+        )),
+        Ok(ip) => Ok(ip),
+        Err(_) => Err(format!(
+            "invalid network_address {v:?}: expected an IP address"
+        )),
+    }
+}
+
+/// A DNS name: dot-separated labels of letters, digits and inner hyphens, not all digits
+/// (`10.0.0` is a mistyped address, not a name).
+fn is_dns_name(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(label_ok)
+        && !s.split('.').all(|l| l.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn unbracket(addr: &str) -> &str {
+    addr.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// `host:port`, an IPv6 host in brackets.
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// `0.0.0.0` or `::`: every address of the host, none of which it names.
+pub(crate) fn is_unspecified(addr: &str) -> bool {
+    unbracket(addr)
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
 }
 
 /// `127.0.0.0/8`, `::1` and `localhost`; anything else (including `0.0.0.0`) is reachable
 /// from the network.
 pub(crate) fn is_loopback(addr: &str) -> bool {
-    let host = addr.trim_start_matches('[').trim_end_matches(']');
+    let host = unbracket(addr);
     host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
@@ -465,6 +708,7 @@ static AGENT: BlockSchema = BlockSchema {
         "data_dir",
         "bind_addr",
         "addresses",
+        "advertise",
         "http_api_token",
         "log_level",
         "log_json",
@@ -476,7 +720,6 @@ static AGENT: BlockSchema = BlockSchema {
         "dns",
     ],
     ignored: &[
-        ("advertise", NOT_USED),
         (
             "acl",
             "drover uses a join token and an API token instead of Nomad's ACL system",
@@ -528,6 +771,13 @@ static ADDRESSES: BlockSchema = BlockSchema {
         ("rpc", "drover binds RPC on bind_addr"),
         ("serf", "drover runs one server and needs no gossip"),
     ],
+    unsupported: &[],
+};
+
+static ADVERTISE: BlockSchema = BlockSchema {
+    block: "advertise",
+    supported: &["http", "rpc", "serf"],
+    ignored: &[],
     unsupported: &[],
 };
 
@@ -597,13 +847,13 @@ static CLIENT: BlockSchema = BlockSchema {
         "node_pool",
         "meta",
         "network_address",
+        "network_interface",
         "options",
         "artifact",
     ],
     ignored: &[
         ("state_dir", "the agent's data_dir is used"),
         ("alloc_dir", "the agent's data_dir is used"),
-        ("network_interface", "set network_address instead"),
         ("cpu_total_compute", "drover reads the CPU from the host"),
         ("memory_total_mb", "drover reads the memory from the host"),
         ("reserved", NOT_USED),
@@ -922,6 +1172,126 @@ mod tests {
         .expect("write");
         let err = AgentConfig::base().merge_file(&p).expect_err("bad size");
         assert!(err.to_string().contains("http_max_size"), "{err}");
+    }
+
+    /// A host with a default route on eth0 (192.0.2.2) and the usual loopback.
+    fn fake_host() -> HostNetwork {
+        use drover_runtime::client::network::Interface;
+        let iface = |name: &str, ip: [u8; 4]| Interface {
+            name: name.into(),
+            ipv4: vec![ip.into()],
+        };
+        HostNetwork::new(
+            vec![iface("lo", [127, 0, 0, 1]), iface("eth0", [192, 0, 2, 2])],
+            "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n\
+             eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\n",
+        )
+    }
+
+    fn read(hcl: &str) -> Result<AgentConfig, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("agent.hcl");
+        std::fs::write(&p, hcl).expect("write");
+        let mut c = AgentConfig::base();
+        c.merge_file(&p).map(|_| c).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn advertise_and_network_interface_name_the_addresses_others_dial() {
+        let c = read(
+            "bind_addr = \"0.0.0.0\"\naddresses { http = \"127.0.0.1\" }\nadvertise {\n  http = \"10.0.0.5\"\n  rpc = \"10.0.0.5:5647\"\n  serf = \"[fd00::1]:4648\"\n}\nclient {\n  enabled = true\n  network_interface = \"lo\"\n}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.advertise.http.as_deref(), Some("10.0.0.5"));
+        assert_eq!(c.client.network_interface.as_deref(), Some("lo"));
+        let r = c.resolve_addrs(&fake_host()).expect("resolves");
+        assert_eq!(r.node.as_deref(), Some("127.0.0.1"), "lo's address");
+        assert_eq!(r.http, "10.0.0.5:4646", "the HTTP port is added");
+        assert_eq!(r.rpc, "10.0.0.5:5647");
+        assert_eq!(r.serf, "[fd00::1]:4648");
+
+        // Nothing set on 0.0.0.0: the default-route interface's address, everywhere but the
+        // HTTP API, which is advertised where addresses { http } put it.
+        let c = read("bind_addr = \"0.0.0.0\"\naddresses { http = \"127.0.0.1\" }\nclient { enabled = true }\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let r = c.resolve_addrs(&fake_host()).expect("resolves");
+        assert_eq!(r.node.as_deref(), Some("192.0.2.2"));
+        assert_eq!(
+            (r.http.as_str(), r.rpc.as_str()),
+            ("127.0.0.1:4646", "192.0.2.2:4647")
+        );
+        assert_eq!(r.serf, "192.0.2.2:4648");
+
+        // A specific bind address stays the node's address (two clients on one host, each
+        // on its own loopback address, each hold the same static port).
+        let mut c = AgentConfig::dev();
+        c.bind_addr = "127.0.0.3".into();
+        let r = c
+            .resolve_addrs(&HostNetwork::default())
+            .expect("needs no host");
+        assert_eq!(r.node.as_deref(), Some("127.0.0.3"));
+        assert_eq!(r.http, "127.0.0.3:4646");
+        c.client.network_address = Some("127.0.0.4".into());
+        assert_eq!(
+            c.node_address(&HostNetwork::default()).as_deref(),
+            Ok("127.0.0.4")
+        );
+
+        // 0.0.0.0 on a host with no address to offer: the error names what to set.
+        c.bind_addr = "0.0.0.0".into();
+        c.client.network_address = None;
+        let err = c
+            .resolve_addrs(&HostNetwork::default())
+            .expect_err("nothing to advertise");
+        assert!(err.contains("network_interface"), "{err}");
+        c.client.enabled = false;
+        let err = c
+            .resolve_addrs(&HostNetwork::default())
+            .expect_err("nothing to advertise");
+        assert!(err.contains("advertise { http"), "{err}");
+    }
+
+    #[test]
+    fn bad_advertise_addresses_and_interfaces_are_errors_naming_file_and_key() {
+        for (bad, why) in [
+            ("0.0.0.0", "is not an address other agents can dial"),
+            ("[::]:4646", "is not an address other agents can dial"),
+            ("10.0.0.5:http", "the port must be a number"),
+            ("10.0.0.5:0", "the port must be a number"),
+            ("10.0.0", "expected an IP address or a host name"),
+            ("{{ GetPrivateIP }}", "templates are not supported"),
+            ("[fd00::1", "missing ']'"),
+        ] {
+            let err = read(&format!("advertise {{\n  rpc = {bad:?}\n}}\n")).expect_err(bad);
+            assert!(
+                err.contains("agent.hcl:2") && err.contains("advertise > rpc") && err.contains(why),
+                "{bad}: {err}"
+            );
+        }
+        let err = read("client {\n  enabled = true\n  network_interface = \"drover-nope0\"\n}\n")
+            .expect_err("no such interface");
+        assert!(
+            err.contains("agent.hcl:3")
+                && err.contains("client > network_interface")
+                && err.contains("no network interface named \"drover-nope0\""),
+            "{err}"
+        );
+        let err = read("client {\n  network_address = \"0.0.0.0\"\n}\n").expect_err("wildcard");
+        assert!(err.contains("client > network_address"), "{err}");
+        let err =
+            read("client {\n  network_address = \"127.0.0.2\"\n  network_interface = \"lo\"\n}\n")
+                .expect_err("both");
+        assert!(err.contains("not both"), "{err}");
+
+        assert_eq!(
+            parse_advertise("nomad-1.example.com"),
+            Ok(("nomad-1.example.com".into(), None))
+        );
+        assert_eq!(parse_advertise("fd00::1"), Ok(("fd00::1".into(), None)));
+        assert_eq!(
+            parse_advertise(" 10.0.0.5:80 "),
+            Ok(("10.0.0.5".into(), Some(80)))
+        );
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub fn changes(old: &AgentConfig, new: &AgentConfig) -> Vec<Change> {
     cmp("datacenter", false, d(&old.datacenter), d(&new.datacenter));
     cmp("data_dir", false, d(&old.data_dir), d(&new.data_dir));
     cmp("bind_addr", false, d(&old.bind_addr), d(&new.bind_addr));
+    cmp("advertise", false, d(&old.advertise), d(&new.advertise));
     cmp("ports > http", false, d(&old.http_port), d(&new.http_port));
     cmp("ports > rpc", false, d(&old.rpc_port), d(&new.rpc_port));
     cmp("server", false, d(&old.server), d(&new.server));

@@ -13,10 +13,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use drover_runtime::client::RemoteServer;
+use drover_runtime::client::network::HostNetwork;
 use drover_runtime::client::remote::JOIN_TOKEN_ENV;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
+use super::config::ResolvedAddrs;
 use super::{AgentConfig, systemd};
 use crate::api::{self, AgentInfo, AppState};
 use crate::jobspec::{Diagnostic, ParseOptions, Parsed};
@@ -53,6 +55,11 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf, reload: Reload) -> anyh
             "a client agent needs a server to join: set client {{ servers = [\"HOST:4647\"] }} in its config"
         );
     }
+    // 0.0.0.0 is where the agent listens, never what it tells others: the node's address and
+    // the advertised ones are settled here, once, from the config and the host's network.
+    let host = HostNetwork::read().context("failed to list the host's network interfaces")?;
+    let addrs = config.resolve_addrs(&host).map_err(anyhow::Error::msg)?;
+    info!(node = addrs.node.as_deref().unwrap_or("-"), http = %addrs.http, rpc = %addrs.rpc, "advertised addresses");
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -61,9 +68,9 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf, reload: Reload) -> anyh
         let _ = stop_tx.send(true);
     });
     if config.server.enabled {
-        run_server(config, data_dir, reload, stop_rx).await
+        run_server(config, addrs, data_dir, reload, stop_rx).await
     } else {
-        run_client(config, data_dir, reload, stop_rx).await
+        run_client(config, addrs, data_dir, reload, stop_rx).await
     }
 }
 
@@ -80,6 +87,7 @@ fn join_token(configured: &Option<String>) -> Option<String> {
 /// in-process): store, broker, workers, manifests, the HTTP API, and the RPC port for clients.
 async fn run_server(
     config: AgentConfig,
+    addrs: ResolvedAddrs,
     data_dir: PathBuf,
     reload: Reload,
     stop_rx: watch::Receiver<bool>,
@@ -128,7 +136,7 @@ async fn run_server(
             CATALOG_DEBOUNCE,
             stopped(&stop_rx),
         );
-        Some(start_dns(&config, source, &stop_rx).await?)
+        Some(start_dns(&config, addrs.node.as_deref(), source, &stop_rx).await?)
     } else {
         None
     };
@@ -159,7 +167,7 @@ async fn run_server(
                 "client {{ servers }} is ignored: this agent runs the server, and its client talks to it in-process"
             );
         }
-        let client = build_client(&config, &data_dir)?;
+        let client = build_client(&config, &addrs, &data_dir)?;
         node_id = Some(client.node_id().to_string());
         adopted = Some(client.adopted());
         logs = Some(Arc::new(ClientLogs(client.handle())) as Arc<dyn api::TaskLogs>);
@@ -175,7 +183,7 @@ async fn run_server(
     let state = Arc::new(AppState {
         server: server.clone(),
         manifests: manifests_status,
-        agent: agent_info(&config, node_id),
+        agent: agent_info(&config, &addrs, node_id),
         logs,
         api_token: config.http_api_token.clone(),
     });
@@ -235,14 +243,11 @@ async fn run_server(
 /// Starts the agent's DNS interface on `source`'s catalog, or fails naming the address.
 async fn start_dns<C: crate::services::CatalogSource + Unpin>(
     config: &AgentConfig,
+    node_addr: Option<&str>,
     source: C,
     stop_rx: &watch::Receiver<bool>,
 ) -> anyhow::Result<crate::dns::DnsServer> {
-    let addrs = crate::dns::listen_addrs(
-        &config.dns,
-        &config.bind_addr,
-        config.client.network_address.as_deref(),
-    )?;
+    let addrs = crate::dns::listen_addrs(&config.dns, &config.bind_addr, node_addr)?;
     let handler = crate::dns::handler(&config.dns, &config.datacenter, source)?;
     let dns = crate::dns::DnsServer::start(&addrs, handler, stopped(stop_rx))
         .await
@@ -257,6 +262,7 @@ async fn start_dns<C: crate::services::CatalogSource + Unpin>(
 /// `client { servers }` over their RPC port; keeps no cluster state of its own.
 async fn run_client(
     config: AgentConfig,
+    addrs: ResolvedAddrs,
     data_dir: PathBuf,
     reload: Reload,
     stop_rx: watch::Receiver<bool>,
@@ -272,7 +278,7 @@ async fn run_client(
         .with_context(|| {
             format!("failed to listen on {addr} for the HTTP API (is another agent running?)")
         })?;
-    let client = build_client(&config, &data_dir)?;
+    let client = build_client(&config, &addrs, &data_dir)?;
     let node_id = client.node_id().to_string();
     let adopted = client.adopted();
     let token = join_token(&config.client.join_token);
@@ -295,7 +301,7 @@ async fn run_client(
             CATALOG_DEBOUNCE,
             stopped(&stop_rx),
         );
-        Some(start_dns(&config, source, &stop_rx).await?)
+        Some(start_dns(&config, addrs.node.as_deref(), source, &stop_rx).await?)
     } else {
         None
     };
@@ -305,7 +311,7 @@ async fn run_client(
         }
     });
     let state = Arc::new(api::client_agent::ClientAgentState {
-        agent: agent_info(&config, Some(node_id)),
+        agent: agent_info(&config, &addrs, Some(node_id)),
         logs,
         servers: servers.clone(),
         join_token: token,
@@ -328,8 +334,11 @@ async fn run_client(
     Ok(())
 }
 
-fn agent_info(config: &AgentConfig, node_id: Option<String>) -> AgentInfo {
+fn agent_info(config: &AgentConfig, addrs: &ResolvedAddrs, node_id: Option<String>) -> AgentInfo {
     AgentInfo {
+        advertise_http: addrs.http.clone(),
+        advertise_rpc: addrs.rpc.clone(),
+        advertise_serf: addrs.serf.clone(),
         name: config.name.clone(),
         region: config.region.clone(),
         datacenter: config.datacenter.clone(),
@@ -455,6 +464,7 @@ async fn wait_for_signal() {
 
 fn build_client(
     config: &AgentConfig,
+    addrs: &ResolvedAddrs,
     data_dir: &Path,
 ) -> anyhow::Result<drover_runtime::client::Client> {
     let mut c = drover_runtime::client::ClientConfig::dev(data_dir.join("client"));
@@ -464,12 +474,12 @@ fn build_client(
     c.node_class = config.client.node_class.clone();
     c.node_pool = config.client.node_pool.clone();
     c.meta = config.client.meta.clone();
-    c.address = config
-        .client
-        .network_address
+    c.address = addrs
+        .node
         .clone()
-        .unwrap_or_else(|| config.bind_addr.clone());
-    c.http_addr = config.http_listen_socket();
+        .context("the node's address was not resolved for a client agent")?;
+    // Where the servers relay `alloc logs` to: the advertised HTTP address, never 0.0.0.0.
+    c.http_addr = addrs.http.clone();
     c.raw_exec = config.raw_exec_enabled;
     if let Some(docker) = c.docker.as_mut() {
         docker.allow_host_volumes = config.docker.volumes_enabled;

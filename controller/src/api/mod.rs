@@ -65,11 +65,26 @@ pub struct AgentInfo {
     pub region: String,
     pub datacenter: String,
     pub bind_addr: String,
+    /// `host:port` as other agents should dial them (Nomad's `advertise`).
+    pub advertise_http: String,
+    pub advertise_rpc: String,
+    pub advertise_serf: String,
     pub http_port: u16,
     pub rpc_port: u16,
     pub server: bool,
     pub client: bool,
     pub node_id: Option<String>,
+}
+
+impl AgentInfo {
+    /// The member's address and port as Nomad lists them: the advertised RPC address (drover
+    /// has no gossip, so its members are reached on RPC).
+    pub(crate) fn member_addr(&self) -> (String, u16) {
+        self.advertise_rpc
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse().ok()?)))
+            .unwrap_or_else(|| (self.bind_addr.clone(), self.rpc_port))
+    }
 }
 
 pub struct AppState {
@@ -980,17 +995,11 @@ fn task_driver(st: &AppState, a: &Allocation, task: &str) -> Result<Option<Strin
 }
 
 async fn status_leader(State(st): St) -> ApiResult {
-    ok(
-        &st,
-        json!(format!("{}:{}", st.agent.bind_addr, st.agent.rpc_port)),
-    )
+    ok(&st, json!(st.agent.advertise_rpc))
 }
 
 async fn status_peers(State(st): St) -> ApiResult {
-    ok(
-        &st,
-        json!([format!("{}:{}", st.agent.bind_addr, st.agent.rpc_port)]),
-    )
+    ok(&st, json!([st.agent.advertise_rpc]))
 }
 
 async fn agent_self(State(st): St) -> ApiResult {
@@ -999,12 +1008,14 @@ async fn agent_self(State(st): St) -> ApiResult {
 
 /// `/v1/agent/self` in Nomad's shape (the CLI reads `stats.client.node_id`, `config.Server`).
 pub(crate) fn agent_self_json(a: &AgentInfo) -> Value {
+    let (addr, port) = a.member_addr();
     json!({
         "config": {
             "Region": a.region,
             "Datacenter": a.datacenter,
             "NodeName": a.name,
             "BindAddr": a.bind_addr,
+            "AdvertiseAddrs": {"HTTP": a.advertise_http, "RPC": a.advertise_rpc, "Serf": a.advertise_serf},
             "Ports": {"HTTP": a.http_port, "RPC": a.rpc_port},
             "Server": {"Enabled": a.server},
             "Client": {"Enabled": a.client},
@@ -1012,8 +1023,8 @@ pub(crate) fn agent_self_json(a: &AgentInfo) -> Value {
         },
         "member": {
             "Name": format!("{}.{}", a.name, a.region),
-            "Addr": a.bind_addr,
-            "Port": a.rpc_port,
+            "Addr": addr,
+            "Port": port,
             "Status": "alive",
             "Tags": {"role": if a.server { "nomad" } else { "client" }, "region": a.region, "dc": a.datacenter, "build": env!("CARGO_PKG_VERSION")},
         },
@@ -1033,6 +1044,7 @@ async fn agent_members(State(st): St) -> ApiResult {
             "this agent runs no server; ask a server agent for its members".into(),
         ));
     }
+    let (addr, port) = a.member_addr();
     ok(
         &st,
         json!({
@@ -1041,8 +1053,8 @@ async fn agent_members(State(st): St) -> ApiResult {
             "ServerDC": a.datacenter,
             "Members": [{
                 "Name": format!("{}.{}", a.name, a.region),
-                "Addr": a.bind_addr,
-                "Port": a.rpc_port,
+                "Addr": addr,
+                "Port": port,
                 "Status": "alive",
                 "Tags": {
                     "role": "nomad",

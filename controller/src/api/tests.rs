@@ -26,7 +26,12 @@ fn app_with_token(api_token: Option<&str>) -> (Router, Arc<Server>) {
             name: "test".into(),
             region: "global".into(),
             datacenter: "dc1".into(),
-            bind_addr: "127.0.0.1".into(),
+            // Bound to every address, advertising one (Nomad's `advertise`): what others are
+            // told is the advertised address.
+            bind_addr: "0.0.0.0".into(),
+            advertise_http: "10.1.2.3:4646".into(),
+            advertise_rpc: "10.1.2.3:4647".into(),
+            advertise_serf: "10.1.2.3:4648".into(),
             http_port: 4646,
             rpc_port: 4647,
             server: true,
@@ -215,11 +220,13 @@ async fn leader_is_a_quoted_string_and_unknown_params_are_tolerated() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(body, "\"127.0.0.1:4647\"");
+    assert_eq!(body, "\"10.1.2.3:4647\"", "the advertised RPC address");
     let (s, body) = call(&app, "GET", "/v1/agent/self", None).await;
     assert_eq!(s, StatusCode::OK);
     let v: Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["config"]["Datacenter"], "dc1");
+    assert_eq!(v["config"]["AdvertiseAddrs"]["HTTP"], "10.1.2.3:4646");
+    assert_eq!(v["member"]["Addr"], "10.1.2.3");
     let (s, _) = call(&app, "GET", "/v1/jobs?namespace=*&foo=bar", None).await;
     assert_eq!(s, StatusCode::OK);
     let _unused: HashMap<String, String> = HashMap::new();
@@ -535,6 +542,7 @@ async fn agent_members_lists_this_server() {
     assert_eq!(m["Status"], "alive");
     assert_eq!(m["Tags"]["role"], "nomad");
     assert_eq!(m["Tags"]["port"], "4647");
+    assert_eq!(m["Addr"], "10.1.2.3", "advertised, not 0.0.0.0");
     let (_, leader) = call(&app, "GET", "/v1/status/leader", None).await;
     assert_eq!(
         leader,

@@ -42,7 +42,7 @@ pub struct DnsConfig {
     pub enabled: bool,
     pub port: u16,
     /// Addresses to listen on, `IP` (on `port`) or `IP:PORT`; empty means the agent's bind
-    /// address plus the node's `network_address` when one is set.
+    /// address plus the node's address when that differs and the bind is not `0.0.0.0`.
     pub bind: Vec<String>,
     /// `ip` or `ip:port` of DNS servers for names outside the domain; none means REFUSED.
     pub recursors: Vec<String>,
@@ -307,7 +307,7 @@ impl DnsServer {
 }
 
 /// The addresses to listen on for `config`, given the agent's bind address and the node's
-/// network address.
+/// address (`AgentConfig::node_address`).
 pub fn listen_addrs(
     config: &DnsConfig,
     bind_addr: &str,
@@ -315,7 +315,12 @@ pub fn listen_addrs(
 ) -> Result<Vec<SocketAddr>, DnsError> {
     let mut ips: Vec<String> = if config.bind.is_empty() {
         let mut v = vec![bind_addr.to_string()];
-        if let Some(n) = network_address.filter(|n| *n != bind_addr) {
+        // A wildcard bind already answers on the node's address (and would refuse a second
+        // socket on the same port).
+        let wildcard = bind_addr
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified());
+        if let Some(n) = network_address.filter(|n| *n != bind_addr && !wildcard) {
             v.push(n.to_string());
         }
         v

@@ -423,6 +423,11 @@ fn listen_addresses_default_to_the_bind_and_node_addresses() {
             "10.0.0.7:8600".parse().unwrap()
         ]
     );
+    assert_eq!(
+        listen_addrs(&c, "0.0.0.0", Some("10.0.0.7")).unwrap(),
+        vec!["0.0.0.0:8600".parse::<SocketAddr>().unwrap()],
+        "the wildcard covers the node's address"
+    );
     let mut c = DnsConfig {
         bind: vec!["172.17.0.1".into()],
         port: 53,

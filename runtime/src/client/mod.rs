@@ -4,6 +4,7 @@
 //! both are the same code.
 
 pub mod agent;
+pub mod network;
 pub mod remote;
 pub mod sync;
 
