@@ -182,6 +182,7 @@ impl AgentConfig {
                 "",
                 format!("failed to read the agent config: {e}"),
             )
+            .in_agent_config()
         })?;
         let file = hcl::read_plain(&src, path.parent());
         let mut d = file.diagnostics;
@@ -199,7 +200,7 @@ impl AgentConfig {
             }
         }
         if d.iter().any(Diagnostic::is_error) {
-            return Err(JobspecError::new(path, d));
+            return Err(JobspecError::new(path, d).in_agent_config());
         }
         Ok(d)
     }
@@ -1139,6 +1140,10 @@ mod tests {
         assert!(
             err.to_string().contains("did you mean \"data_dir\""),
             "{err}"
+        );
+        assert!(
+            err.to_string().starts_with("failed to parse agent config "),
+            "an agent config is not called a job file: {err}"
         );
     }
 

@@ -74,6 +74,9 @@ impl fmt::Display for DisplayDiagnostic<'_> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct JobspecError {
     pub path: PathBuf,
+    /// What the file is, for the headline: "job file", or "agent config" for the agent's own
+    /// HCL, which shares the reader.
+    pub kind: &'static str,
     /// Errors first, then warnings, each in file order.
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -83,7 +86,16 @@ impl JobspecError {
         diagnostics.sort_by_key(|d| (d.severity, d.pos));
         JobspecError {
             path: path.to_path_buf(),
+            kind: "job file",
             diagnostics,
+        }
+    }
+
+    /// The same problems, reported about an agent config file.
+    pub fn in_agent_config(self) -> Self {
+        JobspecError {
+            kind: "agent config",
+            ..self
         }
     }
 
@@ -101,7 +113,8 @@ impl fmt::Display for JobspecError {
         let n = self.errors().count();
         writeln!(
             f,
-            "failed to parse job file {}: {n} error{}",
+            "failed to parse {} {}: {n} error{}",
+            self.kind,
             self.path.display(),
             if n == 1 { "" } else { "s" }
         )?;
