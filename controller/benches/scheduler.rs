@@ -16,6 +16,9 @@
 //! - memory: a server (SQLite store, heartbeat table, broker, workers) holding 5,000 nodes
 //!   heartbeating every 10 s and 50,000 allocations of 10,000 jobs: the process's VmRSS, then
 //!   how long a worker's snapshot of that cluster takes to read.
+//! - evals: a store on disk holding 5,000 nodes and 50,000 allocations of 10,000 jobs, then
+//!   new 10-allocation jobs each registered and processed by `worker::process` (read, plan,
+//!   apply): evaluations per second, and what one evaluation's read of the store costs.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -359,6 +362,96 @@ fn memory() {
     );
 }
 
+/// The store `memory` and `evals` load: 5,000 nodes, 10,000 jobs of 5 allocations each.
+fn load_store(path: &std::path::Path) -> drover::state::Store {
+    use drover::state::{JobSource, PlanWrite, Store};
+
+    let store = Store::open(path).expect("store");
+    let nodes = nodes();
+    for n in &nodes {
+        store.upsert_node(n.clone()).expect("node");
+    }
+    let now = unix_nanos(SystemTime::now());
+    for k in 0..10_000usize {
+        let j = job(&format!("load-{k:05}"), 5);
+        let reg = store
+            .register_job(j.clone(), &JobSource::Api, now)
+            .expect("job");
+        let allocs = (0..5u32)
+            .map(|i| {
+                mock::alloc(&j, i)
+                    .id(&format!("{k:08}-{i}-load"))
+                    .node(&nodes[(k * 5 + i as usize) % NODES].id)
+                    .client_status(ClientStatus::Running)
+            })
+            .collect();
+        let mut done = reg.eval.clone();
+        done.status = drover::structs::EvalStatus::Complete;
+        store
+            .commit_plan(
+                &j.id,
+                PlanWrite {
+                    allocs,
+                    evals: vec![done],
+                    guard: None,
+                },
+            )
+            .expect("allocs");
+    }
+    store
+}
+
+fn evals() {
+    use drover::state::JobSource;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = Instant::now();
+    let store = load_store(&dir.path().join("state.db"));
+    println!(
+        "evals: loaded {NODES} nodes and 50,000 allocations in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let rounds: usize = std::env::var("BENCH_EVALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let now = unix_nanos(SystemTime::now());
+    let mut working = Duration::ZERO;
+    let mut placed = 0;
+    for k in 0..rounds {
+        let reg = store
+            .register_job(job(&format!("new-{k:05}"), 10), &JobSource::Api, now)
+            .expect("job");
+        let t = Instant::now();
+        let done = drover::worker::process(&store, &reg.eval).expect("process");
+        working += t.elapsed();
+        placed += done.placed;
+    }
+    assert_eq!(placed, rounds * 10, "every allocation placed");
+    println!(
+        "evals: {rounds} evaluations of a new 10-allocation job through worker::process (read, plan, apply): {:.1} ms each, {:.1} evaluations/s",
+        working.as_secs_f64() * 1e3 / rounds as f64,
+        rounds as f64 / working.as_secs_f64()
+    );
+    let mut best = Duration::MAX;
+    let mut total = Duration::ZERO;
+    for k in 0..5 {
+        let t = Instant::now();
+        let snap = store
+            .snapshot("default", &format!("new-{k:05}"))
+            .expect("snapshot");
+        let d = t.elapsed();
+        best = best.min(d);
+        total += d;
+        assert!(snap.allocs.len() >= 50_000);
+    }
+    println!(
+        "evals: one evaluation's read of the store (Store::snapshot, every node and live allocation): {:.2} ms best, {:.2} ms mean of 5",
+        best.as_secs_f64() * 1e3,
+        total.as_secs_f64() * 1e3 / 5.0
+    );
+}
+
 fn main() {
     let which: Vec<String> = std::env::args()
         .skip(1)
@@ -373,6 +466,10 @@ fn main() {
     };
     if want("memory") {
         memory();
+        return;
+    }
+    if which.iter().any(|w| w == "evals") {
+        evals();
         return;
     }
     let nodes = nodes();
