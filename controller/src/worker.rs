@@ -90,6 +90,14 @@ pub fn process(store: &Store, eval: &Evaluation) -> Result<Processed, WorkerErro
             .clone()
             .unwrap_or_else(|| Job::tombstone(&eval.namespace, &eval.job_id));
         let plan = plan(&snap, &job, wall);
+        // Let go of the view before writing: a write that finds it shared copies its node map.
+        let JobSnapshot {
+            index,
+            allocs,
+            cluster,
+            ..
+        } = snap;
+        drop(cluster);
         let placement_failures: u64 = plan.failed_tg.values().map(|f| u64::from(f.failed())).sum();
         if plan.is_noop() {
             // Placement failures alone write nothing, but they are decisions all the same.
@@ -110,8 +118,8 @@ pub fn process(store: &Store, eval: &Evaluation) -> Result<Processed, WorkerErro
             });
         }
         let from = PlannedFrom {
-            index: snap.index,
-            allocs: &snap.allocs,
+            index,
+            allocs: &allocs,
         };
         match plan_apply::apply(store, eval, &job, &plan, from, now) {
             Ok(applied) => {
