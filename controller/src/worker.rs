@@ -663,6 +663,53 @@ mod tests {
         assert_view_is_fresh(&store, "after a job GC");
     }
 
+    #[test]
+    fn workers_planning_at_once_on_their_own_snapshots_never_double_book_a_port() {
+        let store = Store::open_in_memory().expect("open");
+        for i in 1..=2u64 {
+            store
+                .upsert_node(mock::node().id(&mock::id(0xb, i)))
+                .expect("node");
+        }
+        store.rebuild_cluster_view().expect("build the view");
+        let evals: Vec<Evaluation> = (0..6)
+            .map(|k| {
+                let job = mock::job().static_port("http", 8080).with(|j| {
+                    j.id = format!("web-{k}");
+                    j.name = j.id.clone();
+                });
+                store
+                    .register_job(job, &JobSource::Api, 0)
+                    .expect("register")
+                    .eval
+            })
+            .collect();
+        // Each thread plans on the view as it last saw it; the plan applier's guard refuses
+        // a plan whose node another plan wrote to since, and the worker plans again.
+        std::thread::scope(|s| {
+            for e in &evals {
+                let store = &store;
+                s.spawn(move || process(store, e).expect("process"));
+            }
+        });
+        let mut taken: Vec<String> = Vec::new();
+        for k in 0..6 {
+            for a in store
+                .allocs_by_job("default", &format!("web-{k}"))
+                .expect("allocs")
+            {
+                taken.push(a.node_id);
+            }
+        }
+        taken.sort();
+        assert_eq!(
+            taken,
+            [mock::id(0xb, 1), mock::id(0xb, 2)],
+            "one holder of 8080 per node"
+        );
+        assert_view_is_fresh(&store, "after concurrent plans");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn workers_drain_the_broker() {
         let store = Arc::new(store_with_node());
