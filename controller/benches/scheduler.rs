@@ -14,8 +14,13 @@
 //! - tick: 10,000 jobs with 50,000 allocations and nothing to change, every job planned once
 //!   against one node index (target < 20 ms).
 //! - memory: a server (SQLite store, heartbeat table, broker, workers) holding 5,000 nodes
-//!   heartbeating every 10 s and 50,000 allocations of 10,000 jobs: the process's VmRSS, then
-//!   how long a worker's snapshot of that cluster takes to read.
+//!   heartbeating every 10 s and 50,000 allocations of 10,000 jobs: the process's VmRSS (the
+//!   workers' kept cluster view included), then how long a full `Store::snapshot` of that
+//!   cluster takes to read (what a worker read per evaluation before the view).
+//! - evals: a store on disk holding 5,000 nodes and 50,000 allocations of 10,000 jobs, then
+//!   new 10-allocation jobs each registered and processed by `worker::process` (read, plan,
+//!   apply) against the store's kept cluster view: evaluations per second, and what one
+//!   evaluation's read of the store costs (`BENCH_EVALS=N` evaluations, default 50).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -337,8 +342,9 @@ fn memory() {
         base as f64 / 1024.0,
         db as f64 / (1024.0 * 1024.0)
     );
-    // What a worker reads before every plan: the whole cluster from SQLite, decoded. Last,
-    // so the RSS above is the idle server's, not a snapshot's.
+    // What a worker read before every plan until the store kept a cluster view: the whole
+    // cluster from SQLite, decoded. Last, so the RSS above is the idle server's, not a
+    // snapshot's.
     let mut best = Duration::MAX;
     for k in 0..5 {
         let t = Instant::now();
@@ -354,8 +360,147 @@ fn memory() {
         );
     }
     println!(
-        "memory: a worker's snapshot of {NODES} nodes and 50,000 allocations: {:.1} ms (best of 5)",
+        "memory: a full Store::snapshot of {NODES} nodes and 50,000 allocations: {:.1} ms (best of 5)",
         best.as_secs_f64() * 1e3
+    );
+}
+
+/// The store `memory` and `evals` load: 5,000 nodes, 10,000 jobs of 5 allocations each.
+fn load_store(path: &std::path::Path) -> drover::state::Store {
+    use drover::state::{JobSource, PlanWrite, Store};
+
+    let store = Store::open(path).expect("store");
+    let nodes = nodes();
+    for n in &nodes {
+        store.upsert_node(n.clone()).expect("node");
+    }
+    let now = unix_nanos(SystemTime::now());
+    for k in 0..10_000usize {
+        let j = job(&format!("load-{k:05}"), 5);
+        let reg = store
+            .register_job(j.clone(), &JobSource::Api, now)
+            .expect("job");
+        let allocs = (0..5u32)
+            .map(|i| {
+                mock::alloc(&j, i)
+                    .id(&format!("{k:08}-{i}-load"))
+                    .node(&nodes[(k * 5 + i as usize) % NODES].id)
+                    .client_status(ClientStatus::Running)
+            })
+            .collect();
+        let mut done = reg.eval.clone();
+        done.status = drover::structs::EvalStatus::Complete;
+        store
+            .commit_plan(
+                &j.id,
+                PlanWrite {
+                    allocs,
+                    evals: vec![done],
+                    guard: None,
+                },
+            )
+            .expect("allocs");
+    }
+    store
+}
+
+fn evals() {
+    use drover::state::JobSource;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = Instant::now();
+    let store = load_store(&dir.path().join("state.db"));
+    println!(
+        "evals: loaded {NODES} nodes and 50,000 allocations in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    store.rebuild_cluster_view().expect("view");
+    println!(
+        "evals: building the workers' cluster view (once, at server start): {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let rounds: usize = std::env::var("BENCH_EVALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let now = unix_nanos(SystemTime::now());
+    let mut working = Duration::ZERO;
+    let mut placed = 0;
+    for k in 0..rounds {
+        let reg = store
+            .register_job(job(&format!("new-{k:05}"), 10), &JobSource::Api, now)
+            .expect("job");
+        let t = Instant::now();
+        let done = drover::worker::process(&store, &reg.eval).expect("process");
+        working += t.elapsed();
+        placed += done.placed;
+    }
+    assert_eq!(placed, rounds * 10, "every allocation placed");
+    println!(
+        "evals: {rounds} evaluations of a new 10-allocation job through worker::process (read, plan, apply): {:.1} ms each, {:.1} evaluations/s",
+        working.as_secs_f64() * 1e3 / rounds as f64,
+        rounds as f64 / working.as_secs_f64()
+    );
+    // Two workers at once, as the server runs them: each plan may be refused as stale when the
+    // other's write lands on its nodes first, and a write copies the view's node map while the
+    // other holds a snapshot.
+    let regs: Vec<_> = (0..rounds)
+        .map(|k| {
+            store
+                .register_job(job(&format!("two-{k:05}"), 10), &JobSource::Api, now)
+                .expect("job")
+        })
+        .collect();
+    let t = Instant::now();
+    let placed: usize = std::thread::scope(|s| {
+        let workers: Vec<_> = regs
+            .chunks(rounds.div_ceil(2))
+            .map(|chunk| {
+                let store = &store;
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|r| {
+                            drover::worker::process(store, &r.eval)
+                                .expect("process")
+                                .placed
+                        })
+                        .sum::<usize>()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("worker")).sum()
+    });
+    let took = t.elapsed();
+    assert_eq!(placed, rounds * 10, "every allocation placed");
+    println!(
+        "evals: the same with two workers on two threads: {:.1} evaluations/s",
+        rounds as f64 / took.as_secs_f64()
+    );
+    let mut best = Duration::MAX;
+    let mut total = Duration::ZERO;
+    for k in 0..5 {
+        let t = Instant::now();
+        let snap = store
+            .job_snapshot("default", &format!("new-{k:05}"))
+            .expect("snapshot");
+        let d = t.elapsed();
+        best = best.min(d);
+        total += d;
+        assert_eq!((snap.allocs.len(), snap.cluster.nodes().len()), (10, NODES));
+    }
+    println!(
+        "evals: one evaluation's read of the store (Store::job_snapshot: the job's rows, the kept view shared): {:.3} ms best, {:.3} ms mean of 5",
+        best.as_secs_f64() * 1e3,
+        total.as_secs_f64() * 1e3 / 5.0
+    );
+    let t = Instant::now();
+    let full = store.snapshot("default", "new-00000").expect("snapshot");
+    assert!(full.allocs.len() >= 50_000);
+    println!(
+        "evals: for comparison, a full Store::snapshot (what each evaluation read before): {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
     );
 }
 
@@ -373,6 +518,10 @@ fn main() {
     };
     if want("memory") {
         memory();
+        return;
+    }
+    if which.iter().any(|w| w == "evals") {
+        evals();
         return;
     }
     let nodes = nodes();

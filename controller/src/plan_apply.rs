@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::scheduler::{Placement, Plan, StopAlloc};
-use crate::state::{PlanGuard, PlanWrite, Snapshot, Store, StoreError};
+use crate::state::{PlanGuard, PlanWrite, Store, StoreError};
 use crate::structs::{Allocation, ClientStatus, DesiredStatus, EvalStatus, Evaluation, Job};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,16 +54,24 @@ pub fn completed_eval(eval: &Evaluation, plan: &Plan, now: i64) -> Evaluation {
     done
 }
 
+/// What a plan was computed from: the store index it read, and the job's allocations as of
+/// that index (the ones the plan stops or changes).
+#[derive(Debug, Clone, Copy)]
+pub struct PlannedFrom<'a> {
+    pub index: u64,
+    pub allocs: &'a [Allocation],
+}
+
 /// Builds the rows for `plan` and commits them in one transaction.
 pub fn apply(
     store: &Store,
     eval: &Evaluation,
     job: &Job,
     plan: &Plan,
-    snapshot: &Snapshot,
+    from: PlannedFrom<'_>,
     now: i64,
 ) -> Result<Applied, PlanApplyError> {
-    let (write, applied) = build(eval, job, plan, snapshot, now)?;
+    let (write, applied) = build(eval, job, plan, from, now)?;
     let index = store
         .commit_plan(&job.id, write)
         .map_err(|source| PlanApplyError::Store {
@@ -78,11 +86,11 @@ fn build(
     eval: &Evaluation,
     job: &Job,
     plan: &Plan,
-    snapshot: &Snapshot,
+    from: PlannedFrom<'_>,
     now: i64,
 ) -> Result<(PlanWrite, Applied), PlanApplyError> {
     let known: BTreeMap<&str, &Allocation> =
-        snapshot.allocs.iter().map(|a| (a.id.as_str(), a)).collect();
+        from.allocs.iter().map(|a| (a.id.as_str(), a)).collect();
     let existing = |id: &str| -> Result<Allocation, PlanApplyError> {
         known
             .get(id)
@@ -199,7 +207,7 @@ fn build(
         allocs,
         evals,
         guard: (!targets.is_empty()).then(|| PlanGuard {
-            snapshot_index: snapshot.index,
+            snapshot_index: from.index,
             nodes: targets.into_iter().collect(),
         }),
     };
@@ -218,7 +226,6 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::scheduler::{ReconcileInput, reconcile};
     use crate::state::JobSource;
     use crate::structs::mock::{self, MockJob};
 
@@ -230,15 +237,10 @@ mod tests {
         let reg = store
             .register_job(job, &JobSource::Api, 0)
             .expect("register");
-        let snap = store.snapshot("default", "example").expect("snapshot");
+        // As a worker reads it: the job's rows and the kept view of every other allocation.
+        let snap = store.job_snapshot("default", "example").expect("snapshot");
         let job = snap.job.clone().expect("job");
-        let plan = reconcile(&ReconcileInput {
-            job: &job,
-            versions: &snap.versions,
-            existing: &snap.allocs,
-            nodes: &snap.nodes,
-            now: SystemTime::now(),
-        });
+        let plan = crate::worker::plan(&snap, &job, SystemTime::now());
         assert_eq!(plan.place.len(), 1);
 
         // Meanwhile another job's plan takes the port on the same node.
@@ -256,7 +258,11 @@ mod tests {
             )
             .expect("other plan");
 
-        let err = apply(&store, &reg.eval, &job, &plan, &snap, 0).expect_err("stale");
+        let from = PlannedFrom {
+            index: snap.index,
+            allocs: &snap.allocs,
+        };
+        let err = apply(&store, &reg.eval, &job, &plan, from, 0).expect_err("stale");
         assert!(err.is_stale(), "{err}");
         assert!(
             store

@@ -1,7 +1,9 @@
 //! A worker takes an evaluation from the broker and runs the one reconcile path every trigger
-//! shares: snapshot the store, `scheduler::reconcile`, ack a no-op, otherwise `plan_apply` in
-//! one transaction, hand follow-up evaluations back to the broker, then ack. The trigger goes
-//! into the tracing span and the evaluation row only; the planner never sees it (kube-rs).
+//! shares: read the job's snapshot (its rows from SQLite, the nodes and every other
+//! allocation's usage from the store's kept `ClusterView`), `scheduler::reconcile_indexed`, ack
+//! a no-op, otherwise `plan_apply` in one transaction, hand follow-up evaluations back to the
+//! broker, then ack. The trigger goes into the tracing span and the evaluation row only; the
+//! planner never sees it (kube-rs).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -11,9 +13,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::broker::{Broker, NackOutcome};
 use crate::liveness::{IDLE_BEAT, Liveness};
 use crate::metrics::{Metrics, ReconcileResult};
-use crate::plan_apply::{self, PlanApplyError};
-use crate::scheduler::{ReconcileInput, reconcile};
-use crate::state::{Store, StoreError};
+use crate::plan_apply::{self, PlanApplyError, PlannedFrom};
+use crate::scheduler::{ReconcileInput, reconcile_indexed};
+use crate::state::{JobSnapshot, Store, StoreError};
 use crate::structs::{EvalStatus, Evaluation, Job, unix_nanos};
 
 /// Plans computed again after a stale write before the evaluation is nacked (Nomad's
@@ -77,7 +79,7 @@ pub fn process(store: &Store, eval: &Evaluation) -> Result<Processed, WorkerErro
         let wall = SystemTime::now();
         let now = unix_nanos(wall);
         let snap = store
-            .snapshot(&eval.namespace, &eval.job_id)
+            .job_snapshot(&eval.namespace, &eval.job_id)
             .map_err(|source| WorkerError::Snapshot {
                 eval_id: eval.id.clone(),
                 job_id: eval.job_id.clone(),
@@ -87,13 +89,15 @@ pub fn process(store: &Store, eval: &Evaluation) -> Result<Processed, WorkerErro
             .job
             .clone()
             .unwrap_or_else(|| Job::tombstone(&eval.namespace, &eval.job_id));
-        let plan = reconcile(&ReconcileInput {
-            job: &job,
-            versions: &snap.versions,
-            existing: &snap.allocs,
-            nodes: &snap.nodes,
-            now: wall,
-        });
+        let plan = plan(&snap, &job, wall);
+        // Let go of the view before writing: a write that finds it shared copies its node map.
+        let JobSnapshot {
+            index,
+            allocs,
+            cluster,
+            ..
+        } = snap;
+        drop(cluster);
         let placement_failures: u64 = plan.failed_tg.values().map(|f| u64::from(f.failed())).sum();
         if plan.is_noop() {
             // Placement failures alone write nothing, but they are decisions all the same.
@@ -113,7 +117,11 @@ pub fn process(store: &Store, eval: &Evaluation) -> Result<Processed, WorkerErro
                 ..Processed::default()
             });
         }
-        match plan_apply::apply(store, eval, &job, &plan, &snap, now) {
+        let from = PlannedFrom {
+            index,
+            allocs: &allocs,
+        };
+        match plan_apply::apply(store, eval, &job, &plan, from, now) {
             Ok(applied) => {
                 log_decisions(&job, eval, &plan);
                 let stopped = plan.stop.len() + plan.destructive.len();
@@ -140,7 +148,12 @@ pub fn process(store: &Store, eval: &Evaluation) -> Result<Processed, WorkerErro
                 debug!(job_id = %job.id, eval_id = %eval.id, "plan is stale; planning again");
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                // Nothing was written, but an unexpected failure may mean the kept view and
+                // the store disagree: the next evaluation rebuilds it.
+                store.drop_cluster_view();
+                return Err(e.into());
+            }
         }
     }
     Err(WorkerError::TooManyAttempts {
@@ -148,6 +161,21 @@ pub fn process(store: &Store, eval: &Evaluation) -> Result<Processed, WorkerErro
         job_id: eval.job_id.clone(),
         attempts: MAX_PLAN_ATTEMPTS,
     })
+}
+
+/// The plan for `job` from what a worker read: its own allocations, and the kept view's usage
+/// standing for every other job's.
+pub fn plan(snap: &JobSnapshot, job: &Job, now: SystemTime) -> crate::scheduler::Plan {
+    reconcile_indexed(
+        &ReconcileInput {
+            job,
+            versions: &snap.versions,
+            existing: &snap.allocs,
+            nodes: snap.cluster.nodes(),
+            now,
+        },
+        &snap.cluster.node_index(),
+    )
 }
 
 /// One info line per decision of an applied plan (`docs/scheduler.md`): the job, its version,
@@ -295,6 +323,7 @@ fn nack(store: &Store, broker: &Broker, eval: &Evaluation, token: &str, why: &st
 mod tests {
     use super::*;
     use crate::state::JobSource;
+    use crate::structs::mock::MockNode;
     use crate::structs::mock::{self, MockJob};
     use crate::structs::{ClientStatus, DesiredStatus, EvalTrigger};
 
@@ -450,6 +479,238 @@ mod tests {
         );
         // Planning again before the delay is a no-op.
         assert!(process(&store, &e).expect("again").noop);
+    }
+
+    /// The plan the worker makes (its job snapshot against the kept view) and the plan from a
+    /// fresh full snapshot of the store, at one instant.
+    fn both_plans(
+        store: &Store,
+        eval: &Evaluation,
+    ) -> (crate::scheduler::Plan, crate::scheduler::Plan) {
+        let now = SystemTime::now();
+        let full = store
+            .snapshot(&eval.namespace, &eval.job_id)
+            .expect("snapshot");
+        let job = full
+            .job
+            .clone()
+            .unwrap_or_else(|| Job::tombstone(&eval.namespace, &eval.job_id));
+        let fresh = crate::scheduler::reconcile(&ReconcileInput {
+            job: &job,
+            versions: &full.versions,
+            existing: &full.allocs,
+            nodes: &full.nodes,
+            now,
+        });
+        let snap = store
+            .job_snapshot(&eval.namespace, &eval.job_id)
+            .expect("job snapshot");
+        assert_eq!(snap.index, full.index);
+        (plan(&snap, &job, now), fresh)
+    }
+
+    /// Plans `eval` both ways, checks they agree, processes it, and checks the kept view is
+    /// the one the store would build now.
+    fn process_checked(store: &Store, eval: &Evaluation) -> Processed {
+        let (kept, fresh) = both_plans(store, eval);
+        assert_eq!(kept, fresh, "evaluation {} of {}", eval.id, eval.job_id);
+        let done = process(store, eval).expect("process");
+        assert_view_is_fresh(store, &format!("after processing {}", eval.job_id));
+        done
+    }
+
+    fn assert_view_is_fresh(store: &Store, when: &str) {
+        let kept = store.cluster_view().expect("a kept view");
+        let fresh = store.read_cluster_view().expect("rebuild");
+        assert_eq!(kept.index(), store.index(), "{when}");
+        assert!(
+            kept == fresh,
+            "{when}: the kept view differs from one rebuilt from the store"
+        );
+    }
+
+    #[test]
+    fn the_kept_view_equals_a_rebuilt_one_after_applies_client_updates_and_node_changes() {
+        let store = Store::open_in_memory().expect("open");
+        for i in 1..=3u64 {
+            store
+                .upsert_node(mock::node().id(&mock::id(0xb, i)).capacity(1000, 2048))
+                .expect("node");
+        }
+        store.rebuild_cluster_view().expect("build the view");
+        let job = |id: &str| {
+            mock::job().with(|j| {
+                j.id = id.into();
+                j.name = id.into();
+            })
+        };
+        let now = || unix_nanos(SystemTime::now());
+
+        // Plans write: two jobs compete for a static port and capacity.
+        let web = store
+            .register_job(
+                job("web")
+                    .count(3)
+                    .static_port("http", 8080)
+                    .resources(300, 256),
+                &JobSource::Api,
+                0,
+            )
+            .expect("web");
+        assert_eq!(process_checked(&store, &web.eval).placed, 3);
+        let api = store
+            .register_job(
+                job("api").count(4).dynamic_port("http").resources(200, 512),
+                &JobSource::Api,
+                0,
+            )
+            .expect("api");
+        assert_eq!(process_checked(&store, &api.eval).placed, 4);
+        let more = store
+            .register_job(
+                job("more").count(2).static_port("http", 8080),
+                &JobSource::Api,
+                0,
+            )
+            .expect("more");
+        let done = process_checked(&store, &more.eval);
+        assert_eq!(
+            (done.placed, done.placement_failures),
+            (0, 2),
+            "every 8080 is taken"
+        );
+
+        // Client updates: one running, one failed (it stops holding its node), then retried.
+        let allocs = store.allocs_by_job("default", "web").expect("allocs");
+        let update = |a: &crate::structs::Allocation, status| drover_runtime::spec::AllocUpdate {
+            id: a.id.clone(),
+            client_status: status,
+            client_description: String::new(),
+            task_states: Default::default(),
+            checks: vec![],
+            driver_networks: Default::default(),
+        };
+        store
+            .update_allocs_from_client(
+                &allocs[0].node_id,
+                &[update(&allocs[0], ClientStatus::Running)],
+                now(),
+            )
+            .expect("running");
+        assert_view_is_fresh(&store, "after a running update");
+        store
+            .update_allocs_from_client(
+                &allocs[1].node_id,
+                &[update(&allocs[1], ClientStatus::Failed)],
+                now(),
+            )
+            .expect("failed");
+        assert_view_is_fresh(&store, "after a failed update");
+        let retry = Evaluation::new("web", "default", EvalTrigger::RetryFailedAlloc, now());
+        let retry = store.upsert_eval(&retry).expect("eval");
+        process_checked(&store, &retry);
+        let done = process_checked(&store, &more.eval);
+        assert_eq!(done.placed, 1, "the failed allocation gave its port back");
+
+        // Node changes: a new node, one ineligible, one draining, one down and back.
+        store
+            .upsert_node(mock::node().id(&mock::id(0xb, 4)).capacity(1000, 2048))
+            .expect("new node");
+        assert_view_is_fresh(&store, "after a registration");
+        let done = process_checked(&store, &more.eval);
+        assert_eq!(done.placed, 1, "the new node's 8080 is free");
+        store
+            .set_node_eligibility(
+                &mock::id(0xb, 2),
+                crate::structs::SchedulingEligibility::Ineligible,
+            )
+            .expect("ineligible");
+        assert_view_is_fresh(&store, "after an eligibility change");
+        let drain = crate::structs::DrainStrategy {
+            deadline: -1,
+            ignore_system_jobs: false,
+            force_deadline: now(),
+            started_at: now(),
+        };
+        store
+            .set_node_drain(&mock::id(0xb, 1), Some(drain), false, now())
+            .expect("drain");
+        assert_view_is_fresh(&store, "after a drain");
+        for id in ["web", "api", "more"] {
+            let e = Evaluation::new(id, "default", EvalTrigger::NodeUpdate, now());
+            process_checked(&store, &store.upsert_eval(&e).expect("eval"));
+        }
+        let lost = store
+            .mark_node_down(&mock::id(0xb, 3), "missed heartbeats", now())
+            .expect("down");
+        assert_view_is_fresh(&store, "after a node went down");
+        for e in &lost {
+            process_checked(&store, e);
+        }
+        store
+            .set_node_status(
+                &mock::id(0xb, 3),
+                crate::structs::NodeStatus::Ready,
+                "back",
+                now(),
+            )
+            .expect("ready");
+        assert_view_is_fresh(&store, "after a node came back");
+
+        // A stopped job's allocations stop holding their nodes, then are collected.
+        let stop = store
+            .deregister_job("default", "api", false, None, now())
+            .expect("stop");
+        process_checked(&store, &stop);
+        store.gc_jobs(i64::MAX).expect("gc");
+        assert_view_is_fresh(&store, "after a job GC");
+    }
+
+    #[test]
+    fn workers_planning_at_once_on_their_own_snapshots_never_double_book_a_port() {
+        let store = Store::open_in_memory().expect("open");
+        for i in 1..=2u64 {
+            store
+                .upsert_node(mock::node().id(&mock::id(0xb, i)))
+                .expect("node");
+        }
+        store.rebuild_cluster_view().expect("build the view");
+        let evals: Vec<Evaluation> = (0..6)
+            .map(|k| {
+                let job = mock::job().static_port("http", 8080).with(|j| {
+                    j.id = format!("web-{k}");
+                    j.name = j.id.clone();
+                });
+                store
+                    .register_job(job, &JobSource::Api, 0)
+                    .expect("register")
+                    .eval
+            })
+            .collect();
+        // Each thread plans on the view as it last saw it; the plan applier's guard refuses
+        // a plan whose node another plan wrote to since, and the worker plans again.
+        std::thread::scope(|s| {
+            for e in &evals {
+                let store = &store;
+                s.spawn(move || process(store, e).expect("process"));
+            }
+        });
+        let mut taken: Vec<String> = Vec::new();
+        for k in 0..6 {
+            for a in store
+                .allocs_by_job("default", &format!("web-{k}"))
+                .expect("allocs")
+            {
+                taken.push(a.node_id);
+            }
+        }
+        taken.sort();
+        assert_eq!(
+            taken,
+            [mock::id(0xb, 1), mock::id(0xb, 2)],
+            "one holder of 8080 per node"
+        );
+        assert_view_is_fresh(&store, "after concurrent plans");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

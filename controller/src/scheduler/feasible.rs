@@ -12,6 +12,7 @@ use crate::structs::{
 };
 
 use super::PlacementFailure;
+use super::node_index::UsageByNode;
 
 /// Nomad's default dynamic port range.
 pub const DYNAMIC_PORT_MIN: u16 = 20000;
@@ -53,13 +54,21 @@ impl std::hash::Hasher for Fnv {
 /// Usage by node id.
 pub(super) type UsageMap<'a> = HashMap<&'a str, NodeUsage<'a>, FastHash>;
 
+/// A node's usage with its groups in a fixed order, for comparisons.
+pub(super) type NormalizedUsage = (
+    u64,
+    u64,
+    BTreeMap<u16, u32>,
+    BTreeMap<(String, String), u32>,
+);
+
 /// What is already taken on each node. Keys borrow from the planner's input, so building it
 /// from tens of thousands of allocations allocates no strings. A plan against a
 /// [`NodeIndex`](super::NodeIndex) that tracks allocations starts from the index's usage
 /// (`base`) and copies a node into `nodes` only when the plan changes it.
 #[derive(Debug, Default, Clone)]
 pub(super) struct Usage<'a> {
-    base: Option<&'a UsageMap<'a>>,
+    base: Option<&'a UsageByNode>,
     nodes: UsageMap<'a>,
 }
 
@@ -77,6 +86,23 @@ pub(super) struct NodeUsage<'a> {
 }
 
 impl<'a> NodeUsage<'a> {
+    /// Holds no allocation (every allocation counts in its group).
+    pub(super) fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    pub(super) fn normalized(&self) -> NormalizedUsage {
+        (
+            self.cpu,
+            self.memory,
+            self.ports.clone(),
+            self.groups
+                .iter()
+                .map(|(j, g, n)| ((j.to_string(), g.to_string()), *n))
+                .collect(),
+        )
+    }
+
     fn count(&self, job: &str, group: &str) -> u32 {
         self.groups
             .iter()
@@ -165,7 +191,7 @@ impl<'a> Usage<'a> {
     }
 
     /// The usage `base` records, changed only by what this plan does.
-    pub(super) fn over(base: &'a UsageMap<'a>) -> Self {
+    pub(super) fn over(base: &'a UsageByNode) -> Self {
         Usage {
             base: Some(base),
             nodes: UsageMap::default(),
@@ -177,7 +203,7 @@ impl<'a> Usage<'a> {
         let base = self.base;
         self.nodes.entry(node_id).or_insert_with(|| {
             base.and_then(|b| b.get(node_id))
-                .cloned()
+                .map(|u| NodeUsage::clone(u))
                 .unwrap_or_default()
         })
     }
@@ -215,7 +241,7 @@ impl<'a> Usage<'a> {
     fn node(&self, id: &str) -> Option<&NodeUsage<'a>> {
         self.nodes
             .get(id)
-            .or_else(|| self.base.and_then(|b| b.get(id)))
+            .or_else(|| self.base.and_then(|b| b.get(id)).map(|u| &**u))
     }
 }
 

@@ -26,7 +26,7 @@ use crate::structs::{
 };
 
 pub use feasible::{DYNAMIC_PORT_MAX, DYNAMIC_PORT_MIN};
-pub use node_index::NodeIndex;
+pub use node_index::{ClusterSnapshot, ClusterUsage, ClusterView, NodeIndex};
 pub use reconcile::{group_updated, reconcile, reconcile_indexed, task_updated, tasks_updated};
 
 /// Everything the planner looks at for one job.

@@ -10,7 +10,9 @@ use crate::structs::{
     ReschedulePolicy, RescheduleTracker, Task, TaskGroup, alloc_name, desc, unix_nanos,
 };
 
-use super::feasible::{Usage, in_job_scope, in_scope, node_lost, rank_limit, select_node};
+use super::feasible::{
+    Usage, held_ports, in_job_scope, in_scope, node_lost, rank_limit, select_node,
+};
 use super::node_index::NodeIndex;
 use super::{
     DesiredUpdates, FollowupEval, Placement, PlacementFailure, Plan, ReconcileInput, StopAlloc,
@@ -46,8 +48,9 @@ pub fn reconcile(input: &ReconcileInput<'_>) -> Plan {
 }
 
 /// [`reconcile`] with the nodes already indexed; `index` must index `input.nodes`. When the
-/// index tracks allocations ([`NodeIndex::with_allocs`]), its usage stands for every other
-/// job's allocations, and `input.existing` needs only this job's.
+/// index tracks allocations ([`NodeIndex::with_allocs`], [`super::ClusterSnapshot`]), its usage
+/// stands for every other job's allocations, and `input.existing` needs only this job's, as the
+/// index counted them.
 pub fn reconcile_indexed<'a, 'n: 'a>(input: &ReconcileInput<'a>, index: &'a NodeIndex<'n>) -> Plan {
     let job = input.job;
     let now = unix_nanos(input.now);
@@ -103,12 +106,16 @@ pub fn reconcile_indexed<'a, 'n: 'a>(input: &ReconcileInput<'a>, index: &'a Node
         .collect();
     let mut usage = match index.alloc_usage() {
         Some(tracked) => {
-            let mut usage = Usage::over(&tracked.by_node);
-            // Exactly what the index counted for each stopped allocation, so the two agree.
-            for id in &stopped {
-                if let Some(h) = tracked.held.get(*id) {
-                    usage.release(h.node, &h.job, &h.group, h.resources, &h.ports);
-                }
+            let mut usage = Usage::over(tracked);
+            // What the index counted for each stopped allocation: `existing` holds the job's
+            // allocations as the index saw them, and the index counts the live ones.
+            for a in input
+                .existing
+                .iter()
+                .filter(|a| !a.terminal() && stopped.contains(a.id.as_str()))
+            {
+                let ports: Vec<u16> = held_ports(&a.networks).collect();
+                usage.release(&a.node_id, &a.job_id, &a.task_group, a.resources, &ports);
             }
             usage
         }

@@ -884,6 +884,8 @@ fn shared_index_plans_like_separate_plans() {
 
     let mut all: Vec<Allocation> = Vec::new();
     let mut index = NodeIndex::with_allocs(&nodes, &all);
+    // The server's kind of index: kept owned across plans, read through snapshots.
+    let mut view = ClusterView::new(0, nodes.clone(), &all);
     let mut seq = 0;
     let (mut placed, mut replaced, mut failed) = (0, 0, 0);
     for (step, (job, versions)) in steps.iter().enumerate() {
@@ -902,11 +904,27 @@ fn shared_index_plans_like_separate_plans() {
             &index,
         );
         assert_eq!(shared, separate, "step {step}: {}", job.id);
+        let on = |snap: &ClusterSnapshot| {
+            reconcile_indexed(
+                &ReconcileInput {
+                    job,
+                    versions: &versions,
+                    existing: &own,
+                    nodes: snap.nodes(),
+                    now: at(NOW),
+                },
+                &snap.node_index(),
+            )
+        };
+        let snap = view.snapshot();
+        let kept = on(&snap);
+        assert_eq!(kept, separate, "step {step}: {} (kept view)", job.id);
         placed += separate.place.len();
         replaced += separate.destructive.len();
         failed += separate.failed_tg.len();
         let written = apply_plan(job, &separate, &mut all, &mut seq);
         index.update_allocs(&written);
+        view.update_allocs(&written);
         if step == 2 {
             // A client reports one of web-b's allocations failed: it no longer holds its node.
             let a = all
@@ -917,7 +935,15 @@ fn shared_index_plans_like_separate_plans() {
             a.running_since = None;
             let changed = a.clone();
             index.update_allocs([&changed]);
+            view.update_allocs([&changed]);
         }
+        // The snapshot taken before these updates still reads as it was (copy on write).
+        assert_eq!(on(&snap), kept, "step {step}: a snapshot does not move");
+        assert_eq!(
+            view,
+            ClusterView::new(0, nodes.clone(), &all),
+            "step {step}: the kept view is the one built from every allocation"
+        );
     }
     assert!(placed >= 20, "placed {placed}");
     assert!(replaced > 0, "the update replaced allocations");

@@ -132,6 +132,9 @@ impl Server {
             plan_base: Mutex::new(None),
             forced_drains: Mutex::new(HashSet::new()),
         });
+        // The workers' in-memory view of the cluster, built once here rather than by the
+        // first evaluation (at 5,000 nodes and 50,000 allocations a full read takes ~0.1 s).
+        server.store.rebuild_cluster_view()?;
         let pending = server
             .store
             .evals_by_status(crate::structs::EvalStatus::Pending)?;

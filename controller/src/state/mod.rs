@@ -3,6 +3,11 @@
 //! writer (a mutex around the connection, never held across `.await`); every write is one
 //! transaction that bumps the raft-like `index` (Nomad's ModifyIndex), and a `watch` channel
 //! carries the new index so blocking queries wake. Reads return owned snapshots.
+//!
+//! The store also keeps the planner's [`ClusterView`] (every node and the usage of every live
+//! allocation) in memory once a worker first asks for it: each write hands the view the nodes
+//! and allocations it wrote, after the commit and before the connection is released, so the
+//! view is always at the store's index and a worker reads from SQLite only the job it plans.
 
 mod counts;
 pub use counts::{JOB_STATUSES, StateCounts};
@@ -10,8 +15,10 @@ mod schema;
 #[cfg(test)]
 mod tests;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -21,6 +28,7 @@ use tokio::sync::watch;
 
 use drover_runtime::spec::AllocUpdate;
 
+use crate::scheduler::{ClusterSnapshot, ClusterView};
 use crate::structs::{
     Allocation, ClientStatus, DrainMetadata, DrainStrategy, EvalStatus, EvalTrigger, Evaluation,
     Job, Node, NodeStatus, SchedulingEligibility, TaskEvent,
@@ -220,6 +228,19 @@ pub struct Snapshot {
     pub nodes: Vec<Node>,
 }
 
+/// What a worker plans one job from, read at one index: the job and its own allocations from
+/// SQLite, every node and the usage of every other allocation from the kept [`ClusterView`].
+#[derive(Debug, Clone)]
+pub struct JobSnapshot {
+    pub index: u64,
+    /// `None` once the job was purged.
+    pub job: Option<Job>,
+    pub versions: BTreeMap<u64, Job>,
+    /// The job's allocations only.
+    pub allocs: Vec<Allocation>,
+    pub cluster: ClusterSnapshot,
+}
+
 /// A plan turned into rows, written by [`Store::commit_plan`] in one transaction.
 #[derive(Debug, Clone, Default)]
 pub struct PlanWrite {
@@ -269,6 +290,31 @@ pub struct TaskRestart {
 pub struct Store {
     conn: Mutex<Connection>,
     index_tx: watch::Sender<u64>,
+    /// Built on first use ([`Store::job_snapshot`]), then kept up to date by every write. Locked
+    /// only while holding `conn`, so it changes in commit order. `None` again after a write
+    /// whose outcome is in doubt: the next reader rebuilds it from the database.
+    cluster: Mutex<Option<ClusterView>>,
+}
+
+/// A write transaction that notes the nodes and allocations written through it, for the
+/// [`ClusterView`].
+struct Tx<'c> {
+    tx: Transaction<'c>,
+    track: bool,
+    written: RefCell<Written>,
+}
+
+#[derive(Default)]
+struct Written {
+    nodes: Vec<Node>,
+    allocs: Vec<Allocation>,
+}
+
+impl<'c> Deref for Tx<'c> {
+    type Target = Transaction<'c>;
+    fn deref(&self) -> &Transaction<'c> {
+        &self.tx
+    }
 }
 
 impl fmt::Debug for Store {
@@ -358,6 +404,7 @@ impl Store {
         Ok(Store {
             conn: Mutex::new(conn),
             index_tx,
+            cluster: Mutex::new(None),
         })
     }
 
@@ -395,6 +442,7 @@ impl Store {
         Ok(Store {
             conn: Mutex::new(conn),
             index_tx,
+            cluster: Mutex::new(None),
         })
     }
 
@@ -404,30 +452,65 @@ impl Store {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn lock_cluster(&self) -> MutexGuard<'_, Option<ClusterView>> {
+        // The view is changed only by plain assignments and in-memory updates; a panic in one
+        // may leave it behind the store, so it is dropped and rebuilt.
+        self.cluster.lock().unwrap_or_else(|e| {
+            let mut view = e.into_inner();
+            *view = None;
+            self.cluster.clear_poison();
+            view
+        })
+    }
+
     /// Runs `f` in one immediate transaction with a freshly bumped index; commits only if `f`
-    /// succeeds, then publishes the index.
+    /// succeeds, hands what it wrote to the cluster view, then publishes the index.
     fn write<T>(
         &self,
         what: &str,
-        f: impl FnOnce(&Transaction<'_>, u64) -> Result<T, StoreError>,
+        f: impl FnOnce(&Tx<'_>, u64) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql(format!("begin a transaction to {what}")))?;
-        let index: i64 = tx
-            .query_row("SELECT value FROM meta WHERE key = 'index'", [], |r| {
-                r.get(0)
-            })
-            .map_err(sql(format!("read the index to {what}")))?;
-        let index = index as u64 + 1;
-        tx.execute(
-            "UPDATE meta SET value = ?1 WHERE key = 'index'",
-            params![index as i64],
-        )
-        .map_err(sql(format!("bump the index to {what}")))?;
-        let out = f(&tx, index)?;
-        tx.commit().map_err(sql(format!("commit: {what}")))?;
+        let track = self.lock_cluster().is_some();
+        let (out, index, written, committed) = {
+            let tx = Tx {
+                tx: conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql(format!("begin a transaction to {what}")))?,
+                track,
+                written: RefCell::default(),
+            };
+            let index: i64 = tx
+                .query_row("SELECT value FROM meta WHERE key = 'index'", [], |r| {
+                    r.get(0)
+                })
+                .map_err(sql(format!("read the index to {what}")))?;
+            let index = index as u64 + 1;
+            tx.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'index'",
+                params![index as i64],
+            )
+            .map_err(sql(format!("bump the index to {what}")))?;
+            let out = f(&tx, index)?;
+            let Tx { tx, written, .. } = tx;
+            let committed = tx.commit().map_err(sql(format!("commit: {what}")));
+            (out, index, written.into_inner(), committed)
+        };
+        {
+            let mut cluster = self.lock_cluster();
+            match (&committed, cluster.as_mut()) {
+                (Ok(()), Some(view)) => {
+                    view.upsert_nodes(written.nodes);
+                    view.update_allocs(&written.allocs);
+                    view.set_index(index);
+                }
+                (Ok(()), None) => {}
+                // SQLite rolls a failed commit back, but the view is cheap to rebuild and
+                // costly to get wrong.
+                (Err(_), _) => *cluster = None,
+            }
+        }
+        committed?;
         drop(conn);
         self.index_tx.send_replace(index);
         Ok(out)
@@ -1186,35 +1269,91 @@ impl Store {
 
     // ---- planning ------------------------------------------------------------------------
 
-    /// What one evaluation of a job plans from, read in one transaction so it is consistent.
+    /// Everything a plan of a job could look at, read from the database in one transaction so
+    /// it is consistent: every node and every allocation holding node resources. Workers read
+    /// [`Store::job_snapshot`] instead, which takes the cluster from the kept view.
     pub fn snapshot(&self, namespace: &str, job_id: &str) -> Result<Snapshot, StoreError> {
         let mut conn = self.lock();
         let tx = conn
             .transaction()
             .map_err(sql(format!("read a snapshot for job {job_id:?}")))?;
-        let index: i64 = tx
-            .query_row("SELECT value FROM meta WHERE key = 'index'", [], |r| {
-                r.get(0)
-            })
-            .map_err(sql("read the state index"))?;
-        let job = read_head(&tx, namespace, job_id)?.map(|h| h.job);
-        let versions = read_versions(&tx, namespace, job_id)?;
-        let allocs = query_allocs(
+        let (index, job, versions, allocs) = read_job(
             &tx,
+            namespace,
+            job_id,
             "WHERE (namespace = ?1 AND job_id = ?2)
                 OR (desired_status = 'run' AND client_status NOT IN ('complete', 'failed', 'lost'))
              ORDER BY id",
-            params![namespace, job_id],
         )?;
         let nodes = read_nodes(&tx)?;
         drop(tx);
         Ok(Snapshot {
-            index: index as u64,
+            index,
             job,
             versions,
             allocs,
             nodes,
         })
+    }
+
+    /// What a worker plans `job_id` from (see [`JobSnapshot`]): the job's rows from SQLite and
+    /// a snapshot of the kept cluster view, both at one index. The first call builds the view
+    /// from the database (every node and live allocation, as [`Store::snapshot`] reads them).
+    pub fn job_snapshot(&self, namespace: &str, job_id: &str) -> Result<JobSnapshot, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction()
+            .map_err(sql(format!("read a snapshot for job {job_id:?}")))?;
+        let (index, job, versions, allocs) = read_job(
+            &tx,
+            namespace,
+            job_id,
+            "WHERE namespace = ?1 AND job_id = ?2 ORDER BY id",
+        )?;
+        let mut cluster = self.lock_cluster();
+        let cluster = match cluster.as_mut() {
+            Some(view) => view.snapshot(),
+            None => {
+                let view = read_cluster(&tx)?;
+                cluster.insert(view).snapshot()
+            }
+        };
+        drop(tx);
+        Ok(JobSnapshot {
+            index,
+            job,
+            versions,
+            allocs,
+            cluster,
+        })
+    }
+
+    /// Builds the cluster view from the database now (the server does at start, so the first
+    /// evaluation does not pay for it), replacing any kept one.
+    pub fn rebuild_cluster_view(&self) -> Result<(), StoreError> {
+        let conn = self.lock();
+        let view = read_cluster(&conn)?;
+        *self.lock_cluster() = Some(view);
+        Ok(())
+    }
+
+    /// The cluster view as the database holds it now, built afresh; the kept one is left as
+    /// it is.
+    pub fn read_cluster_view(&self) -> Result<ClusterView, StoreError> {
+        read_cluster(&self.lock())
+    }
+
+    /// A copy of the kept cluster view, if one is kept (for checking it against a rebuilt one).
+    pub fn cluster_view(&self) -> Option<ClusterView> {
+        let _conn = self.lock();
+        self.lock_cluster().clone()
+    }
+
+    /// Forgets the kept cluster view: the next evaluation rebuilds it from the database. For a
+    /// caller in doubt whether the view still matches the store.
+    pub fn drop_cluster_view(&self) {
+        let _conn = self.lock();
+        *self.lock_cluster() = None;
     }
 
     /// Writes a plan's rows in one transaction: all of it or none of it.
@@ -1239,6 +1378,45 @@ impl Store {
             },
         )
     }
+}
+
+/// The index the database records.
+fn read_index(conn: &Connection) -> Result<u64, StoreError> {
+    let index: i64 = conn
+        .query_row("SELECT value FROM meta WHERE key = 'index'", [], |r| {
+            r.get(0)
+        })
+        .map_err(sql("read the state index"))?;
+    Ok(index as u64)
+}
+
+/// The index, a job's head and versions, and the allocations `allocs` selects (`?1` is the
+/// namespace, `?2` the job id): what a plan of that job reads besides the cluster.
+#[allow(clippy::type_complexity)]
+fn read_job(
+    conn: &Connection,
+    namespace: &str,
+    job_id: &str,
+    allocs: &str,
+) -> Result<(u64, Option<Job>, BTreeMap<u64, Job>, Vec<Allocation>), StoreError> {
+    let index = read_index(conn)?;
+    let job = read_head(conn, namespace, job_id)?.map(|h| h.job);
+    let versions = read_versions(conn, namespace, job_id)?;
+    let allocs = query_allocs(conn, allocs, params![namespace, job_id])?;
+    Ok((index, job, versions, allocs))
+}
+
+/// The cluster view read from the database: every node and every allocation that still holds
+/// node resources, as of the index it records.
+fn read_cluster(conn: &Connection) -> Result<ClusterView, StoreError> {
+    let index = read_index(conn)?;
+    let nodes = read_nodes(conn)?;
+    let live = query_allocs(
+        conn,
+        "WHERE desired_status = 'run' AND client_status NOT IN ('complete', 'failed', 'lost')",
+        [],
+    )?;
+    Ok(ClusterView::new(index, nodes, &live))
 }
 
 /// Refuses a plan when allocations on its nodes changed after its snapshot.
@@ -1416,9 +1594,9 @@ fn query_allocs(
         .collect()
 }
 
-fn put_alloc(conn: &Connection, a: &Allocation) -> Result<(), StoreError> {
+fn put_alloc(tx: &Tx<'_>, a: &Allocation) -> Result<(), StoreError> {
     let body = encode("an allocation", a)?;
-    conn.execute(
+    tx.execute(
         "INSERT INTO allocations (id, namespace, job_id, node_id, desired_status, client_status, modify_index, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (id) DO UPDATE SET node_id = ?4, desired_status = ?5, client_status = ?6,
@@ -1435,6 +1613,9 @@ fn put_alloc(conn: &Connection, a: &Allocation) -> Result<(), StoreError> {
         ],
     )
     .map_err(sql(format!("write allocation {}", a.id)))?;
+    if tx.track {
+        tx.written.borrow_mut().allocs.push(a.clone());
+    }
     Ok(())
 }
 
@@ -1518,13 +1699,16 @@ fn read_nodes(conn: &Connection) -> Result<Vec<Node>, StoreError> {
         .collect()
 }
 
-fn put_node(conn: &Connection, n: &Node) -> Result<(), StoreError> {
+fn put_node(tx: &Tx<'_>, n: &Node) -> Result<(), StoreError> {
     let body = encode("a node", n)?;
-    conn.execute(
+    tx.execute(
         "INSERT INTO nodes (id, status, modify_index, body) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (id) DO UPDATE SET status = ?2, modify_index = ?3, body = ?4",
         params![n.id, n.status.as_str(), n.modify_index as i64, body],
     )
     .map_err(sql(format!("write node {}", n.id)))?;
+    if tx.track {
+        tx.written.borrow_mut().nodes.push(n.clone());
+    }
     Ok(())
 }

@@ -241,6 +241,7 @@ fn a_read_only_database_fails_clearly() {
     let store = Store {
         conn: Mutex::new(conn),
         index_tx: watch::channel(0).0,
+        cluster: Mutex::new(None),
     };
     let err = store
         .register_job(mock::job(), &JobSource::Api, NOW)
