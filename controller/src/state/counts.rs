@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use rusqlite::Connection;
 
-use super::{Store, StoreError, sql};
-use crate::structs::{ClientStatus, DesiredStatus, JobType, NodeStatus};
+use super::{Store, StoreError, live_clause, sql};
+use crate::structs::{ClientStatus, JobType, NodeStatus};
 
 /// Jobs by Nomad's job status (`pending`, `running`, `dead`), allocations by client status,
 /// nodes by status. Every known status is present, with 0 when nothing has it.
@@ -74,14 +74,7 @@ fn grouped<const N: usize>(
 /// allocation is not terminal, `dead` for a batch-like job whose allocations all finished,
 /// otherwise `pending`. The job's type is read from its spec only in that last case.
 fn job_counts(conn: &Connection) -> Result<BTreeMap<&'static str, u64>, StoreError> {
-    let live = format!(
-        "a.desired_status NOT IN ('{}', '{}') AND a.client_status NOT IN ('{}', '{}', '{}')",
-        DesiredStatus::Stop.as_str(),
-        DesiredStatus::Evict.as_str(),
-        ClientStatus::Complete.as_str(),
-        ClientStatus::Failed.as_str(),
-        ClientStatus::Lost.as_str(),
-    );
+    let live = live_clause("a.");
     let query = format!(
         "SELECT CASE
             WHEN h.stop THEN 'dead'
