@@ -278,11 +278,10 @@ pub struct RecentTaskEvent {
 }
 
 /// The SQL condition for an allocation that may still run, Nomad's `!TerminalStatus()`:
-/// the server wants it and the node has not finished it. `prefix` is the table's alias with
-/// its dot, or empty.
-fn live_clause(prefix: &str) -> String {
+/// the server wants it and the node has not finished it.
+fn live_clause() -> String {
     format!(
-        "{prefix}desired_status NOT IN ('{}', '{}') AND {prefix}client_status NOT IN ('{}', '{}', '{}')",
+        "desired_status NOT IN ('{}', '{}') AND client_status NOT IN ('{}', '{}', '{}')",
         DesiredStatus::Stop.as_str(),
         DesiredStatus::Evict.as_str(),
         ClientStatus::Complete.as_str(),
@@ -973,7 +972,7 @@ impl Store {
             &conn,
             &format!(
                 "WHERE {} ORDER BY namespace, job_id, name, id LIMIT ?1",
-                live_clause("")
+                live_clause()
             ),
             params![limit as i64],
         )
@@ -986,7 +985,7 @@ impl Store {
             &conn,
             &format!(
                 "WHERE NOT ({}) ORDER BY modify_index DESC LIMIT ?1",
-                live_clause("")
+                live_clause()
             ),
             params![limit as i64],
         )
@@ -999,7 +998,7 @@ impl Store {
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT node_id, count(*) FROM allocations WHERE {} GROUP BY node_id",
-                live_clause("")
+                live_clause()
             ))
             .map_err(sql(what))?;
         let rows: Vec<(String, i64)> = stmt

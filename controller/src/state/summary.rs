@@ -169,18 +169,16 @@ fn summaries(conn: &Connection, only: Option<(&str, &str)>) -> Result<Vec<JobSum
             }
         }
     }
+    // Read from the `allocations_summary` index alone: no row, no body.
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT namespace, job_id, task_group, client_status,
-                    desired_status NOT IN ('{stop}', '{evict}') AS wanted, count(*),
-                    sum(client_status = '{failed}'
-                        AND json_extract(body, '$.next_allocation') IS NULL)
+                    desired_status NOT IN ('{stop}', '{evict}') AS wanted, count(*)
              FROM allocations
              WHERE ?1 IS NULL OR (namespace = ?1 AND job_id = ?2)
              GROUP BY namespace, job_id, task_group, client_status, wanted",
             stop = DesiredStatus::Stop.as_str(),
             evict = DesiredStatus::Evict.as_str(),
-            failed = ClientStatus::Failed.as_str(),
         ))
         .map_err(sql(what))?;
     let mut rows = stmt.query(rusqlite::params![ns, id]).map_err(sql(what))?;
@@ -197,17 +195,30 @@ fn summaries(conn: &Connection, only: Option<(&str, &str)>) -> Result<Vec<JobSum
         };
         let wanted: bool = r.get(4).map_err(sql(what))?;
         let n = r.get::<_, i64>(5).map_err(sql(what))?.max(0) as u64;
-        let unreplaced = r
-            .get::<_, Option<i64>>(6)
-            .map_err(sql(what))?
-            .unwrap_or(0)
-            .max(0) as u64;
         let g = out[*i].groups.entry(group).or_default();
         *g.allocs.entry(status).or_default() += n;
         if wanted {
             *g.wanted.entry(status).or_default() += n;
         }
-        g.failed_unreplaced += unreplaced;
+    }
+    drop(rows);
+    // Only failed allocations' bodies are looked into: the index filters them first.
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT namespace, job_id, task_group, count(*) FROM allocations
+             WHERE client_status = '{failed}' AND json_extract(body, '$.next_allocation') IS NULL
+               AND (?1 IS NULL OR (namespace = ?1 AND job_id = ?2))
+             GROUP BY namespace, job_id, task_group",
+            failed = ClientStatus::Failed.as_str(),
+        ))
+        .map_err(sql(what))?;
+    let mut rows = stmt.query(rusqlite::params![ns, id]).map_err(sql(what))?;
+    while let Some(r) = rows.next().map_err(sql(what))? {
+        let key: Key = (r.get(0).map_err(sql(what))?, r.get(1).map_err(sql(what))?);
+        let Some(i) = at.get(&key) else { continue };
+        let group: String = r.get(2).map_err(sql(what))?;
+        let n = r.get::<_, i64>(3).map_err(sql(what))?.max(0) as u64;
+        out[*i].groups.entry(group).or_default().failed_unreplaced += n;
     }
     Ok(out)
 }
