@@ -183,11 +183,9 @@ fn summaries(conn: &Connection, only: Option<(&str, &str)>) -> Result<Vec<JobSum
         .map_err(sql(what))?;
     let mut rows = stmt.query(rusqlite::params![ns, id]).map_err(sql(what))?;
     while let Some(r) = rows.next().map_err(sql(what))? {
-        let key: Key = (r.get(0).map_err(sql(what))?, r.get(1).map_err(sql(what))?);
-        // Allocations of a purged job wait for the scheduler to stop them; they belong to no
-        // job the summary lists.
-        let Some(i) = at.get(&key) else { continue };
-        let group: String = r.get(2).map_err(sql(what))?;
+        let Some(g) = group_of(&mut out, &at, r).map_err(sql(what))? else {
+            continue;
+        };
         let status: String = r.get(3).map_err(sql(what))?;
         // A status this build does not know (a newer database) is left out.
         let Some(status) = ClientStatus::parse(&status) else {
@@ -195,7 +193,6 @@ fn summaries(conn: &Connection, only: Option<(&str, &str)>) -> Result<Vec<JobSum
         };
         let wanted: bool = r.get(4).map_err(sql(what))?;
         let n = r.get::<_, i64>(5).map_err(sql(what))?.max(0) as u64;
-        let g = out[*i].groups.entry(group).or_default();
         *g.allocs.entry(status).or_default() += n;
         if wanted {
             *g.wanted.entry(status).or_default() += n;
@@ -214,13 +211,28 @@ fn summaries(conn: &Connection, only: Option<(&str, &str)>) -> Result<Vec<JobSum
         .map_err(sql(what))?;
     let mut rows = stmt.query(rusqlite::params![ns, id]).map_err(sql(what))?;
     while let Some(r) = rows.next().map_err(sql(what))? {
-        let key: Key = (r.get(0).map_err(sql(what))?, r.get(1).map_err(sql(what))?);
-        let Some(i) = at.get(&key) else { continue };
-        let group: String = r.get(2).map_err(sql(what))?;
-        let n = r.get::<_, i64>(3).map_err(sql(what))?.max(0) as u64;
-        out[*i].groups.entry(group).or_default().failed_unreplaced += n;
+        let Some(g) = group_of(&mut out, &at, r).map_err(sql(what))? else {
+            continue;
+        };
+        g.failed_unreplaced += r.get::<_, i64>(3).map_err(sql(what))?.max(0) as u64;
     }
     Ok(out)
+}
+
+/// The group a row's namespace, job id and group (its first three columns) name. `None` for
+/// allocations of a purged job, which wait for the scheduler to stop them and belong to no job
+/// the summary lists.
+fn group_of<'a>(
+    out: &'a mut [JobSummary],
+    at: &HashMap<Key, usize>,
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Option<&'a mut GroupSummary>> {
+    let key: Key = (r.get(0)?, r.get(1)?);
+    let Some(i) = at.get(&key) else {
+        return Ok(None);
+    };
+    let group: String = r.get(2)?;
+    Ok(Some(out[*i].groups.entry(group).or_default()))
 }
 
 #[cfg(test)]
