@@ -120,6 +120,20 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
+        // What a scrape spends reading the store's job summary (the per-group series).
+        let mut reads: Vec<Duration> = (0..SCRAPES)
+            .map(|_| {
+                let t = Instant::now();
+                let jobs = state.server.store().job_summaries().expect("summaries");
+                assert_eq!(jobs.len(), JOBS);
+                t.elapsed()
+            })
+            .collect();
+        reads.sort();
+        println!(
+            "of which the job summary read: median {:.2} ms",
+            reads[SCRAPES / 2].as_secs_f64() * 1e3
+        );
         figures(&state, "no restarts", "/metrics").await;
         figures(&state, "no restarts", "/v1/metrics").await;
         // The worst case for size: every job's task restarted once, one series each.

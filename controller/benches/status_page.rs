@@ -1,7 +1,8 @@
 //! The status page's cost: `GET /ui` through the agent's router (SQLite in memory) with 1,000
-//! and 10,000 jobs, each with one running allocation whose task has a few events, 20 broken
-//! job files and one node. Prints the page's size; criterion times the request (every open tab
-//! makes one every 5 s).
+//! and 10,000 jobs, each with one running allocation whose task has a few events (reported by
+//! the node, as a client update records them), 20 broken job files and one node; and one
+//! job's page, `GET /ui/job/:id`, at 10,000 jobs. Prints the pages' sizes; criterion times the
+//! requests (every open tab makes one every 5 s).
 //!
 //! `cargo bench -p drover-controller --bench status_page`
 
@@ -19,12 +20,12 @@ use drover::manifests::{FileStatus, ManifestsStatus};
 use drover::server::{Server, ServerConfig};
 use drover::state::{JobSource, PlanWrite, Store};
 use drover::structs::mock;
-use drover_runtime::spec::{TaskEvent, TaskState, TaskStateKind};
+use drover_runtime::spec::{AllocUpdate, ClientStatus, TaskEvent, TaskState, TaskStateKind};
 use tower::ServiceExt;
 
 fn agent(jobs: usize) -> Router {
     let store = Arc::new(Store::open_in_memory().expect("store"));
-    store.upsert_node(mock::node()).expect("node");
+    let node = store.upsert_node(mock::node()).expect("node");
     let server =
         Server::with_store(store.clone(), ServerConfig::new("/nonexistent")).expect("server");
     let mut manifests = ManifestsStatus {
@@ -41,6 +42,7 @@ fn agent(jobs: usize) -> Router {
             .expect("registered");
         let mut a = mock::alloc(&job, 0);
         a.id = mock::id(0xa, i as u64);
+        a.node_id = node.id.clone();
         let event = |t: &str, n: i64| TaskEvent {
             event_type: t.into(),
             time: 1_700_000_000_000_000_000 + n,
@@ -61,6 +63,14 @@ fn agent(jobs: usize) -> Router {
                 ..Default::default()
             },
         );
+        let update = AllocUpdate {
+            id: a.id.clone(),
+            client_status: ClientStatus::Running,
+            client_description: String::new(),
+            task_states: a.task_states.clone(),
+            checks: vec![],
+            driver_networks: Default::default(),
+        };
         store
             .commit_plan(
                 &job.id,
@@ -71,6 +81,9 @@ fn agent(jobs: usize) -> Router {
                 },
             )
             .expect("alloc written");
+        store
+            .update_allocs_from_client(&node.id, &[update], 1_700_000_000_000_000_000)
+            .expect("client update");
         manifests.files.insert(
             path,
             FileStatus {
@@ -115,8 +128,12 @@ fn agent(jobs: usize) -> Router {
 }
 
 async fn get_ui(app: &Router) -> usize {
+    get(app, "/ui").await
+}
+
+async fn get(app: &Router, uri: &str) -> usize {
     let req = Request::builder()
-        .uri("/ui")
+        .uri(uri)
         .body(Body::empty())
         .expect("request");
     let resp = app.clone().oneshot(req).await.expect("response");
@@ -147,6 +164,14 @@ fn status_page(c: &mut Criterion) {
         group.bench_function(format!("GET /ui, {jobs} jobs"), |b| {
             b.iter(|| rt.block_on(get_ui(&app)))
         });
+        if jobs == 10_000 {
+            let one = "/ui/job/job-04321";
+            let bytes = rt.block_on(get(&app, one));
+            println!("GET {one} with {jobs} jobs: {bytes} bytes");
+            group.bench_function(format!("GET /ui/job/:id, {jobs} jobs"), |b| {
+                b.iter(|| rt.block_on(get(&app, one)))
+            });
+        }
     }
     group.finish();
 }

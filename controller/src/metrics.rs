@@ -6,13 +6,17 @@
 //! server receiving client updates, the manifests source). Gauges — jobs, allocations and
 //! nodes by status, manifest files, the work queue — are set at scrape time from one grouped
 //! SQL count and in-memory state, so they can never drift from what the store holds.
+//! Per job and task group, `drover_job_group_desired` and `drover_job_group_allocations`
+//! (Nomad's `nomad.nomad.job_summary.*`) are built fresh at each scrape from the store's job
+//! summary, so a purged job's series disappear with it.
 //! The process collector adds `process_cpu_seconds_total`, `process_resident_memory_bytes` …
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus::core::Collector;
-use prometheus::proto::{MetricFamily, MetricType};
+use prometheus::proto::{self as pb, MetricFamily, MetricType};
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -20,7 +24,8 @@ use prometheus::{
 use serde_json::{Value, json};
 
 use crate::broker::BrokerStats;
-use crate::state::StateCounts;
+use crate::state::{JobSummary, StateCounts};
+use crate::structs::{ClientStatus, JobType};
 
 /// The content type of Prometheus' text exposition format.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -81,6 +86,8 @@ pub struct Sample {
     pub counts: StateCounts,
     pub queue: BrokerStats,
     pub manifests: ManifestsSample,
+    /// Every job's summary: the per-group series.
+    pub jobs: Vec<JobSummary>,
 }
 
 pub struct Metrics {
@@ -375,8 +382,109 @@ impl Metrics {
                     .is_ok();
             }
         }
-        self.registry.gather()
+        let mut families = self.registry.gather();
+        families.extend(job_group_families(&sample.jobs));
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        families
     }
+}
+
+const JOB_GROUP_DESIRED: &str = "drover_job_group_desired";
+const JOB_GROUP_ALLOCATIONS: &str = "drover_job_group_allocations";
+
+/// How many allocations a group should have running, or `None` when the question has no
+/// single answer: a stopped job wants none, and a system job wants one on each node that fits
+/// its constraints, which only its scheduler knows.
+fn desired_running(job: &JobSummary, count: u32, complete: u64) -> Option<u64> {
+    if job.stop {
+        return None;
+    }
+    match job.job_type? {
+        JobType::Service => Some(u64::from(count)),
+        // A batch allocation that completed is done, not missing: the scheduler does not
+        // replace it, so the group only wants the rest running.
+        JobType::Batch => Some(u64::from(count).saturating_sub(complete)),
+        JobType::System | JobType::Sysbatch => None,
+    }
+}
+
+/// `drover_job_group_desired{job_id,task_group}` and
+/// `drover_job_group_allocations{client_status,job_id,task_group}` (non-zero series only).
+/// Labels say `job_id`, as `drover_task_restarts_total` does: Prometheus owns `job`. drover
+/// has one namespace, so none is labelled; should two namespaces hold the same job id, their
+/// series add up rather than collide.
+fn job_group_families(jobs: &[JobSummary]) -> [MetricFamily; 2] {
+    let mut desired: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    let mut allocs: BTreeMap<(&str, &str, ClientStatus), u64> = BTreeMap::new();
+    for j in jobs {
+        for (name, g) in &j.groups {
+            let complete = g.allocs.get(&ClientStatus::Complete).copied().unwrap_or(0);
+            if let Some(n) = g.count.and_then(|c| desired_running(j, c, complete)) {
+                *desired.entry((&j.id, name)).or_default() += n;
+            }
+            for (status, n) in g.allocs.iter().filter(|(_, n)| **n > 0) {
+                *allocs.entry((&j.id, name, *status)).or_default() += n;
+            }
+        }
+    }
+    let desired = desired
+        .into_iter()
+        .map(|((job, group), n)| {
+            gauge(
+                vec![label("job_id", job), label("task_group", group)],
+                n as f64,
+            )
+        })
+        .collect();
+    let allocs = allocs
+        .into_iter()
+        .map(|((job, group, status), n)| {
+            gauge(
+                vec![
+                    label("client_status", status.as_str()),
+                    label("job_id", job),
+                    label("task_group", group),
+                ],
+                n as f64,
+            )
+        })
+        .collect();
+    [
+        family(
+            JOB_GROUP_DESIRED,
+            "Allocations a task group should have running: its count (service jobs), its count less the allocations that completed (batch jobs). Stopped and system jobs have none.",
+            desired,
+        ),
+        family(
+            JOB_GROUP_ALLOCATIONS,
+            "A task group's allocations by client status (pending, running, complete, failed, lost, unknown), as Nomad's job summary counts them; zero counts are left out.",
+            allocs,
+        ),
+    ]
+}
+
+fn label(name: &str, value: &str) -> pb::LabelPair {
+    let mut l = pb::LabelPair::default();
+    l.set_name(name.to_string());
+    l.set_value(value.to_string());
+    l
+}
+
+fn gauge(labels: Vec<pb::LabelPair>, value: f64) -> pb::Metric {
+    let mut g = pb::Gauge::default();
+    g.set_value(value);
+    let mut m = pb::Metric::from_gauge(g);
+    m.set_label(labels);
+    m
+}
+
+fn family(name: &str, help: &str, metrics: Vec<pb::Metric>) -> MetricFamily {
+    let mut f = MetricFamily::default();
+    f.set_name(name.to_string());
+    f.set_help(help.to_string());
+    f.set_field_type(MetricType::GAUGE);
+    f.set_metric(metrics);
+    f
 }
 
 #[cfg(test)]
@@ -405,6 +513,89 @@ mod tests {
                 errors_total: 4,
                 last_successful_sync: 1_700_000_000,
             },
+            jobs: vec![
+                summary(
+                    "web",
+                    JobType::Service,
+                    false,
+                    3,
+                    &[(ClientStatus::Running, 2), (ClientStatus::Failed, 1)],
+                ),
+                summary(
+                    "report",
+                    JobType::Batch,
+                    false,
+                    2,
+                    &[(ClientStatus::Complete, 1)],
+                ),
+                summary(
+                    "agent",
+                    JobType::System,
+                    false,
+                    1,
+                    &[(ClientStatus::Running, 1)],
+                ),
+                summary(
+                    "old",
+                    JobType::Service,
+                    true,
+                    1,
+                    &[(ClientStatus::Complete, 1)],
+                ),
+            ],
+        }
+    }
+
+    fn summary(
+        id: &str,
+        job_type: JobType,
+        stop: bool,
+        count: u32,
+        allocs: &[(ClientStatus, u64)],
+    ) -> JobSummary {
+        let group = crate::state::GroupSummary {
+            count: Some(count),
+            allocs: allocs.iter().copied().collect(),
+            ..Default::default()
+        };
+        JobSummary {
+            namespace: "default".into(),
+            id: id.into(),
+            name: id.into(),
+            job_type: Some(job_type),
+            version: 0,
+            stop,
+            source: crate::state::JobSource::Api,
+            submit_time: 0,
+            groups: [("g".to_string(), group)].into(),
+        }
+    }
+
+    #[test]
+    fn job_groups_have_desired_and_nonzero_allocation_series() {
+        let text = Metrics::new().render_text(&sample());
+        for line in [
+            "drover_job_group_desired{job_id=\"web\",task_group=\"g\"} 3",
+            "drover_job_group_allocations{client_status=\"running\",job_id=\"web\",task_group=\"g\"} 2",
+            "drover_job_group_allocations{client_status=\"failed\",job_id=\"web\",task_group=\"g\"} 1",
+            // A completed batch allocation is done, not missing.
+            "drover_job_group_desired{job_id=\"report\",task_group=\"g\"} 1",
+            "drover_job_group_allocations{client_status=\"running\",job_id=\"agent\",task_group=\"g\"} 1",
+            "drover_job_group_allocations{client_status=\"complete\",job_id=\"old\",task_group=\"g\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        for absent in [
+            // System jobs and stopped jobs have no desired count to compare with.
+            "drover_job_group_desired{job_id=\"agent\"",
+            "drover_job_group_desired{job_id=\"old\"",
+            // Zero counts are left out.
+            "drover_job_group_allocations{client_status=\"pending\"",
+        ] {
+            assert!(!text.contains(absent), "{absent:?} in\n{text}");
         }
     }
 

@@ -142,6 +142,11 @@ fn the_prometheus_files_pass_promtool() {
         .args(["check", "config"])
         .arg(deploy("prometheus.yml")));
     assert!(ok, "promtool check config: {said}");
+    // The alerts fire when they should, with the labels and text they promise.
+    let (ok, said) = run(Command::new(&promtool)
+        .args(["test", "rules"])
+        .arg(deploy("alerts_test.yml")));
+    assert!(ok, "promtool test rules: {said}");
 }
 
 /// A dev agent's `/metrics` and `/v1/metrics?format=prometheus` are promtool-clean, define
@@ -172,14 +177,34 @@ fn metrics_endpoints_are_clean_and_the_dashboard_uses_only_real_names() {
 }
 "#,
     );
+    // Two allocations that keep running: the job summary's series.
+    a.drop_job(
+        "sleeper.nomad",
+        r#"job "sleeper" {
+  group "g" {
+    count = 2
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/sleep"
+        args    = ["300"]
+      }
+    }
+  }
+}
+"#,
+    );
     a.wait_until(
         Duration::from_secs(15),
-        "the broken file and the crashing task show in /metrics",
+        "the broken file, the crashing task and the running sleepers show in /metrics",
         |a| {
             http_get(&format!("{}/metrics", a.addr())).is_some_and(|t| {
                 t.contains("drover_manifest_files{state=\"error\"} 1")
                     && t.contains(
                         "drover_task_restarts_total{job_id=\"crasher\",reason=\"error\",task=\"t\"}",
+                    )
+                    && t.contains(
+                        "drover_job_group_allocations{client_status=\"running\",job_id=\"sleeper\",task_group=\"g\"} 2",
                     )
             })
         },
@@ -223,6 +248,8 @@ fn metrics_endpoints_are_clean_and_the_dashboard_uses_only_real_names() {
         "drover_task_restarts_total",
         "drover_nodes",
         "drover_placement_failures_total",
+        "drover_job_group_desired",
+        "drover_job_group_allocations",
         "drover_workqueue_depth",
         "drover_last_successful_resync_timestamp_seconds",
         "process_cpu_seconds_total",
@@ -240,6 +267,17 @@ fn metrics_endpoints_are_clean_and_the_dashboard_uses_only_real_names() {
         .unwrap_or(0.0);
     assert!(errors >= 1.0, "{text}");
     assert!(text.contains("drover_nodes{status=\"ready\"} 1"), "{text}");
+    // Desired against running, per job and group; zero counts are left out.
+    for line in [
+        "drover_job_group_desired{job_id=\"sleeper\",task_group=\"g\"} 2",
+        "drover_job_group_desired{job_id=\"crasher\",task_group=\"g\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?}:\n{text}");
+    }
+    assert!(
+        !text.contains("client_status=\"lost\",job_id=\"sleeper\""),
+        "{text}"
+    );
 
     // Nomad's JSON without format=.
     let json = a.get("/v1/metrics").expect("/v1/metrics answers JSON");

@@ -143,8 +143,8 @@ fn chromium_shows_the_running_job_and_the_broken_files_error_escaped_and_refresh
         &url,
     );
 
-    // The running whoami job, its allocation and its task.
-    let job = row_with(&dom, "<strong>whoami</strong>");
+    // The running whoami job (linked to its own page), its allocation and its task.
+    let job = row_with(&dom, "<a href=\"/ui/job/whoami\">whoami</a>");
     assert!(job.contains(">running<"), "{job}");
     assert!(job.contains(">whoami.nomad<"), "{job}");
     let alloc = row_with(&dom, ">whoami.web[0]<");
@@ -185,4 +185,59 @@ fn chromium_shows_the_running_job_and_the_broken_files_error_escaped_and_refresh
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(refreshes >= 1, "the script refreshed the page: {live}");
+
+    // The job's own page: its group's desired against running, its allocation with its task,
+    // its source file, and its events; phone-sized, refreshing itself like the main page.
+    let job_url = format!("http://{IP}:4646/ui/job/whoami");
+    let shot = shots.join("ui-job-phone-412x915.png");
+    chromium(
+        profile.path(),
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=412,915",
+        ],
+        &job_url,
+    );
+    assert!(shot.exists(), "chromium wrote {}", shot.display());
+    println!("job page screenshot (412x915): {}", shot.display());
+    let dom = chromium(
+        profile.path(),
+        &[
+            "--virtual-time-budget=12000",
+            "--window-size=412,915",
+            "--dump-dom",
+        ],
+        &job_url,
+    );
+    assert!(dom.contains("<h2>Job <strong>whoami</strong>"), "{dom}");
+    assert!(dom.contains(">whoami.nomad<"), "{dom}");
+    let group = row_with(&dom, "<strong>web</strong>");
+    assert!(group.contains("1/1 running"), "{group}");
+    let alloc = row_with(&dom, ">whoami.web[0]<");
+    assert!(alloc.contains(">running<"), "{alloc}");
+    assert!(
+        alloc.contains(">healthy") || alloc.contains(">not yet<"),
+        "{alloc}"
+    );
+    assert!(dom.contains("Recent events"), "{dom}");
+    assert!(dom.contains(">Started<"), "the task's events: {dom}");
+    assert!(
+        dom.contains("data-refreshes=\""),
+        "the job page refreshed itself: {dom}"
+    );
+
+    // The hostile batch job's page: its name stays text there too.
+    let dom = chromium(
+        profile.path(),
+        &["--dump-dom", "--window-size=412,915"],
+        &format!("http://{IP}:4646/ui/job/hostile"),
+    );
+    assert!(
+        dom.contains("&lt;script&gt;document.body.dataset.pwned=2&lt;/script&gt;"),
+        "{dom}"
+    );
+    assert!(
+        !dom.contains("data-pwned"),
+        "an injected script ran:\n{dom}"
+    );
 }

@@ -12,10 +12,11 @@ use axum::response::{IntoResponse, Response};
 use super::{ApiError, AppState, blocking, internal};
 use crate::metrics::{ManifestsSample, Metrics, Sample, TEXT_CONTENT_TYPE};
 
-/// Reads what the gauges show: one grouped count from the store, the broker's queue sizes
+/// Reads what the gauges show: grouped counts and the job summary from the store, the broker's queue sizes
 /// and the manifests source's status.
 pub fn sample(st: &AppState) -> Result<Sample, ApiError> {
-    let counts = st.server.store().counts().map_err(internal)?;
+    let jobs = st.server.store().job_summaries().map_err(internal)?;
+    let counts = st.server.store().counts_with(&jobs).map_err(internal)?;
     let queue = st.server.broker().stats();
     let m = st.manifests.lock().unwrap_or_else(|e| e.into_inner());
     let files_error = m.files_in_error() as u64;
@@ -30,6 +31,7 @@ pub fn sample(st: &AppState) -> Result<Sample, ApiError> {
         counts,
         queue,
         manifests,
+        jobs,
     })
 }
 

@@ -1,7 +1,9 @@
 //! The agent's read-only status page, `GET /ui` (and `/ui/`; `/` redirects there, as Nomad's
 //! agent does): jobs with their status, version and source file, the job files that fail to
 //! parse, allocations with their tasks, restarts and health, nodes, and recent task events and
-//! evaluations.
+//! evaluations. `GET /ui/job/:id` (`?namespace=`, default `default`) shows one job: its groups
+//! with desired and running allocations, every allocation with its tasks, its source file
+//! with any parse error, and its recent events.
 //!
 //! The page is rendered here, on the server, so it reads the same without JavaScript (a
 //! `<noscript>` meta refresh reloads it). With JavaScript, the inline script fetches the page
@@ -11,20 +13,25 @@
 //! comes from a job file, a job, a task or the file system goes through [`Html::text`], which
 //! escapes it; a per-response CSP nonce additionally keeps any script but the page's own from
 //! running.
+//!
+//! The main page reads what it shows, not everything: job rows and counts come from the
+//! store's job summary (plain columns, no job or allocation decoded), and only the
+//! allocations, events and evaluations it lists are read in full, so it costs about the same
+//! with 10,000 jobs as with 100.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path as UrlPath, Query, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::{AgentInfo, ApiError, AppState, blocking, convert};
+use super::{AgentInfo, ApiError, AppState, blocking, internal};
 use crate::manifests::ManifestsStatus;
-use crate::state::{JobRecord, JobSource};
+use crate::state::{JobRecord, JobSource, JobSummary, RecentTaskEvent};
 use crate::structs::{Allocation, Evaluation, Job, Node};
 use drover_runtime::spec::{ClientStatus, TaskStateKind};
 
@@ -49,6 +56,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/", get(root))
         .route("/ui", get(page))
         .route("/ui/", get(page))
+        .route("/ui/job/{id}", get(job_page))
 }
 
 /// Nomad's agent answers `/` with a 307 to `/ui/`, keeping the query string.
@@ -69,7 +77,7 @@ async fn root(RawQuery(query): RawQuery) -> Response {
 async fn page(State(st): State<Arc<AppState>>) -> Result<Response, ApiError> {
     // A fresh nonce per response: only the page's own inline script and style may run, even if
     // a string ever slipped through unescaped.
-    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let nonce = new_nonce();
     let now = now_nanos();
     let html = {
         let nonce = nonce.clone();
@@ -79,12 +87,48 @@ async fn page(State(st): State<Arc<AppState>>) -> Result<Response, ApiError> {
         })
         .await?
     };
+    Ok(html_response(StatusCode::OK, html, &nonce))
+}
+
+async fn job_page(
+    State(st): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let nonce = new_nonce();
+    let now = now_nanos();
+    let namespace = q
+        .get("namespace")
+        .filter(|n| !n.is_empty())
+        .cloned()
+        .unwrap_or_else(|| "default".into());
+    let (status, html) = {
+        let nonce = nonce.clone();
+        blocking(st, move |st| {
+            Ok(match JobPage::read(st, &namespace, &id, now)? {
+                Some(p) => (StatusCode::OK, render_job(&p, &nonce)),
+                None => (
+                    StatusCode::NOT_FOUND,
+                    render_missing_job(st, &id, now, &nonce),
+                ),
+            })
+        })
+        .await?
+    };
+    Ok(html_response(status, html, &nonce))
+}
+
+fn new_nonce() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn html_response(status: StatusCode, html: String, nonce: &str) -> Response {
     let csp = format!(
         "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
          connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; \
          frame-ancestors 'none'"
     );
-    let mut resp = html.into_response();
+    let mut resp = (status, html).into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -102,7 +146,7 @@ async fn page(State(st): State<Arc<AppState>>) -> Result<Response, ApiError> {
     if let Ok(v) = HeaderValue::from_str(&csp) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
-    Ok(resp)
+    resp
 }
 
 fn now_nanos() -> i64 {
@@ -112,23 +156,27 @@ fn now_nanos() -> i64 {
         .unwrap_or(0)
 }
 
-/// Everything the page shows, read at one moment.
+/// Everything the main page shows, read at one moment.
 struct Snapshot {
     now: i64,
     agent: AgentInfo,
     manifests: ManifestsStatus,
-    jobs: Vec<JobView>,
+    /// Every job, by id.
+    jobs: Vec<JobSummary>,
     nodes: Vec<Node>,
+    live_per_node: BTreeMap<String, u64>,
+    /// The allocations listed: live ones by job and name, then the most recent finished ones.
+    allocs: Vec<Allocation>,
+    /// All allocations of the jobs listed.
+    allocs_total: u64,
+    /// The job versions the live allocations listed run, for their health.
+    versions: Versions,
+    task_events: Vec<RecentTaskEvent>,
     evals: Vec<Evaluation>,
 }
 
-struct JobView {
-    record: JobRecord,
-    allocs: Vec<Allocation>,
-    /// The job's versions by number, for each live allocation's group (health needs its
-    /// update strategy); empty when the job has no live allocation.
-    versions: BTreeMap<u64, Job>,
-}
+/// Job versions by namespace, id and version.
+type Versions = BTreeMap<(String, String, u64), Job>;
 
 impl Snapshot {
     fn read(st: &AppState, now: i64) -> Result<Snapshot, ApiError> {
@@ -137,29 +185,34 @@ impl Snapshot {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let mut jobs = Vec::new();
-        for record in st.server.jobs()? {
-            let ns = record.job.namespace.clone();
-            let id = record.job.id.clone();
-            let allocs = st.server.allocs_by_job(&ns, &id)?;
-            // Only live allocations have a health to show; a page of mostly finished or
-            // idle jobs need not read every job's history.
-            let versions = if allocs.iter().any(|a| !a.terminal()) {
-                st.server
-                    .job_versions(&ns, &id)?
-                    .into_iter()
-                    .map(|j| (j.version, j))
-                    .collect()
-            } else {
-                BTreeMap::new()
-            };
-            jobs.push(JobView {
-                record,
-                allocs,
-                versions,
-            });
+        let store = st.server.store();
+        let mut jobs = store.job_summaries().map_err(internal)?;
+        jobs.sort_by(|a, b| a.id.cmp(&b.id).then_with(|| a.namespace.cmp(&b.namespace)));
+        let allocs_total = jobs
+            .iter()
+            .flat_map(|j| j.groups.values())
+            .flat_map(|g| g.allocs.values())
+            .sum();
+        let mut allocs = store.live_allocs(MAX_ALLOCS).map_err(internal)?;
+        allocs.extend(
+            store
+                .recent_terminal_allocs(MAX_TERMINAL_ALLOCS)
+                .map_err(internal)?,
+        );
+        allocs.truncate(MAX_ALLOCS);
+        let mut versions = Versions::new();
+        for a in allocs.iter().filter(|a| !a.terminal()) {
+            let key = (a.namespace.clone(), a.job_id.clone(), a.job_version);
+            if versions.contains_key(&key) {
+                continue;
+            }
+            if let Some(job) = store
+                .job_version(&a.namespace, &a.job_id, a.job_version)
+                .map_err(internal)?
+            {
+                versions.insert(key, job);
+            }
         }
-        jobs.sort_by(|a, b| a.record.job.id.cmp(&b.record.job.id));
         let mut nodes = st.server.nodes()?;
         nodes.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
         Ok(Snapshot {
@@ -168,13 +221,94 @@ impl Snapshot {
             manifests,
             jobs,
             nodes,
-            evals: st.server.evals()?,
+            live_per_node: store.live_allocs_per_node().map_err(internal)?,
+            allocs,
+            allocs_total,
+            versions,
+            task_events: store
+                .recent_task_events(None, MAX_EVENTS)
+                .map_err(internal)?,
+            evals: store.recent_evals(MAX_EVENTS).map_err(internal)?,
         })
     }
 }
 
-/// HTML being written. Markup can only be added from `&'static str` literals; everything else
-/// goes through [`Html::text`], so no string from a job or a file reaches the page unescaped.
+/// Everything one job's page shows.
+struct JobPage {
+    now: i64,
+    agent: AgentInfo,
+    manifests: ManifestsStatus,
+    record: JobRecord,
+    summary: JobSummary,
+    /// Live allocations by name, then finished ones, the most recent first.
+    allocs: Vec<Allocation>,
+    versions: Versions,
+    node_names: BTreeMap<String, String>,
+    task_events: Vec<RecentTaskEvent>,
+    evals: Vec<Evaluation>,
+}
+
+impl JobPage {
+    fn read(
+        st: &AppState,
+        namespace: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<JobPage>, ApiError> {
+        let store = st.server.store();
+        let Some(record) = store.job(namespace, id).map_err(internal)? else {
+            return Ok(None);
+        };
+        let Some(summary) = store.job_summary(namespace, id).map_err(internal)? else {
+            return Ok(None);
+        };
+        let mut allocs = store.allocs_by_job(namespace, id).map_err(internal)?;
+        // Live first (false sorts before true).
+        allocs.sort_by(|x, y| {
+            x.terminal().cmp(&y.terminal()).then_with(|| {
+                if x.terminal() {
+                    y.modify_index.cmp(&x.modify_index)
+                } else {
+                    x.name.cmp(&y.name).then_with(|| x.id.cmp(&y.id))
+                }
+            })
+        });
+        let versions = store
+            .job_versions(namespace, id)
+            .map_err(internal)?
+            .into_iter()
+            .map(|j| ((j.namespace.clone(), j.id.clone(), j.version), j))
+            .collect();
+        let node_names = st
+            .server
+            .nodes()?
+            .into_iter()
+            .map(|n| (n.id, n.name))
+            .collect();
+        let mut evals = store.evals_by_job(namespace, id).map_err(internal)?;
+        evals.reverse();
+        evals.truncate(MAX_EVENTS);
+        Ok(Some(JobPage {
+            now,
+            agent: st.agent.clone(),
+            manifests: st
+                .manifests
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            record,
+            summary,
+            allocs,
+            versions,
+            node_names,
+            task_events: store
+                .recent_task_events(Some((namespace, id)), MAX_EVENTS)
+                .map_err(internal)?,
+            evals,
+        }))
+    }
+}
+
 struct Html(String);
 
 impl Html {
@@ -330,13 +464,46 @@ fn health(a: &Allocation, job: Option<&Job>, now: i64) -> Option<(Tone, String)>
     )
 }
 
-fn render(snap: &Snapshot, nonce: &str) -> String {
+/// A path segment or query value, percent-encoded: a job id can hold any character.
+fn url_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The per-job page's address.
+fn job_href(namespace: &str, id: &str) -> String {
+    let mut href = format!("/ui/job/{}", url_component(id));
+    if namespace != "default" {
+        href.push_str("?namespace=");
+        href.push_str(&url_component(namespace));
+    }
+    href
+}
+
+/// The page around `content`: head, header, footer and the refresh script, the same for
+/// every page.
+fn shell(
+    title: &str,
+    nonce: &str,
+    agent: &AgentInfo,
+    dir: Option<&Path>,
+    now: i64,
+    content: impl FnOnce(&mut Html),
+) -> String {
     let mut h = Html(String::with_capacity(32 * 1024));
     h.raw("<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n")
         .raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n")
         .raw("<meta name=\"color-scheme\" content=\"light dark\">\n")
         .raw("<title>")
-        .text(&title(snap))
+        .text(title)
         .raw("</title>\n<link rel=\"icon\" href=\"data:,\">\n")
         .raw("<noscript><meta http-equiv=\"refresh\" content=\"")
         .num(NOSCRIPT_REFRESH_SECS)
@@ -344,14 +511,13 @@ fn render(snap: &Snapshot, nonce: &str) -> String {
         .text(nonce)
         .raw("\">")
         .raw(CSS)
-        .raw("</style>\n</head>\n<body>\n<header class=\"top\">\n<h1>drover</h1>\n")
+        .raw("</style>\n</head>\n<body>\n<header class=\"top\">\n<h1><a href=\"/ui/\">drover</a></h1>\n")
         .raw("<p class=\"agent\">");
-    let a = &snap.agent;
-    h.text(&a.name)
+    h.text(&agent.name)
         .raw(" · ")
-        .text(&a.region)
+        .text(&agent.region)
         .raw("/")
-        .text(&a.datacenter)
+        .text(&agent.datacenter)
         .raw(" · v")
         .text(env!("CARGO_PKG_VERSION"))
         .raw("</p>\n<p id=\"live\" class=\"live\" data-refresh=\"")
@@ -361,18 +527,13 @@ fn render(snap: &Snapshot, nonce: &str) -> String {
         .raw(" s</p>\n</header>\n<main id=\"content\">\n");
     h.raw("<p class=\"snapshot\">Snapshot of ")
         .raw("<time datetime=\"")
-        .text(&utc(snap.now))
+        .text(&utc(now))
         .raw("\">")
-        .text(&utc(snap.now).replace('T', " "))
+        .text(&utc(now).replace('T', " "))
         .raw("</time></p>\n");
-    summary(&mut h, snap);
-    manifest_problems(&mut h, snap);
-    jobs(&mut h, snap);
-    allocations(&mut h, snap);
-    nodes(&mut h, snap);
-    events(&mut h, snap);
+    content(&mut h);
     h.raw("</main>\n<footer>This page only reads. Jobs change through the files in ");
-    match &snap.manifests.dir {
+    match dir {
         Some(d) => h
             .raw("<code>")
             .text(&d.display().to_string())
@@ -390,20 +551,54 @@ fn render(snap: &Snapshot, nonce: &str) -> String {
     h.0
 }
 
-/// The tab's title carries the one thing worth noticing from another tab: broken files.
-fn title(snap: &Snapshot) -> String {
-    let broken = snap.manifests.files_in_error();
-    if broken > 0 {
-        format!(
-            "({broken} broken file{}) drover · {}",
-            if broken == 1 { "" } else { "s" },
-            snap.agent.name
-        )
-    } else {
-        format!("drover · {}", snap.agent.name)
-    }
+fn render(snap: &Snapshot, nonce: &str) -> String {
+    shell(
+        &title(None, &snap.manifests, &snap.agent),
+        nonce,
+        &snap.agent,
+        snap.manifests.dir.as_deref(),
+        snap.now,
+        |h| {
+            summary(h, snap);
+            manifest_problems(h, &snap.manifests, None);
+            jobs(h, snap);
+            let nodes: BTreeMap<&str, &str> = snap
+                .nodes
+                .iter()
+                .map(|n| (n.id.as_str(), n.name.as_str()))
+                .collect();
+            allocations(
+                h,
+                &snap.allocs,
+                snap.allocs_total,
+                &nodes,
+                &snap.versions,
+                snap.now,
+            );
+            node_table(h, snap);
+            events(h, &snap.task_events, &snap.evals, snap.now);
+        },
+    )
 }
 
+/// The tab's title carries the one thing worth noticing from another tab: broken files.
+fn title(page: Option<&str>, manifests: &ManifestsStatus, agent: &AgentInfo) -> String {
+    let broken = manifests.files_in_error();
+    let mut t = String::new();
+    if broken > 0 {
+        t.push_str(&format!(
+            "({broken} broken file{}) ",
+            if broken == 1 { "" } else { "s" }
+        ));
+    }
+    if let Some(page) = page {
+        t.push_str(page);
+        t.push_str(" · ");
+    }
+    t.push_str("drover · ");
+    t.push_str(&agent.name);
+    t
+}
 fn tile(h: &mut Html, label: &'static str, total: usize, parts: &[(Tone, usize, &'static str)]) {
     h.raw("<div class=\"tile\"><span class=\"tile-n\">")
         .num(total)
@@ -433,23 +628,16 @@ fn tile(h: &mut Html, label: &'static str, total: usize, parts: &[(Tone, usize, 
 fn summary(h: &mut Html, snap: &Snapshot) {
     let mut job_status: BTreeMap<&str, usize> = BTreeMap::new();
     for j in &snap.jobs {
-        *job_status
-            .entry(convert::job_status(&j.record.job, &j.allocs))
-            .or_default() += 1;
+        *job_status.entry(j.status()).or_default() += 1;
     }
-    let live = |s: ClientStatus| {
-        snap.jobs
-            .iter()
-            .flat_map(|j| &j.allocs)
-            .filter(|a| a.client_status == s && !a.server_terminal())
-            .count()
-    };
+    let wanted =
+        |s: ClientStatus| -> usize { snap.jobs.iter().map(|j| j.wanted(s)).sum::<u64>() as usize };
     let failed = snap
         .jobs
         .iter()
-        .flat_map(|j| &j.allocs)
-        .filter(|a| a.client_status == ClientStatus::Failed)
-        .count();
+        .flat_map(|j| j.groups.values())
+        .filter_map(|g| g.allocs.get(&ClientStatus::Failed))
+        .sum::<u64>() as usize;
     let ready = snap
         .nodes
         .iter()
@@ -468,8 +656,8 @@ fn summary(h: &mut Html, snap: &Snapshot) {
             (Tone::Muted, n("dead"), "dead"),
         ],
     );
-    let running = live(ClientStatus::Running);
-    let pending = live(ClientStatus::Pending);
+    let running = wanted(ClientStatus::Running);
+    let pending = wanted(ClientStatus::Pending);
     tile(
         h,
         "allocations live",
@@ -501,20 +689,32 @@ fn summary(h: &mut Html, snap: &Snapshot) {
     h.raw("</section>\n");
 }
 
-fn manifest_problems(h: &mut Html, snap: &Snapshot) {
-    let m = &snap.manifests;
+/// The job files that fail to parse (only `file`'s, on a job's page), and the directory's
+/// own errors on the main page.
+fn manifest_problems(h: &mut Html, m: &ManifestsStatus, file: Option<&Path>) {
     let broken: Vec<_> = m
         .files
         .iter()
-        .filter(|(_, f)| !f.errors.is_empty())
+        .filter(|(p, f)| !f.errors.is_empty() && file.is_none_or(|only| only == p.as_path()))
         .collect();
-    if broken.is_empty() && m.error.is_none() && m.held.is_none() {
+    let dir_errors: Vec<&String> = if file.is_none() {
+        m.error.iter().chain(m.held.iter()).collect()
+    } else {
+        Vec::new()
+    };
+    if broken.is_empty() && dir_errors.is_empty() {
         return;
     }
-    h.raw("<section id=\"problems\" class=\"problems\">\n<h2>Job files with errors</h2>\n")
+    h.raw("<section id=\"problems\" class=\"problems\">\n<h2>")
+        .raw(if file.is_some() {
+            "The job file has errors"
+        } else {
+            "Job files with errors"
+        })
+        .raw("</h2>\n")
         .raw("<p class=\"note\">Nothing that runs was changed: each job keeps its last good ")
         .raw("version until its file parses again.</p>\n<ul>\n");
-    for msg in m.error.iter().chain(m.held.iter()) {
+    for msg in dir_errors {
         h.raw("<li class=\"problem\"><span class=\"msg\">")
             .text(msg)
             .raw("</span></li>\n");
@@ -547,101 +747,134 @@ fn manifest_problems(h: &mut Html, snap: &Snapshot) {
     h.raw("</ul>\n</section>\n");
 }
 
+/// The job's source: its file (relative to the watched directory, flagged when it fails to
+/// parse) or the API.
+fn source(h: &mut Html, src: &JobSource, manifests: &ManifestsStatus) {
+    match src {
+        JobSource::File(p) => {
+            h.raw("<code title=\"")
+                .text(&p.display().to_string())
+                .raw("\">")
+                .text(&display_path(p, manifests.dir.as_deref()))
+                .raw("</code>");
+            let broken = manifests.files.get(p).is_some_and(|f| !f.errors.is_empty());
+            if broken {
+                h.raw(" ").badge(Tone::Bad, "file has errors");
+            }
+        }
+        JobSource::Api => {
+            h.raw("<span class=\"muted\">API</span>");
+        }
+    }
+}
+
+/// `2/3 running, 1 pending, …`: a job's or a group's allocations against its count.
+fn running_of(
+    h: &mut Html,
+    running: u64,
+    desired: u64,
+    pending: u64,
+    complete: Option<u64>,
+    failed: u64,
+) {
+    h.raw(if running < desired {
+        "<span class=\"warn\">"
+    } else {
+        "<span>"
+    })
+    .num(running)
+    .raw("/")
+    .num(desired)
+    .raw(" running</span>");
+    if pending > 0 {
+        h.raw(", <span class=\"warn\">")
+            .num(pending)
+            .raw(" pending</span>");
+    }
+    if let Some(complete) = complete.filter(|n| *n > 0) {
+        h.raw(", <span class=\"good\">")
+            .num(complete)
+            .raw(" complete</span>");
+    }
+    if failed > 0 {
+        h.raw(", <span class=\"bad\">")
+            .num(failed)
+            .raw(" failed</span>");
+    }
+}
+
 fn jobs(h: &mut Html, snap: &Snapshot) {
-    h.raw("<section id=\"jobs\">\n<h2>Jobs</h2>\n");
-    if snap.jobs.is_empty() {
-        h.raw("<p class=\"empty\">No jobs.</p>\n</section>\n");
+    if !open_section(h, "jobs", "Jobs", snap.jobs.is_empty(), "No jobs.") {
         return;
     }
     h.raw("<table>\n<thead><tr><th>ID</th><th>Status</th><th>Type</th><th>Version</th>")
         .raw("<th>Allocations</th><th>Source</th><th>Submitted</th></tr></thead>\n<tbody>\n");
-    let dir = snap.manifests.dir.as_deref();
     for j in snap.jobs.iter().take(MAX_JOBS) {
-        let job = &j.record.job;
-        let status = convert::job_status(job, &j.allocs);
+        let status = j.status();
         h.raw("<tr>");
-        h.td("ID").raw("<strong>").text(&job.id).raw("</strong>");
-        if job.name != job.id {
+        h.td("ID")
+            .raw("<strong><a href=\"")
+            .text(&job_href(&j.namespace, &j.id))
+            .raw("\">")
+            .text(&j.id)
+            .raw("</a></strong>");
+        if j.name != j.id && !j.name.is_empty() {
             h.raw("<br><span class=\"muted\">")
-                .text(&job.name)
+                .text(&j.name)
                 .raw("</span>");
         }
         h.raw("</div></td>");
         h.td("Status")
             .badge(job_tone(status), status)
             .raw("</div></td>");
-        h.td("Type").text(job.job_type.as_str()).raw("</div></td>");
-        h.td("Version").num(job.version).raw("</div></td>");
-        let desired: u32 = if job.stop {
-            0
-        } else {
-            job.task_groups.iter().map(|g| g.count).sum()
-        };
-        let count = |s: ClientStatus| {
-            j.allocs
-                .iter()
-                .filter(|a| a.client_status == s && !a.server_terminal())
-                .count()
-        };
-        h.td("Allocations")
-            .num(count(ClientStatus::Running))
-            .raw("/")
-            .num(desired)
-            .raw(" running");
-        let pending = count(ClientStatus::Pending);
-        if pending > 0 {
-            h.raw(", <span class=\"warn\">")
-                .num(pending)
-                .raw(" pending</span>");
-        }
+        h.td("Type")
+            .text(j.job_type.map_or("?", |t| t.as_str()))
+            .raw("</div></td>");
+        h.td("Version").num(j.version).raw("</div></td>");
+        h.td("Allocations");
         // A batch job's finished allocations are its result; a failed allocation that was
         // not replaced is one the job is short of.
-        let complete = count(ClientStatus::Complete);
-        if complete > 0 && job.job_type.is_batch_like() {
-            h.raw(", <span class=\"good\">")
-                .num(complete)
-                .raw(" complete</span>");
-        }
-        let failed = j
-            .allocs
-            .iter()
-            .filter(|a| a.client_status == ClientStatus::Failed && a.next_allocation.is_none())
-            .count();
-        if failed > 0 {
-            h.raw(", <span class=\"bad\">")
-                .num(failed)
-                .raw(" failed</span>");
-        }
+        let batch = j.job_type.is_some_and(|t| t.is_batch_like());
+        running_of(
+            h,
+            j.wanted(ClientStatus::Running),
+            j.desired(),
+            j.wanted(ClientStatus::Pending),
+            batch.then(|| j.wanted(ClientStatus::Complete)),
+            j.groups.values().map(|g| g.failed_unreplaced).sum(),
+        );
         h.raw("</div></td>");
         h.td("Source");
-        match &j.record.source {
-            JobSource::File(p) => {
-                h.raw("<code title=\"")
-                    .text(&p.display().to_string())
-                    .raw("\">")
-                    .text(&display_path(p, dir))
-                    .raw("</code>");
-                let broken = snap
-                    .manifests
-                    .files
-                    .get(p)
-                    .is_some_and(|f| !f.errors.is_empty());
-                if broken {
-                    h.raw(" ").badge(Tone::Bad, "file has errors");
-                }
-            }
-            JobSource::Api => {
-                h.raw("<span class=\"muted\">API</span>");
-            }
-        }
+        source(h, &j.source, &snap.manifests);
         h.raw("</div></td>");
         h.td("Submitted")
-            .ago(snap.now, j.record.submit_time)
+            .ago(snap.now, j.submit_time)
             .raw("</div></td></tr>\n");
     }
     h.raw("</tbody>\n</table>\n");
     more(h, snap.jobs.len(), MAX_JOBS, "drover status");
     h.raw("</section>\n");
+}
+/// Opens a section with its heading; when `empty`, says `nothing` instead, closes it and
+/// returns false.
+fn open_section(
+    h: &mut Html,
+    id: &'static str,
+    heading: &'static str,
+    empty: bool,
+    nothing: &'static str,
+) -> bool {
+    h.raw("<section id=\"")
+        .raw(id)
+        .raw("\">\n<h2>")
+        .raw(heading)
+        .raw("</h2>\n");
+    if empty {
+        h.raw("<p class=\"empty\">")
+            .raw(nothing)
+            .raw("</p>\n</section>\n");
+    }
+    !empty
 }
 
 fn more(h: &mut Html, total: usize, shown: usize, cli: &'static str) {
@@ -654,36 +887,27 @@ fn more(h: &mut Html, total: usize, shown: usize, cli: &'static str) {
     }
 }
 
-fn allocations(h: &mut Html, snap: &Snapshot) {
-    let nodes: BTreeMap<&str, &Node> = snap.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
-    let mut live: Vec<(&JobView, &Allocation)> = Vec::new();
-    let mut past: Vec<(&JobView, &Allocation)> = Vec::new();
-    for j in &snap.jobs {
-        for a in &j.allocs {
-            if a.terminal() {
-                past.push((j, a));
-            } else {
-                live.push((j, a));
-            }
-        }
-    }
-    let total = live.len() + past.len();
-    live.sort_by(|x, y| {
-        (x.1.job_id.as_str(), x.1.name.as_str()).cmp(&(y.1.job_id.as_str(), y.1.name.as_str()))
-    });
-    past.sort_by_key(|(_, a)| std::cmp::Reverse(a.modify_time));
-    past.truncate(MAX_TERMINAL_ALLOCS);
-    let shown: Vec<_> = live.into_iter().chain(past).take(MAX_ALLOCS).collect();
-
-    h.raw("<section id=\"allocations\">\n<h2>Allocations</h2>\n");
-    if shown.is_empty() {
-        h.raw("<p class=\"empty\">No allocations.</p>\n</section>\n");
+fn allocations(
+    h: &mut Html,
+    shown: &[Allocation],
+    total: u64,
+    nodes: &BTreeMap<&str, &str>,
+    versions: &Versions,
+    now: i64,
+) {
+    if !open_section(
+        h,
+        "allocations",
+        "Allocations",
+        shown.is_empty(),
+        "No allocations.",
+    ) {
         return;
     }
     h.raw("<table>\n<thead><tr><th>ID</th><th>Name</th><th>Node</th><th>Version</th>")
         .raw("<th>Status</th><th>Tasks</th><th>Health</th><th>Modified</th></tr></thead>\n")
         .raw("<tbody>\n");
-    for (j, a) in &shown {
+    for a in shown {
         h.raw(if a.terminal() {
             "<tr class=\"past\">"
         } else {
@@ -700,7 +924,8 @@ fn allocations(h: &mut Html, snap: &Snapshot) {
             .text(
                 nodes
                     .get(a.node_id.as_str())
-                    .map_or(short(&a.node_id), |n| n.name.as_str()),
+                    .copied()
+                    .unwrap_or(short(&a.node_id)),
             )
             .raw("</div></td>");
         h.td("Version").num(a.job_version).raw("</div></td>");
@@ -746,36 +971,30 @@ fn allocations(h: &mut Html, snap: &Snapshot) {
         }
         h.raw("</div></td>");
         h.td("Health");
-        match health(a, j.versions.get(&a.job_version), snap.now) {
+        let version = versions.get(&(a.namespace.clone(), a.job_id.clone(), a.job_version));
+        match health(a, version, now) {
             Some((tone, label)) => h.badge(tone, &label),
             None => h.raw("<span class=\"muted\">–</span>"),
         };
         h.raw("</div></td>");
         h.td("Modified")
-            .ago(snap.now, a.modify_time)
+            .ago(now, a.modify_time)
             .raw("</div></td></tr>\n");
     }
     h.raw("</tbody>\n</table>\n");
-    more(h, total, shown.len(), "drover alloc status");
+    more(h, total as usize, shown.len(), "drover alloc status");
     h.raw("</section>\n");
 }
 
-fn nodes(h: &mut Html, snap: &Snapshot) {
-    h.raw("<section id=\"nodes\">\n<h2>Nodes</h2>\n");
-    if snap.nodes.is_empty() {
-        h.raw("<p class=\"empty\">No nodes.</p>\n</section>\n");
+fn node_table(h: &mut Html, snap: &Snapshot) {
+    if !open_section(h, "nodes", "Nodes", snap.nodes.is_empty(), "No nodes.") {
         return;
     }
     h.raw("<table>\n<thead><tr><th>Name</th><th>ID</th><th>DC</th><th>Address</th>")
         .raw("<th>Status</th><th>Eligibility</th><th>Drivers</th><th>Allocations</th>")
         .raw("</tr></thead>\n<tbody>\n");
     for n in &snap.nodes {
-        let running = snap
-            .jobs
-            .iter()
-            .flat_map(|j| &j.allocs)
-            .filter(|a| a.node_id == n.id && !a.terminal())
-            .count();
+        let running = snap.live_per_node.get(&n.id).copied().unwrap_or(0);
         h.raw("<tr>");
         h.td("Name")
             .raw("<strong>")
@@ -832,28 +1051,25 @@ struct Event<'a> {
     message: String,
 }
 
-fn events(h: &mut Html, snap: &Snapshot) {
+fn events(h: &mut Html, task_events: &[RecentTaskEvent], evals: &[Evaluation], now: i64) {
     let mut list: Vec<Event> = Vec::new();
-    for a in snap.jobs.iter().flat_map(|j| &j.allocs) {
-        for (task, t) in &a.task_states {
-            for e in &t.events {
-                let bad = e.exit_code.is_some_and(|c| c != 0)
-                    || matches!(
-                        e.event_type.as_str(),
-                        "Driver Failure" | "Not Restarting" | "Setup Failure" | "Killed"
-                    );
-                list.push(Event {
-                    time: e.time,
-                    kind: "task",
-                    subject: format!("{} · {task} · {}", a.name, short(&a.id)),
-                    what: &e.event_type,
-                    tone: if bad { Tone::Bad } else { Tone::Muted },
-                    message: e.message.clone(),
-                });
-            }
-        }
+    for r in task_events {
+        let e = &r.event;
+        let bad = e.exit_code.is_some_and(|c| c != 0)
+            || matches!(
+                e.event_type.as_str(),
+                "Driver Failure" | "Not Restarting" | "Setup Failure" | "Killed"
+            );
+        list.push(Event {
+            time: e.time,
+            kind: "task",
+            subject: format!("{} · {} · {}", r.alloc_name, r.task, short(&r.alloc_id)),
+            what: &e.event_type,
+            tone: if bad { Tone::Bad } else { Tone::Muted },
+            message: e.message.clone(),
+        });
     }
-    for e in &snap.evals {
+    for e in evals {
         let mut message = format!("triggered by {}", e.triggered_by.as_str());
         if !e.status_description.is_empty() {
             message.push_str(": ");
@@ -878,22 +1094,165 @@ fn events(h: &mut Html, snap: &Snapshot) {
         });
     }
     list.sort_by_key(|e| std::cmp::Reverse(e.time));
-    h.raw("<section id=\"events\">\n<h2>Recent events</h2>\n");
-    if list.is_empty() {
-        h.raw("<p class=\"empty\">No events yet.</p>\n</section>\n");
+    if !open_section(
+        h,
+        "events",
+        "Recent events",
+        list.is_empty(),
+        "No events yet.",
+    ) {
         return;
     }
     h.raw("<table>\n<thead><tr><th>When</th><th>Kind</th><th>Subject</th><th>Event</th>")
         .raw("<th>Message</th></tr></thead>\n<tbody>\n");
     for e in list.iter().take(MAX_EVENTS) {
         h.raw("<tr>");
-        h.td("When").ago(snap.now, e.time).raw("</div></td>");
+        h.td("When").ago(now, e.time).raw("</div></td>");
         h.td("Kind").raw(e.kind).raw("</div></td>");
         h.td("Subject").text(&e.subject).raw("</div></td>");
         h.td("Event").badge(e.tone, e.what).raw("</div></td>");
         h.td("Message").text(&e.message).raw("</div></td></tr>\n");
     }
     h.raw("</tbody>\n</table>\n</section>\n");
+}
+
+fn render_job(p: &JobPage, nonce: &str) -> String {
+    let job = &p.record.job;
+    shell(
+        &title(Some(&format!("job {}", job.id)), &p.manifests, &p.agent),
+        nonce,
+        &p.agent,
+        p.manifests.dir.as_deref(),
+        p.now,
+        |h| {
+            h.raw("<p class=\"crumbs\"><a href=\"/ui/\">← all jobs</a></p>\n");
+            job_facts(h, p);
+            if let JobSource::File(path) = &p.record.source {
+                manifest_problems(h, &p.manifests, Some(path));
+            }
+            groups(h, p);
+            let nodes: BTreeMap<&str, &str> = p
+                .node_names
+                .iter()
+                .map(|(id, name)| (id.as_str(), name.as_str()))
+                .collect();
+            let shown = &p.allocs[..p.allocs.len().min(MAX_ALLOCS)];
+            allocations(h, shown, p.allocs.len() as u64, &nodes, &p.versions, p.now);
+            events(h, &p.task_events, &p.evals, p.now);
+        },
+    )
+}
+
+/// The job's head: status, type, version, where it came from.
+fn job_facts(h: &mut Html, p: &JobPage) {
+    let job = &p.record.job;
+    let status = p.summary.status();
+    h.raw("<section id=\"job\">\n<h2>Job <strong>")
+        .text(&job.id)
+        .raw("</strong> ")
+        .badge(job_tone(status), status)
+        .raw("</h2>\n<dl class=\"facts\">\n");
+    if job.name != job.id {
+        h.raw("<dt>Name</dt><dd>").text(&job.name).raw("</dd>\n");
+    }
+    if job.namespace != "default" {
+        h.raw("<dt>Namespace</dt><dd>")
+            .text(&job.namespace)
+            .raw("</dd>\n");
+    }
+    h.raw("<dt>Type</dt><dd>")
+        .text(job.job_type.as_str())
+        .raw("</dd>\n<dt>Version</dt><dd>")
+        .num(job.version)
+        .raw("</dd>\n<dt>Priority</dt><dd>")
+        .num(job.priority)
+        .raw("</dd>\n<dt>Datacenters</dt><dd>")
+        .text(&job.datacenters.join(", "))
+        .raw("</dd>\n<dt>Source</dt><dd>");
+    source(h, &p.record.source, &p.manifests);
+    h.raw("</dd>\n<dt>Submitted</dt><dd>")
+        .ago(p.now, p.record.submit_time)
+        .raw("</dd>\n</dl>\n</section>\n");
+}
+
+/// Each group's count against its allocations: what the job is short of.
+fn groups(h: &mut Html, p: &JobPage) {
+    let s = &p.summary;
+    if !open_section(
+        h,
+        "groups",
+        "Task groups",
+        s.groups.is_empty(),
+        "No task groups.",
+    ) {
+        return;
+    }
+    h.raw("<table>\n<thead><tr><th>Group</th><th>Desired vs running</th><th>Complete</th>")
+        .raw("<th>Failed</th><th>Lost</th></tr></thead>\n<tbody>\n");
+    for (name, g) in &s.groups {
+        let desired = if s.stop {
+            0
+        } else {
+            g.count.map_or(0, u64::from)
+        };
+        let all = |st: ClientStatus| g.allocs.get(&st).copied().unwrap_or(0);
+        h.raw("<tr>");
+        h.td("Group").raw("<strong>").text(name).raw("</strong>");
+        if g.count.is_none() {
+            h.raw("<br><span class=\"muted\">not in the latest version</span>");
+        }
+        h.raw("</div></td>");
+        h.td("Desired vs running");
+        running_of(
+            h,
+            g.wanted(ClientStatus::Running),
+            desired,
+            g.wanted(ClientStatus::Pending),
+            None,
+            0,
+        );
+        h.raw("</div></td>");
+        h.td("Complete")
+            .num(all(ClientStatus::Complete))
+            .raw("</div></td>");
+        h.td("Failed");
+        if all(ClientStatus::Failed) > 0 {
+            h.raw("<span class=\"bad\">")
+                .num(all(ClientStatus::Failed))
+                .raw("</span>");
+            if g.failed_unreplaced > 0 {
+                h.raw(" <span class=\"muted\">(")
+                    .num(g.failed_unreplaced)
+                    .raw(" not replaced)</span>");
+            }
+        } else {
+            h.raw("0");
+        }
+        h.raw("</div></td>");
+        h.td("Lost")
+            .num(all(ClientStatus::Lost))
+            .raw("</div></td></tr>\n");
+    }
+    h.raw("</tbody>\n</table>\n</section>\n");
+}
+
+/// A job page for a job the store does not hold (purged, collected, or a wrong link).
+fn render_missing_job(st: &AppState, id: &str, now: i64, nonce: &str) -> String {
+    let manifests = st.manifests.lock().unwrap_or_else(|e| e.into_inner());
+    shell(
+        &title(Some("no such job"), &manifests, &st.agent),
+        nonce,
+        &st.agent,
+        manifests.dir.as_deref(),
+        now,
+        |h| {
+            h.raw("<p class=\"crumbs\"><a href=\"/ui/\">← all jobs</a></p>\n")
+                .raw("<section id=\"job\">\n<h2>No job <strong>")
+                .text(id)
+                .raw("</strong></h2>\n<p class=\"empty\">The agent holds no job with this id: ")
+                .raw("it was purged or collected, or never registered.</p>\n</section>\n");
+        },
+    )
 }
 
 #[cfg(test)]
@@ -990,11 +1349,11 @@ mod tests {
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
-    #[tokio::test]
-    async fn every_string_from_jobs_and_files_is_escaped() {
-        let app = app();
-        let resp = get(&app, "/ui").await;
-        assert_eq!(resp.status(), StatusCode::OK);
+    /// GETs `uri`: its status and HTML, checked to carry the page's own script as its only
+    /// one, with a CSP that lets only that script run.
+    async fn html_page(app: &Router, uri: &str) -> (StatusCode, String) {
+        let resp = get(app, uri).await;
+        let status = resp.status();
         assert_eq!(
             resp.headers()[header::CONTENT_TYPE],
             "text/html; charset=utf-8"
@@ -1004,8 +1363,6 @@ mod tests {
             .expect("ascii")
             .to_string();
         let html = body(resp).await;
-
-        // The page's own script is the only one, and the CSP lets only it run.
         assert_eq!(html.matches("<script").count(), 1, "{html}");
         let nonce = csp
             .split("'nonce-")
@@ -1017,6 +1374,14 @@ mod tests {
             "{csp}"
         );
         assert!(csp.contains("default-src 'none'"), "{csp}");
+        (status, html)
+    }
+
+    #[tokio::test]
+    async fn every_string_from_jobs_and_files_is_escaped() {
+        let app = app();
+        let (status, html) = html_page(&app, "/ui").await;
+        assert_eq!(status, StatusCode::OK);
 
         assert!(
             html.contains("&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;"),
@@ -1045,10 +1410,10 @@ mod tests {
         for want in [
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
             "<noscript><meta http-equiv=\"refresh\" content=\"10\"></noscript>",
-            "<strong>web</strong>",
+            "<strong><a href=\"/ui/job/web\">web</a></strong>",
             "<code title=\"/srv/jobs/web.nomad\">web.nomad</code>",
             "<td data-label=\"Version\"><div>0</div></td>",
-            "<td data-label=\"Allocations\"><div>0/1 running</div></td>",
+            "<td data-label=\"Allocations\"><div><span class=\"warn\">0/1 running</span></div></td>",
             "@media (max-width: 720px)",
         ] {
             assert!(html.contains(want), "missing {want:?} in {html}");
@@ -1074,6 +1439,47 @@ mod tests {
         assert_eq!(list[0]["ID"], "web");
         assert_eq!(get(&app, "/nope").await.status(), StatusCode::NOT_FOUND);
         assert_eq!(get(&app, "/v1/nope").await.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn the_job_page_shows_groups_allocations_and_the_file_escaped() {
+        let app = app();
+        let (status, html) = html_page(&app, "/ui/job/web").await;
+        assert_eq!(status, StatusCode::OK);
+        for want in [
+            "<title>(1 broken file) job web · drover · node-&lt;1&gt;</title>",
+            "<a href=\"/ui/\">← all jobs</a>",
+            "<h2>Job <strong>web</strong> <span class=\"badge warn\">pending</span></h2>",
+            "<dd>&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;</dd>",
+            "<code title=\"/srv/jobs/web.nomad\">web.nomad</code>",
+            "<td data-label=\"Group\"><div><strong>g</strong></div></td>",
+            "<td data-label=\"Desired vs running\"><div><span class=\"warn\">0/1 running</span></div></td>",
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
+            "<noscript><meta http-equiv=\"refresh\" content=\"10\"></noscript>",
+        ] {
+            assert!(html.contains(want), "missing {want:?} in {html}");
+        }
+        // Another file's error belongs on the main page, not on this job's.
+        assert!(!html.contains("alert(2)"), "{html}");
+        for external in ["http://", "https://", "src=\""] {
+            assert!(!html.contains(external), "{external:?} in {html}");
+        }
+
+        let (status, html) = html_page(&app, "/ui/job/%3Cnope%3E").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(
+            html.contains("No job <strong>&lt;nope&gt;</strong>"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn job_links_encode_the_id() {
+        assert_eq!(job_href("default", "web"), "/ui/job/web");
+        assert_eq!(
+            job_href("prod", "a b/<c>"),
+            "/ui/job/a%20b%2F%3Cc%3E?namespace=prod"
+        );
     }
 
     #[test]

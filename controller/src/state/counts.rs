@@ -1,13 +1,14 @@
 //! Counts of jobs, allocations and nodes by status, for `/metrics` and systemd's `STATUS=`
-//! line. Computed by SQLite with `GROUP BY` on the indexed columns, without decoding a job or
-//! allocation body, so a scrape stays cheap with thousands of jobs.
+//! line. Allocations and nodes are counted by SQLite with `GROUP BY` on plain columns, jobs by
+//! status from the job summary ([`JobSummary::status`]), without decoding a job or allocation
+//! body, so a scrape stays cheap with thousands of jobs.
 
 use std::collections::BTreeMap;
 
 use rusqlite::Connection;
 
-use super::{Store, StoreError, sql};
-use crate::structs::{ClientStatus, DesiredStatus, JobType, NodeStatus};
+use super::{JobSummary, Store, StoreError, sql};
+use crate::structs::{ClientStatus, NodeStatus};
 
 /// Jobs by Nomad's job status (`pending`, `running`, `dead`), allocations by client status,
 /// nodes by status. Every known status is present, with 0 when nothing has it.
@@ -29,9 +30,20 @@ pub const JOB_STATUSES: [&str; 3] = ["pending", "running", "dead"];
 
 impl Store {
     pub fn counts(&self) -> Result<StateCounts, StoreError> {
+        let jobs = self.job_summaries()?;
+        self.counts_with(&jobs)
+    }
+
+    /// The counts, with jobs by status taken from `jobs` (what `/metrics` read already).
+    pub fn counts_with(&self, jobs: &[JobSummary]) -> Result<StateCounts, StoreError> {
+        let mut by_status: BTreeMap<&'static str, u64> =
+            JOB_STATUSES.iter().map(|s| (*s, 0)).collect();
+        for j in jobs {
+            *by_status.entry(j.status()).or_default() += 1;
+        }
         let conn = self.lock();
         Ok(StateCounts {
-            jobs: job_counts(&conn)?,
+            jobs: by_status,
             allocations: grouped(
                 &conn,
                 "SELECT client_status, count(*) FROM allocations GROUP BY client_status",
@@ -68,36 +80,6 @@ fn grouped<const N: usize>(
         }
     }
     Ok(out)
-}
-
-/// The same rule as `api::convert::job_status`: `dead` when stopped, `running` while an
-/// allocation is not terminal, `dead` for a batch-like job whose allocations all finished,
-/// otherwise `pending`. The job's type is read from its spec only in that last case.
-fn job_counts(conn: &Connection) -> Result<BTreeMap<&'static str, u64>, StoreError> {
-    let live = format!(
-        "a.desired_status NOT IN ('{}', '{}') AND a.client_status NOT IN ('{}', '{}', '{}')",
-        DesiredStatus::Stop.as_str(),
-        DesiredStatus::Evict.as_str(),
-        ClientStatus::Complete.as_str(),
-        ClientStatus::Failed.as_str(),
-        ClientStatus::Lost.as_str(),
-    );
-    let query = format!(
-        "SELECT CASE
-            WHEN h.stop THEN 'dead'
-            WHEN EXISTS (SELECT 1 FROM allocations a
-                         WHERE a.namespace = h.namespace AND a.job_id = h.id AND {live}) THEN 'running'
-            WHEN EXISTS (SELECT 1 FROM allocations a
-                         WHERE a.namespace = h.namespace AND a.job_id = h.id)
-                 AND (SELECT json_extract(v.spec, '$.job_type') FROM job_versions v
-                      WHERE v.namespace = h.namespace AND v.id = h.id AND v.version = h.version)
-                     IN ('{batch}', '{sysbatch}') THEN 'dead'
-            ELSE 'pending' END AS status, count(*)
-         FROM job_heads h GROUP BY status",
-        batch = JobType::Batch.as_str(),
-        sysbatch = JobType::Sysbatch.as_str(),
-    );
-    grouped(conn, &query, JOB_STATUSES, "count jobs by status")
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@
 mod counts;
 pub use counts::{JOB_STATUSES, StateCounts};
 mod schema;
+mod summary;
+pub use summary::{GroupSummary, JobSummary};
 #[cfg(test)]
 mod tests;
 
@@ -30,8 +32,8 @@ use drover_runtime::spec::AllocUpdate;
 
 use crate::scheduler::{ClusterSnapshot, ClusterView};
 use crate::structs::{
-    Allocation, ClientStatus, DrainMetadata, DrainStrategy, EvalStatus, EvalTrigger, Evaluation,
-    Job, Node, NodeStatus, SchedulingEligibility, TaskEvent,
+    Allocation, ClientStatus, DesiredStatus, DrainMetadata, DrainStrategy, EvalStatus, EvalTrigger,
+    Evaluation, Job, Node, NodeStatus, SchedulingEligibility, TaskEvent,
 };
 
 /// Why the store could not do something.
@@ -284,6 +286,29 @@ pub struct TaskRestart {
     pub task: String,
     /// See [`drover_runtime::taskrunner::restart_reason`].
     pub reason: &'static str,
+}
+
+/// A task event with the allocation it belongs to, as the status page lists them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecentTaskEvent {
+    pub alloc_id: String,
+    /// Empty when the allocation is gone.
+    pub alloc_name: String,
+    pub task: String,
+    pub event: TaskEvent,
+}
+
+/// The SQL condition for an allocation that may still run, Nomad's `!TerminalStatus()`:
+/// the server wants it and the node has not finished it.
+fn live_clause() -> String {
+    format!(
+        "desired_status NOT IN ('{}', '{}') AND client_status NOT IN ('{}', '{}', '{}')",
+        DesiredStatus::Stop.as_str(),
+        DesiredStatus::Evict.as_str(),
+        ClientStatus::Complete.as_str(),
+        ClientStatus::Failed.as_str(),
+        ClientStatus::Lost.as_str(),
+    )
 }
 
 /// The state store. Cheap to share behind an `Arc`.
@@ -566,13 +591,22 @@ impl Store {
                     params![job.namespace, job.id, version as i64, spec, index as i64, now],
                 )
                 .map_err(sql(format!("write version {version} of job {:?}", job.id)))?;
+                for g in &job.task_groups {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO job_groups (namespace, id, version, task_group, count)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![job.namespace, job.id, version as i64, g.name, g.count],
+                    )
+                    .map_err(sql(format!("write the groups of version {version} of job {:?}", job.id)))?;
+                }
             }
             tx.execute(
-                "INSERT INTO job_heads (namespace, id, version, source, stop, create_index, modify_index, submit_time, stopped_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, CASE WHEN ?5 THEN ?8 END)
+                "INSERT INTO job_heads (namespace, id, version, source, stop, create_index, modify_index, submit_time, stopped_at, name, job_type)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, CASE WHEN ?5 THEN ?8 END, ?9, ?10)
                  ON CONFLICT (namespace, id) DO UPDATE SET version = ?3, source = ?4, stop = ?5,
                     modify_index = ?7, submit_time = ?8,
-                    stopped_at = CASE WHEN ?5 THEN coalesce(stopped_at, ?8) END",
+                    stopped_at = CASE WHEN ?5 THEN coalesce(stopped_at, ?8) END,
+                    name = ?9, job_type = ?10",
                 params![
                     job.namespace,
                     job.id,
@@ -581,7 +615,9 @@ impl Store {
                     job.stop,
                     create_index as i64,
                     index as i64,
-                    now
+                    now,
+                    job.name,
+                    job.job_type.as_str()
                 ],
             )
             .map_err(sql(format!("write the head of job {:?}", job.id)))?;
@@ -622,7 +658,7 @@ impl Store {
                 });
             }
             if purge {
-                for table in ["job_heads", "job_versions"] {
+                for table in ["job_heads", "job_versions", "job_groups"] {
                     tx.execute(
                         &format!("DELETE FROM {table} WHERE namespace = ?1 AND id = ?2"),
                         params![namespace, job_id],
@@ -1011,7 +1047,102 @@ impl Store {
             .collect()
     }
 
+    /// Allocations that may still run (wanted, and not finished on their node), by job and
+    /// name; at most `limit`.
+    pub fn live_allocs(&self, limit: usize) -> Result<Vec<Allocation>, StoreError> {
+        let conn = self.lock();
+        query_allocs(
+            &conn,
+            &format!(
+                "WHERE {} ORDER BY namespace, job_id, name, id LIMIT ?1",
+                live_clause()
+            ),
+            params![limit as i64],
+        )
+    }
+
+    /// Allocations stopped or finished, the most recently changed first; at most `limit`.
+    pub fn recent_terminal_allocs(&self, limit: usize) -> Result<Vec<Allocation>, StoreError> {
+        let conn = self.lock();
+        query_allocs(
+            &conn,
+            &format!(
+                "WHERE NOT ({}) ORDER BY modify_index DESC LIMIT ?1",
+                live_clause()
+            ),
+            params![limit as i64],
+        )
+    }
+
+    /// How many allocations that may still run each node holds.
+    pub fn live_allocs_per_node(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let conn = self.lock();
+        let what = "count live allocations per node";
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT node_id, count(*) FROM allocations WHERE {} GROUP BY node_id",
+                live_clause()
+            ))
+            .map_err(sql(what))?;
+        let rows: Vec<(String, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(sql(what))?;
+        Ok(rows
+            .into_iter()
+            .map(|(n, c)| (n, c.max(0) as u64))
+            .collect())
+    }
+
+    /// The newest task events, newest first, of every job or of one (`job`: namespace, id);
+    /// at most `limit`.
+    pub fn recent_task_events(
+        &self,
+        job: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<RecentTaskEvent>, StoreError> {
+        let conn = self.lock();
+        let what = "list recent task events";
+        let (ns, id) = job.unzip();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT e.alloc_id, coalesce(a.name, ''), e.task, e.body FROM task_events e
+                 LEFT JOIN allocations a ON a.id = e.alloc_id
+                 WHERE ?1 IS NULL OR e.alloc_id IN
+                     (SELECT id FROM allocations WHERE namespace = ?1 AND job_id = ?2)
+                 ORDER BY e.time DESC LIMIT ?3",
+            )
+            .map_err(sql(what))?;
+        let rows: Vec<(String, String, String, String)> = stmt
+            .query_map(params![ns, id, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(sql(what))?;
+        rows.into_iter()
+            .map(|(alloc_id, alloc_name, task, body)| {
+                let event = decode("task event of allocation", &alloc_id, &body)?;
+                Ok(RecentTaskEvent {
+                    alloc_id,
+                    alloc_name,
+                    task,
+                    event,
+                })
+            })
+            .collect()
+    }
+
     // ---- evaluations ---------------------------------------------------------------------
+
+    /// The most recently changed evaluations first; at most `limit`.
+    pub fn recent_evals(&self, limit: usize) -> Result<Vec<Evaluation>, StoreError> {
+        let conn = self.lock();
+        query_evals(
+            &conn,
+            "ORDER BY modify_index DESC LIMIT ?1",
+            params![limit as i64],
+        )
+    }
 
     /// Writes a new evaluation (pending), or updates one.
     pub fn upsert_eval(&self, eval: &Evaluation) -> Result<Evaluation, StoreError> {
@@ -1116,7 +1247,7 @@ impl Store {
                     )
                     .map_err(sql(what.clone()))?;
                 }
-                for table in ["job_heads", "job_versions"] {
+                for table in ["job_heads", "job_versions", "job_groups"] {
                     tx.execute(
                         &format!("DELETE FROM {table} WHERE namespace = ?1 AND id = ?2"),
                         params![ns, id],
@@ -1597,10 +1728,10 @@ fn query_allocs(
 fn put_alloc(tx: &Tx<'_>, a: &Allocation) -> Result<(), StoreError> {
     let body = encode("an allocation", a)?;
     tx.execute(
-        "INSERT INTO allocations (id, namespace, job_id, node_id, desired_status, client_status, modify_index, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO allocations (id, namespace, job_id, node_id, desired_status, client_status, modify_index, body, task_group, name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (id) DO UPDATE SET node_id = ?4, desired_status = ?5, client_status = ?6,
-            modify_index = ?7, body = ?8",
+            modify_index = ?7, body = ?8, task_group = ?9, name = ?10",
         params![
             a.id,
             a.namespace,
@@ -1609,7 +1740,9 @@ fn put_alloc(tx: &Tx<'_>, a: &Allocation) -> Result<(), StoreError> {
             a.desired_status.as_str(),
             a.client_status.as_str(),
             a.modify_index as i64,
-            body
+            body,
+            a.task_group,
+            a.name
         ],
     )
     .map_err(sql(format!("write allocation {}", a.id)))?;

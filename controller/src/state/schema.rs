@@ -91,4 +91,46 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE job_heads ADD COLUMN stopped_at INTEGER;
     "#,
+    // 3: what the job summary (`/metrics`, the status page) reads without decoding a job or an
+    // allocation body: the head's name and type, each version's groups with their count, and
+    // each allocation's group and name, and task events by time. Existing rows are filled from their JSON.
+    r#"
+    ALTER TABLE job_heads ADD COLUMN name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE job_heads ADD COLUMN job_type TEXT NOT NULL DEFAULT '';
+    UPDATE job_heads SET
+        name = coalesce((SELECT json_extract(v.spec, '$.name') FROM job_versions v
+                         WHERE v.namespace = job_heads.namespace AND v.id = job_heads.id
+                           AND v.version = job_heads.version), ''),
+        job_type = coalesce((SELECT json_extract(v.spec, '$.job_type') FROM job_versions v
+                             WHERE v.namespace = job_heads.namespace AND v.id = job_heads.id
+                               AND v.version = job_heads.version), '');
+
+    CREATE TABLE job_groups (
+        namespace  TEXT NOT NULL,
+        id         TEXT NOT NULL,
+        version    INTEGER NOT NULL,
+        task_group TEXT NOT NULL,
+        count      INTEGER NOT NULL,
+        PRIMARY KEY (namespace, id, version, task_group)
+    );
+    INSERT OR IGNORE INTO job_groups (namespace, id, version, task_group, count)
+        SELECT v.namespace, v.id, v.version,
+               coalesce(json_extract(g.value, '$.name'), ''),
+               coalesce(json_extract(g.value, '$.count'), 0)
+        FROM job_versions v, json_each(v.spec, '$.task_groups') g;
+
+    ALTER TABLE allocations ADD COLUMN task_group TEXT NOT NULL DEFAULT '';
+    ALTER TABLE allocations ADD COLUMN name TEXT NOT NULL DEFAULT '';
+    UPDATE allocations SET
+        task_group = coalesce(json_extract(body, '$.task_group'), ''),
+        name = coalesce(json_extract(body, '$.name'), '');
+
+    -- The job summary and the status page's counts read only these columns: from this index
+    -- alone, without reading an allocation's row (its body fills most of a page).
+    CREATE INDEX allocations_summary ON allocations
+        (namespace, job_id, task_group, client_status, desired_status, node_id);
+
+    -- The status page lists the newest task events.
+    CREATE INDEX task_events_by_time ON task_events (time);
+    "#,
 ];

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use drover_runtime::spec::{AllocUpdate, TaskState};
 
 use super::*;
-use crate::structs::mock::{self, MockJob};
+use crate::structs::mock::{self, MockAlloc, MockJob};
 
 const NOW: i64 = 1_700_000_000_000_000_000;
 
@@ -483,6 +483,15 @@ fn a_version_one_database_with_data_migrates_to_the_latest_schema() {
             [],
         )
         .expect("head row");
+        let alloc = mock::alloc(&mock::job(), 0)
+            .with_id("a-0")
+            .client_status(ClientStatus::Complete);
+        conn.execute(
+            "INSERT INTO allocations (id, namespace, job_id, node_id, desired_status, client_status, modify_index, body)
+             VALUES ('a-0', 'default', 'example', ?1, 'run', 'complete', 1, ?2)",
+            params![alloc.node_id, serde_json::to_string(&alloc).expect("body")],
+        )
+        .expect("allocation row");
     }
     let store = Store::open(&path).expect("migrates");
     assert_eq!(
@@ -494,6 +503,25 @@ fn a_version_one_database_with_data_migrates_to_the_latest_schema() {
         .expect("read")
         .expect("kept");
     assert_eq!(rec.job.id, "example");
+    // The job summary's columns were filled from the stored spec.
+    let summary = store
+        .job_summary("default", "example")
+        .expect("summary")
+        .expect("kept");
+    let job = mock::job();
+    assert_eq!(
+        (summary.name.as_str(), summary.job_type),
+        (job.name.as_str(), Some(job.job_type))
+    );
+    assert_eq!(
+        summary.groups[&job.task_groups[0].name].count,
+        Some(job.task_groups[0].count)
+    );
+    assert_eq!(
+        summary.groups[&job.task_groups[0].name].allocs[&ClientStatus::Complete],
+        1,
+        "the allocation's group was filled in"
+    );
     // The new column works on migrated rows.
     store
         .deregister_job("default", "example", false, None, NOW)
