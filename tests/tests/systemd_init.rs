@@ -87,8 +87,10 @@ impl SystemdHost {
             let (_, state) = host.sh("systemctl is-system-running");
             matches!(state.trim(), "running" | "degraded").then_some(())
         });
-        // The engine's group, as the host names the socket's group id.
-        host.must(&format!("groupadd -g {gid} docker"));
+        // The engine's group, as the host names the socket's group id. `-o`: that id may
+        // already be a group of the image's (hosts often give docker 999 or 998, Debian's
+        // systemd-journal and systemd-network; a root-owned socket has 0).
+        host.must(&format!("groupadd -o -g {gid} docker"));
         host
     }
 
