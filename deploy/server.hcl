@@ -11,8 +11,10 @@ datacenter = "dc1"
 # (StateDirectory=drover), owned by the drover user.
 data_dir = "/var/lib/drover"
 
-# The HTTP API and /metrics. Loopback keeps the API (which has no authentication) on this
-# machine; set the machine's address for Prometheus on another host to scrape it.
+# The HTTP API, /metrics and the RPC port clients join. Loopback keeps them on this machine.
+# Beyond loopback the agent refuses to start without tokens: http_api_token (or DROVER_TOKEN)
+# for the API, server { join_token } (or DROVER_JOIN_TOKEN) for the RPC port. For Prometheus
+# on another host, `addresses { http = "10.0.0.10" }` moves only the API.
 bind_addr = "127.0.0.1"
 
 ports {

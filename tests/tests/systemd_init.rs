@@ -87,8 +87,18 @@ impl SystemdHost {
             let (_, state) = host.sh("systemctl is-system-running");
             matches!(state.trim(), "running" | "degraded").then_some(())
         });
-        // The engine's group, as the host names the socket's group id.
-        host.must(&format!("groupadd -g {gid} docker"));
+        // This build links against the host's glibc; the image's may be older.
+        let (runs, out) = host.sh("/usr/local/bin/drover version");
+        assert!(
+            runs,
+            "this build's drover does not run in {IMAGE} (a host glibc newer than the image's?); \
+             rebuild the image from a suite as new as the host's, e.g. \
+             DROVER_TEST_SYSTEMD_SUITE=trixie scripts/test-systemd-image:\n{out}"
+        );
+        // The engine's group, as the host names the socket's group id. `-o`: that id may
+        // already be a group of the image's (hosts often give docker 999 or 998, Debian's
+        // systemd-journal and systemd-network; a root-owned socket has 0).
+        host.must(&format!("groupadd -o -g {gid} docker"));
         host
     }
 

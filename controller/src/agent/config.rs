@@ -509,11 +509,9 @@ impl AgentConfig {
     /// a server whose RPC port listens beyond loopback refuses to start without a join token
     /// (`server { join_token }`, or `env_token`, the agent's `DROVER_JOIN_TOKEN`).
     pub fn check_rpc_exposure(&self, env_token: Option<&str>) -> Result<(), String> {
-        let has_token = |t: Option<&str>| t.is_some_and(|t| !t.trim().is_empty());
         if !self.server.enabled
             || is_loopback(&self.bind_addr)
-            || has_token(self.server.join_token.as_deref())
-            || has_token(env_token)
+            || effective_join_token(self.server.join_token.as_deref(), env_token).is_some()
         {
             return Ok(());
         }
@@ -674,6 +672,18 @@ fn join_host_port(host: &str, port: u16) -> String {
 }
 
 /// `0.0.0.0` or `::`: every address of the host, none of which it names.
+/// The join token in effect: `configured` (`server` or `client { join_token }`), else `env`
+/// (`DROVER_JOIN_TOKEN`), trimmed; a blank one counts as unset. [`AgentConfig::check_rpc_exposure`]
+/// and the RPC port both use it, so the port enforces the token the check counted.
+pub fn effective_join_token(configured: Option<&str>, env: Option<&str>) -> Option<String> {
+    [configured, env]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .find(|t| !t.is_empty())
+        .map(str::to_string)
+}
+
 pub(crate) fn is_unspecified(addr: &str) -> bool {
     unbracket(addr)
         .parse::<IpAddr>()
@@ -1097,6 +1107,19 @@ mod tests {
         assert!(c.check_rpc_exposure(Some("s3cret")).is_ok());
         c.server.join_token = Some("s3cret".into());
         assert!(c.check_rpc_exposure(None).is_ok());
+        // A blank token in the file stands for none: the check lets the environment's
+        // through, and that is the token the RPC port then asks for.
+        c.server.join_token = Some(" ".into());
+        assert!(
+            c.check_rpc_exposure(None).is_err(),
+            "a blank file token is none"
+        );
+        assert!(c.check_rpc_exposure(Some("from-env")).is_ok());
+        assert_eq!(
+            effective_join_token(c.server.join_token.as_deref(), Some("from-env")).as_deref(),
+            Some("from-env"),
+            "the check passed on the environment's token, so the RPC port must enforce it"
+        );
         c.server.join_token = None;
         c.server.enabled = false;
         assert!(

@@ -76,11 +76,10 @@ pub async fn run(config: AgentConfig, data_dir: PathBuf, reload: Reload) -> anyh
 
 /// The join token: the config's, else `DROVER_JOIN_TOKEN`; `None` when neither sets one.
 fn join_token(configured: &Option<String>) -> Option<String> {
-    configured
-        .clone()
-        .or_else(|| std::env::var(JOIN_TOKEN_ENV).ok())
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
+    super::config::effective_join_token(
+        configured.as_deref(),
+        std::env::var(JOIN_TOKEN_ENV).ok().as_deref(),
+    )
 }
 
 /// A server agent (with, in dev mode or when both roles are enabled, its own node's client
