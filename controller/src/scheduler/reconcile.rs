@@ -67,8 +67,15 @@ pub fn reconcile_indexed<'a, 'n: 'a>(input: &ReconcileInput<'a>, index: &'a Node
         }
     }
     let system = matches!(job.job_type, JobType::System | JobType::Sysbatch);
-    let mut groups: BTreeSet<&str> = by_group.keys().copied().collect();
-    groups.extend(job.task_groups.iter().map(|g| g.name.as_str()));
+    // In name order, as Nomad walks them; a sorted vector, not a set: a steady tick builds
+    // this for every job.
+    let mut groups: Vec<&str> = by_group
+        .keys()
+        .copied()
+        .chain(job.task_groups.iter().map(|g| g.name.as_str()))
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
 
     let mut wants = Vec::new();
     for group in groups {
@@ -355,10 +362,14 @@ fn compute_group(
     }
     rolling_update(job, tg, now, &kept, &destructive, plan, wants, du);
 
+    let mut room = desired.saturating_sub(kept.len());
+    if replace.is_empty() && room == 0 {
+        // The steady state: nothing to stop and replace, nothing to add.
+        return;
+    }
     // Replacements reuse their name when it is still free; new ones take the lowest free index.
     let mut used: BTreeSet<u32> = kept.iter().filter_map(|a| a.index()).collect();
     let mut free_from = 0;
-    let mut room = desired.saturating_sub(kept.len());
     for (a, why, client_status, tracker) in replace {
         plan.stop.push(stop(a, why, client_status));
         du.stop += 1;

@@ -142,9 +142,17 @@ pub fn alloc_name(job_id: &str, group: &str, index: u32) -> String {
     format!("{job_id}.{group}[{index}]")
 }
 
-/// Parses the index out of `job.group[i]`.
+/// Parses the index out of `job.group[i]`. Read from the end, byte by byte: every plan asks
+/// it of every allocation several times, and a steady tick over 50,000 allocations spent a
+/// third of its time in a `rfind` + `parse` version of this.
 pub fn alloc_name_index(name: &str) -> Option<u32> {
-    let open = name.rfind('[')?;
-    let rest = name.get(open + 1..)?.strip_suffix(']')?;
-    rest.parse().ok()
+    let body = name.as_bytes().strip_suffix(b"]")?;
+    let open = body.iter().rposition(|b| !b.is_ascii_digit())?;
+    let digits = &body[open + 1..];
+    if body[open] != b'[' || digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u32, |n, &d| {
+        n.checked_mul(10)?.checked_add(u32::from(d - b'0'))
+    })
 }

@@ -89,6 +89,12 @@ mod tests {
         assert_eq!(alloc_name_index("a.b[c]"), None);
         assert_eq!(alloc_name_index("no-index"), None);
         assert_eq!(alloc_name_index("x.y[12"), None);
+        assert_eq!(alloc_name_index("x.y[]"), None);
+        assert_eq!(alloc_name_index("x.y[1]2]"), None);
+        assert_eq!(alloc_name_index("x[a].y[0]"), Some(0));
+        assert_eq!(alloc_name_index("x.y[4294967295]"), Some(u32::MAX));
+        assert_eq!(alloc_name_index("x.y[4294967296]"), None, "overflow");
+        assert_eq!(alloc_name_index("[7]"), Some(7));
     }
 
     #[test]
