@@ -230,6 +230,52 @@ mod tests {
     use crate::structs::mock::{self, MockJob};
 
     #[test]
+    fn a_client_update_after_the_snapshot_is_not_written_back_over() {
+        let store = Store::open_in_memory().expect("open");
+        store.upsert_node(mock::node()).expect("node");
+        let reg = store
+            .register_job(mock::job().count(1), &JobSource::Api, 0)
+            .expect("register");
+        crate::worker::process(&store, &reg.eval).expect("place");
+        let alloc = store.allocs_by_job("default", "example").expect("allocs")[0].clone();
+        let stopped = store
+            .deregister_job("default", "example", false, None, 0)
+            .expect("deregister");
+        // The worker reads the job and plans its stop …
+        let snap = store.job_snapshot("default", "example").expect("snapshot");
+        let job = snap.job.clone().expect("job");
+        let plan = crate::worker::plan(&snap, &job, SystemTime::now());
+        assert_eq!(plan.stop.len(), 1);
+        // … while the node reports the task running.
+        store
+            .update_allocs_from_client(
+                &alloc.node_id,
+                &[drover_runtime::spec::AllocUpdate {
+                    id: alloc.id.clone(),
+                    client_status: ClientStatus::Running,
+                    client_description: "Tasks are running".into(),
+                    task_states: Default::default(),
+                    checks: vec![],
+                    driver_networks: Default::default(),
+                }],
+                0,
+            )
+            .expect("client update");
+        let from = PlannedFrom {
+            index: snap.index,
+            allocs: &snap.allocs,
+        };
+        apply(&store, &stopped, &job, &plan, from, 0).expect("apply");
+        let now = store.alloc(&alloc.id).expect("read").expect("exists");
+        assert_eq!(now.desired_status, DesiredStatus::Stop, "the plan's part");
+        assert_eq!(
+            (now.client_status, now.client_description.as_str()),
+            (ClientStatus::Running, "Tasks are running"),
+            "the client's part, as it reported after the snapshot"
+        );
+    }
+
+    #[test]
     fn a_plan_over_a_node_that_changed_since_its_snapshot_is_refused_whole() {
         let store = Store::open_in_memory().expect("open");
         store.upsert_node(mock::node()).expect("node");

@@ -1498,6 +1498,8 @@ impl Store {
                 for a in &mut write.allocs {
                     if a.create_index == 0 {
                         a.create_index = index;
+                    } else {
+                        keep_client_fields(tx, a)?;
                     }
                     a.modify_index = index;
                     put_alloc(tx, a)?;
@@ -1548,6 +1550,40 @@ fn read_cluster(conn: &Connection) -> Result<ClusterView, StoreError> {
         [],
     )?;
     Ok(ClusterView::new(index, nodes, &live))
+}
+
+/// What a client reports about an allocation is the client's. A plan rewrites an existing
+/// allocation from the copy its snapshot held (to stop it, update it in place, link it); a
+/// client update that landed after that snapshot must not be written back over. As Nomad's
+/// state store does, the current row's client fields win, except a `lost` the plan decided
+/// for a client that has not itself said it is done.
+fn keep_client_fields(tx: &Tx<'_>, planned: &mut Allocation) -> Result<(), StoreError> {
+    let current: Option<(i64, String)> = tx
+        .prepare_cached(&format!(
+            "SELECT modify_index, {ALLOC_COLUMNS} FROM allocations WHERE id = ?1"
+        ))
+        .and_then(|mut stmt| {
+            stmt.query_row(params![planned.id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(sql(format!("read allocation {}", planned.id)))?;
+    let Some((modify_index, body)) = current else {
+        return Ok(());
+    };
+    if modify_index as u64 == planned.modify_index {
+        return Ok(());
+    }
+    let current: Allocation = decode("allocation", &planned.id, &body)?;
+    if planned.client_status == ClientStatus::Lost && !current.client_terminal() {
+        return Ok(());
+    }
+    planned.client_status = current.client_status;
+    planned.client_description = current.client_description;
+    planned.task_states = current.task_states;
+    planned.running_since = current.running_since;
+    planned.checks = current.checks;
+    planned.driver_networks = current.driver_networks;
+    Ok(())
 }
 
 /// Refuses a plan when allocations on its nodes changed after its snapshot.
