@@ -613,6 +613,14 @@ impl TaskRunner {
                                 return Waited::Vanished;
                             }
                         }
+                        // Still no event, but a `docker rm -f` has finished (or is finishing)
+                        // its removal by now: a container that is gone was not a crash. (Seen
+                        // in a full CI run: one removal in twenty counted as a restart.)
+                        if let Err(DriverError::TaskNotFound { .. }) =
+                            self.driver.inspect_task(h).await
+                        {
+                            return Waited::Vanished;
+                        }
                     }
                     return Waited::Exited(exit);
                 }
