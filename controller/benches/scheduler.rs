@@ -238,7 +238,6 @@ fn rss_kb() -> (u64, u64) {
 
 fn memory() {
     use drover::server::{Server, ServerConfig};
-    use drover::state::{JobSource, PlanWrite};
     use drover_runtime::client::ServerApi;
 
     let (base, _) = rss_kb();
@@ -264,34 +263,7 @@ fn memory() {
             local.register_node(info).await.expect("register");
         }
     });
-    let now = unix_nanos(SystemTime::now());
-    for k in 0..10_000usize {
-        let j = job(&format!("mem-{k:05}"), 5);
-        let reg = server
-            .store()
-            .register_job(j.clone(), &JobSource::Api, now)
-            .expect("job");
-        let allocs = (0..5u32)
-            .map(|i| {
-                mock::alloc(&j, i)
-                    .id(&format!("{k:08}-{i}-mem"))
-                    .node(&ids[(k * 5 + i as usize) % NODES])
-            })
-            .collect();
-        let mut done = reg.eval.clone();
-        done.status = drover::structs::EvalStatus::Complete;
-        server
-            .store()
-            .commit_plan(
-                &j.id,
-                PlanWrite {
-                    allocs,
-                    evals: vec![done],
-                    guard: None,
-                },
-            )
-            .expect("allocs");
-    }
+    load_jobs(server.store(), &ids, "mem", None);
     println!(
         "memory: loaded 5,000 nodes and 50,000 allocations in {:.1} s",
         t.elapsed().as_secs_f64()
@@ -367,25 +339,43 @@ fn memory() {
 
 /// The store `memory` and `evals` load: 5,000 nodes, 10,000 jobs of 5 allocations each.
 fn load_store(path: &std::path::Path) -> drover::state::Store {
-    use drover::state::{JobSource, PlanWrite, Store};
+    use drover::state::Store;
 
     let store = Store::open(path).expect("store");
     let nodes = nodes();
     for n in &nodes {
         store.upsert_node(n.clone()).expect("node");
     }
+    let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
+    load_jobs(&store, &ids, "load", Some(ClientStatus::Running));
+    store
+}
+
+/// 10,000 jobs `{tag}-NNNNN` of 5 allocations each, spread over `node_ids`, written as a
+/// completed plan; the allocations get `client_status` when given (else they stay pending).
+fn load_jobs(
+    store: &drover::state::Store,
+    node_ids: &[String],
+    tag: &str,
+    client_status: Option<ClientStatus>,
+) {
+    use drover::state::{JobSource, PlanWrite};
+
     let now = unix_nanos(SystemTime::now());
     for k in 0..10_000usize {
-        let j = job(&format!("load-{k:05}"), 5);
+        let j = job(&format!("{tag}-{k:05}"), 5);
         let reg = store
             .register_job(j.clone(), &JobSource::Api, now)
             .expect("job");
         let allocs = (0..5u32)
             .map(|i| {
-                mock::alloc(&j, i)
-                    .id(&format!("{k:08}-{i}-load"))
-                    .node(&nodes[(k * 5 + i as usize) % NODES].id)
-                    .client_status(ClientStatus::Running)
+                let a = mock::alloc(&j, i)
+                    .id(&format!("{k:08}-{i}-{tag}"))
+                    .node(&node_ids[(k * 5 + i as usize) % node_ids.len()]);
+                match client_status {
+                    Some(cs) => a.client_status(cs),
+                    None => a,
+                }
             })
             .collect();
         let mut done = reg.eval.clone();
@@ -401,7 +391,6 @@ fn load_store(path: &std::path::Path) -> drover::state::Store {
             )
             .expect("allocs");
     }
-    store
 }
 
 fn evals() {
