@@ -294,8 +294,9 @@ fn writes_need_the_api_token_and_an_open_api_needs_one_to_start() {
     // An API on every interface with no token is refused before anything starts.
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let out = std::process::Command::new(drover_tests::drover_bin())
-        .args([
+    let open_agent = |envs: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(drover_tests::drover_bin());
+        cmd.args([
             "agent",
             "-dev",
             "-bind",
@@ -306,8 +307,11 @@ fn writes_need_the_api_token_and_an_open_api_needs_one_to_start() {
         ])
         .arg(&data)
         .env_remove("DROVER_TOKEN")
-        .output()
-        .expect("drover runs");
+        .env_remove("DROVER_JOIN_TOKEN")
+        .envs(envs.iter().copied());
+        cmd.output().expect("drover runs")
+    };
+    let out = open_agent(&[]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
@@ -316,21 +320,7 @@ fn writes_need_the_api_token_and_an_open_api_needs_one_to_start() {
     );
 
     // With an API token but no join token, the open RPC port is refused the same way.
-    let out = std::process::Command::new(drover_tests::drover_bin())
-        .args([
-            "agent",
-            "-dev",
-            "-bind",
-            "0.0.0.0",
-            "-http-port",
-            "4699",
-            "-data-dir",
-        ])
-        .arg(&data)
-        .env("DROVER_TOKEN", "s3cret")
-        .env_remove("DROVER_JOIN_TOKEN")
-        .output()
-        .expect("drover runs");
+    let out = open_agent(&[("DROVER_TOKEN", "s3cret")]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
